@@ -1,0 +1,144 @@
+#include "engine/nn.h"
+
+#include <cmath>
+
+#include "engine/error.h"
+#include "engine/ops.h"
+#include "kernels/cpu/kernels.h"
+
+namespace st::nn {
+
+std::string kind_name(ParameterKind kind) {
+  switch (kind) {
+    case ParameterKind::ConvWeight: return "conv";
+    case ParameterKind::LinearWeight: return "linear";
+    case ParameterKind::Bias: return "bias";
+    case ParameterKind::NormWeight: return "norm_weight";
+    case ParameterKind::NormBias: return "norm_bias";
+  }
+  return "unknown";
+}
+
+int64_t Parameter::kept() const {
+  if (!mask.defined()) return numel();
+  int64_t count = 0;
+  const float* m = mask.data();
+  for (int64_t i = 0; i < mask.numel(); ++i) count += m[i] != 0.0f ? 1 : 0;
+  return count;
+}
+
+void Parameter::apply_mask() {
+  if (mask.defined()) cpu::apply_mask(numel(), value().data(), mask.data());
+}
+
+void Module::train(bool training) {
+  training_ = training;
+  for (auto& [name, child] : children_) child->train(training);
+}
+
+std::vector<Parameter*> Module::parameters() {
+  std::vector<Parameter*> result;
+  collect("", result, nullptr);
+  return result;
+}
+
+std::vector<NamedBuffer> Module::buffers() {
+  std::vector<Parameter*> ignored;
+  std::vector<NamedBuffer> result;
+  collect("", ignored, &result);
+  return result;
+}
+
+int64_t Module::parameter_count() {
+  int64_t total = 0;
+  for (Parameter* p : parameters()) total += p->numel();
+  return total;
+}
+
+Parameter& Module::register_parameter(const std::string& name, Tensor value, ParameterKind kind) {
+  auto parameter = std::make_unique<Parameter>();
+  parameter->name = name;
+  parameter->variable = Variable(std::move(value), true);
+  parameter->kind = kind;
+  if (parameter->prunable()) parameter->mask = Tensor::full(parameter->variable.shape(), 1.0f);
+  Parameter& reference = *parameter;
+  parameters_.emplace_back(name, std::move(parameter));
+  return reference;
+}
+
+void Module::register_buffer(const std::string& name, Tensor* tensor) { buffers_.emplace_back(name, tensor); }
+
+void Module::collect(const std::string& prefix, std::vector<Parameter*>& parameters,
+                     std::vector<NamedBuffer>* buffers) {
+  for (auto& [name, parameter] : parameters_) {
+    parameter->name = prefix + name;
+    parameters.push_back(parameter.get());
+  }
+  if (buffers != nullptr)
+    for (auto& [name, tensor] : buffers_) buffers->push_back({prefix + name, tensor});
+  for (auto& [name, child] : children_) child->collect(prefix + name + ".", parameters, buffers);
+}
+
+namespace {
+
+Tensor kaiming_normal(const Shape& shape, int64_t fan_in, Rng& rng) {
+  Tensor t = Tensor::empty(shape);
+  const float std = std::sqrt(2.0f / static_cast<float>(fan_in));
+  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = std * rng.normal();
+  return t;
+}
+
+}  // namespace
+
+Linear::Linear(int64_t in, int64_t out, bool bias, Rng& rng) {
+  weight_ = &register_parameter("weight", kaiming_normal({out, in}, in, rng), ParameterKind::LinearWeight);
+  if (bias) bias_ = &register_parameter("bias", Tensor::zeros({out}), ParameterKind::Bias);
+}
+
+Variable Linear::forward(const Variable& x) {
+  return ops::linear(x, weight_->variable, bias_ ? bias_->variable : Variable());
+}
+
+Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad, bool bias, Rng& rng,
+               int64_t groups)
+    : stride_(stride), pad_(pad), groups_(groups) {
+  ST_CHECK(in % groups == 0 && out % groups == 0, "Conv2d: {} -> {} channels not divisible by {} groups", in, out,
+           groups);
+  const int64_t fan_in = kernel * kernel * (in / groups);
+  weight_ = &register_parameter("weight", kaiming_normal({out, kernel, kernel, in / groups}, fan_in, rng),
+                                ParameterKind::ConvWeight);
+  if (bias) bias_ = &register_parameter("bias", Tensor::zeros({out}), ParameterKind::Bias);
+}
+
+Variable Conv2d::forward(const Variable& x) {
+  return ops::conv2d(x, weight_->variable, bias_ ? bias_->variable : Variable(), stride_, pad_, groups_);
+}
+
+BatchNorm2d::BatchNorm2d(int64_t channels, float momentum, float eps)
+    : running_mean_(Tensor::zeros({channels})), running_var_(Tensor::full({channels}, 1.0f)),
+      momentum_(momentum), eps_(eps) {
+  gamma_ = &register_parameter("weight", Tensor::full({channels}, 1.0f), ParameterKind::NormWeight);
+  beta_ = &register_parameter("bias", Tensor::zeros({channels}), ParameterKind::NormBias);
+  register_buffer("running_mean", &running_mean_);
+  register_buffer("running_var", &running_var_);
+}
+
+Variable BatchNorm2d::forward(const Variable& x) {
+  return ops::batchnorm(x, gamma_->variable, beta_->variable, running_mean_, running_var_, training(), momentum_,
+                        eps_);
+}
+
+Variable ReLU::forward(const Variable& x) { return ops::relu(x); }
+Variable MaxPool2d::forward(const Variable& x) { return ops::max_pool2d(x, kernel_, stride_); }
+Variable AvgPool2d::forward(const Variable& x) { return ops::avg_pool2d(x, kernel_, stride_); }
+Variable GlobalAvgPool::forward(const Variable& x) { return ops::global_avg_pool(x); }
+Variable Flatten::forward(const Variable& x) { return ops::flatten(x); }
+Variable Dropout::forward(const Variable& x) { return ops::dropout(x, p_, training(), *rng_); }
+
+Variable Sequential::forward(const Variable& x) {
+  Variable h = x;
+  for (Module* layer : layers_) h = layer->forward(h);
+  return h;
+}
+
+}  // namespace st::nn

@@ -1,0 +1,165 @@
+// nn: Module (a tree of named parameters, buffers and children), Parameter (a trainable Variable
+// plus, for prunable tensors, its mask), and the layers the models compose. Names follow the
+// natural PyTorch state-dict ("layer1.0.conv1.weight"), so checkpoints and exports read naturally.
+// Prunable tensors are conv and linear weights, never biases or BatchNorm parameters.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/rng.h"
+
+namespace st::nn {
+
+enum class ParameterKind { ConvWeight, LinearWeight, Bias, NormWeight, NormBias };
+std::string kind_name(ParameterKind kind);
+
+struct Parameter {
+  std::string name;  // full dotted name, set when the module tree is collected
+  Variable variable;
+  Tensor mask;       // defined for prunable tensors: 1 = kept, 0 = pruned
+  ParameterKind kind = ParameterKind::Bias;
+
+  bool prunable() const { return kind == ParameterKind::ConvWeight || kind == ParameterKind::LinearWeight; }
+  Tensor& value() { return variable.value(); }
+  Tensor& grad() { return variable.grad_buffer(); }
+  int64_t numel() const { return variable.value().numel(); }
+  int64_t kept() const;  // number of non-zero mask entries (numel if no mask)
+  void apply_mask();     // value *= mask (exactly 0 where the mask is 0)
+};
+
+struct NamedBuffer {
+  std::string name;
+  Tensor* tensor;
+};
+
+class Module {
+ public:
+  virtual ~Module() = default;
+  virtual Variable forward(const Variable& x) = 0;
+
+  void train(bool training = true);
+  bool training() const { return training_; }
+
+  // Every parameter of the tree in registration order (depth first), with full names.
+  std::vector<Parameter*> parameters();
+  std::vector<NamedBuffer> buffers();
+  int64_t parameter_count();
+
+ protected:
+  Parameter& register_parameter(const std::string& name, Tensor value, ParameterKind kind);
+  void register_buffer(const std::string& name, Tensor* tensor);
+  template <typename M>
+  M& register_module(const std::string& name, std::unique_ptr<M> module) {
+    M& reference = *module;
+    children_.emplace_back(name, std::move(module));
+    return reference;
+  }
+
+ private:
+  void collect(const std::string& prefix, std::vector<Parameter*>& parameters, std::vector<NamedBuffer>* buffers);
+
+  bool training_ = true;
+  std::vector<std::pair<std::string, std::unique_ptr<Parameter>>> parameters_;
+  std::vector<std::pair<std::string, Tensor*>> buffers_;
+  std::vector<std::pair<std::string, std::unique_ptr<Module>>> children_;
+};
+
+// ---- layers ---------------------------------------------------------------------------------------
+// Initialisation: weights Kaiming-normal (He et al. 2015, fan_in, ReLU gain: std = sqrt(2 / fan_in)),
+// biases 0, BatchNorm gamma 1 and beta 0 (as open_lth).
+
+class Linear : public Module {
+ public:
+  Linear(int64_t in, int64_t out, bool bias, Rng& rng);
+  Variable forward(const Variable& x) override;
+  Parameter& weight() { return *weight_; }
+ private:
+  Parameter* weight_;
+  Parameter* bias_ = nullptr;
+};
+
+class Conv2d : public Module {
+ public:
+  Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad, bool bias, Rng& rng,
+         int64_t groups = 1);
+  Variable forward(const Variable& x) override;
+  Parameter& weight() { return *weight_; }
+  int64_t stride() const { return stride_; }
+  int64_t pad() const { return pad_; }
+  int64_t groups() const { return groups_; }
+ private:
+  Parameter* weight_;
+  Parameter* bias_ = nullptr;
+  int64_t stride_, pad_, groups_;
+};
+
+class BatchNorm2d : public Module {
+ public:
+  explicit BatchNorm2d(int64_t channels, float momentum = 0.1f, float eps = 1e-5f);
+  Variable forward(const Variable& x) override;
+ private:
+  Parameter* gamma_;
+  Parameter* beta_;
+  Tensor running_mean_, running_var_;
+  float momentum_, eps_;
+};
+
+class ReLU : public Module {
+ public:
+  Variable forward(const Variable& x) override;
+};
+
+class MaxPool2d : public Module {
+ public:
+  MaxPool2d(int64_t kernel, int64_t stride) : kernel_(kernel), stride_(stride) {}
+  Variable forward(const Variable& x) override;
+ private:
+  int64_t kernel_, stride_;
+};
+
+class AvgPool2d : public Module {
+ public:
+  AvgPool2d(int64_t kernel, int64_t stride) : kernel_(kernel), stride_(stride) {}
+  Variable forward(const Variable& x) override;
+ private:
+  int64_t kernel_, stride_;
+};
+
+class GlobalAvgPool : public Module {
+ public:
+  Variable forward(const Variable& x) override;
+};
+
+class Flatten : public Module {
+ public:
+  Variable forward(const Variable& x) override;
+};
+
+class Dropout : public Module {
+ public:
+  Dropout(float p, Rng& rng) : p_(p), rng_(&rng) {}
+  Variable forward(const Variable& x) override;
+ private:
+  float p_;
+  Rng* rng_;
+};
+
+// Children run in order; names are "0", "1", ... as in torch.nn.Sequential.
+class Sequential : public Module {
+ public:
+  template <typename M>
+  M& add(std::unique_ptr<M> module) {
+    M& reference = register_module(std::to_string(layers_.size()), std::move(module));
+    layers_.push_back(&reference);
+    return reference;
+  }
+  Variable forward(const Variable& x) override;
+ private:
+  std::vector<Module*> layers_;
+};
+
+}  // namespace st::nn

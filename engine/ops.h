@@ -1,0 +1,44 @@
+// The differentiable ops: each computes its forward on the tensor's device and, when a tape is
+// active and an input requires a gradient, records its backward (see engine/autograd.h). Backend
+// code lives in kernels/<backend>/; these functions only check shapes, allocate, dispatch and record.
+// Layouts: activations NHWC, conv weights KRSC, linear weights (out, in).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/rng.h"
+
+namespace st::ops {
+
+// y[N, out] = x[N, in] W[out, in]^T + b[out]   (b may be an undefined Variable: no bias)
+Variable linear(const Variable& x, const Variable& weight, const Variable& bias);
+
+// x [N, H, W, C], weight [K, R, S, C / groups], bias [K] or undefined
+Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias, int64_t stride, int64_t pad,
+                int64_t groups = 1);
+
+// Batch normalisation over N*H*W per channel (x may be [N, C] too). In training mode uses the batch
+// statistics and updates the running ones (unbiased variance, PyTorch's convention):
+//   running = (1 - momentum) * running + momentum * batch
+Variable batchnorm(const Variable& x, const Variable& gamma, const Variable& beta, Tensor& running_mean,
+                   Tensor& running_var, bool training, float momentum, float eps);
+
+Variable relu(const Variable& x);
+Variable add(const Variable& a, const Variable& b);
+Variable max_pool2d(const Variable& x, int64_t kernel, int64_t stride, int64_t pad = 0);
+Variable avg_pool2d(const Variable& x, int64_t kernel, int64_t stride, int64_t pad = 0);
+Variable global_avg_pool(const Variable& x);  // [N, H, W, C] -> [N, C]
+Variable flatten(const Variable& x);          // [N, ...] -> [N, prod(...)] (NHWC order)
+// Inverted dropout: in training, zero each element with probability p and scale survivors by 1/(1-p).
+Variable dropout(const Variable& x, float p, bool training, Rng& rng);
+// Option-A ResNet shortcut: x[:, ::stride, ::stride, :] with channels zero-padded to out_channels.
+Variable pad_shortcut(const Variable& x, int64_t stride, int64_t out_channels);
+
+// Mean softmax cross-entropy over the batch with label smoothing; returns a one-element Variable.
+Variable softmax_cross_entropy(const Variable& logits, const std::vector<int32_t>& labels, float smoothing = 0.0f);
+// Number of rows whose arg-max equals the label (ties: the first maximum).
+int64_t count_correct(const Tensor& logits, const std::vector<int32_t>& labels);
+
+}  // namespace st::ops

@@ -1,0 +1,58 @@
+// relu, add, flatten, dropout.
+#include "engine/error.h"
+#include "engine/ops.h"
+#include "engine/ops/record.h"
+#include "kernels/cpu/kernels.h"
+
+namespace st::ops {
+
+Variable relu(const Variable& x) {
+  const bool recording = should_record({&x});
+  Variable y(Tensor::empty(x.shape()), recording);
+  cpu::relu_forward(x.value().numel(), x.value().data(), y.value().data());
+  detail::record_backward(recording, y, [x, y_value = y.value()](Tensor& dy) mutable {
+    cpu::relu_backward(y_value.numel(), y_value.data(), dy.data(), x.grad_buffer().data());
+  });
+  return y;
+}
+
+Variable add(const Variable& a, const Variable& b) {
+  ST_CHECK(a.shape() == b.shape(), "add: shapes {} and {} differ", shape_string(a.shape()), shape_string(b.shape()));
+  const bool recording = should_record({&a, &b});
+  Variable y(Tensor::empty(a.shape()), recording);
+  cpu::add_forward(a.value().numel(), a.value().data(), b.value().data(), y.value().data());
+  detail::record_backward(recording, y, [a, b](Tensor& dy) mutable {
+    if (float* da = detail::grad_or_null(a)) cpu::accumulate(dy.numel(), dy.data(), da);
+    if (float* db = detail::grad_or_null(b)) cpu::accumulate(dy.numel(), dy.data(), db);
+  });
+  return y;
+}
+
+Variable flatten(const Variable& x) {
+  const int64_t batch = x.shape()[0];
+  const bool recording = should_record({&x});
+  // The output shares storage with the input; its gradient is a separate buffer reshaped back.
+  Variable y(x.value().reshape({batch, x.value().numel() / batch}), recording);
+  detail::record_backward(recording, y, [x](Tensor& dy) mutable {
+    cpu::accumulate(dy.numel(), dy.data(), x.grad_buffer().data());
+  });
+  return y;
+}
+
+Variable dropout(const Variable& x, float p, bool training, Rng& rng) {
+  ST_CHECK(p >= 0.0f && p < 1.0f, "dropout: probability {} outside [0, 1)", p);
+  if (!training || p == 0.0f) return x;
+  const bool recording = should_record({&x});
+  const int64_t n = x.value().numel();
+  Tensor scale = Tensor::empty(x.shape());
+  const float keep_scale = 1.0f / (1.0f - p);
+  for (int64_t i = 0; i < n; ++i) scale.data()[i] = rng.uniform() < p ? 0.0f : keep_scale;
+  Variable y(Tensor::empty(x.shape()), recording);
+  cpu::scale_by_mask(n, x.value().data(), scale.data(), y.value().data());
+  detail::record_backward(recording, y, [x, scale](Tensor& dy) mutable {
+    cpu::accumulate_scaled_by_mask(dy.numel(), dy.data(), scale.data(), x.grad_buffer().data());
+  });
+  return y;
+}
+
+}  // namespace st::ops

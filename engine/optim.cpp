@@ -1,0 +1,127 @@
+// The three optimizers as thin owners of their state; the fused masked updates are in
+// kernels/cpu/optimizer.cpp (formulas at the top of that file).
+#include "engine/optim.h"
+
+#include "engine/error.h"
+#include "kernels/cpu/kernels.h"
+
+namespace st {
+namespace {
+
+std::vector<Tensor> zeros_like_all(const std::vector<nn::Parameter*>& parameters) {
+  std::vector<Tensor> tensors;
+  for (nn::Parameter* p : parameters) tensors.push_back(Tensor::zeros(p->value().shape()));
+  return tensors;
+}
+
+class MaskedSgd : public Optimizer {
+ public:
+  MaskedSgd(const OptimizerConfig& c, std::vector<nn::Parameter*> parameters)
+      : Optimizer(std::move(parameters)), config_(c), velocity_(zeros_like_all(parameters_)) {}
+  void step(float lr) override {
+    const cpu::SgdHyper h{lr, config_.momentum, config_.dampening, config_.weight_decay, config_.nesterov};
+    for (std::size_t i = 0; i < parameters_.size(); ++i) {
+      nn::Parameter* p = parameters_[i];
+      cpu::sgd_step(p->numel(), p->value().data(), p->grad().data(), velocity_[i].data(), mask_of(p), h);
+    }
+    ++steps_taken_;
+  }
+  std::vector<std::pair<std::string, Tensor*>> state() override {
+    std::vector<std::pair<std::string, Tensor*>> slots;
+    for (std::size_t i = 0; i < parameters_.size(); ++i)
+      slots.emplace_back(parameters_[i]->name + ".momentum", &velocity_[i]);
+    return slots;
+  }
+ private:
+  OptimizerConfig config_;
+  std::vector<Tensor> velocity_;
+};
+
+class MaskedAdam : public Optimizer {
+ public:
+  MaskedAdam(const OptimizerConfig& c, bool decoupled, std::vector<nn::Parameter*> parameters)
+      : Optimizer(std::move(parameters)), config_(c), decoupled_(decoupled), first_(zeros_like_all(parameters_)),
+        second_(zeros_like_all(parameters_)) {}
+  void step(float lr) override {
+    ++steps_taken_;
+    const cpu::AdamHyper h{lr, config_.beta1, config_.beta2, config_.eps, config_.weight_decay, decoupled_,
+                           steps_taken_};
+    for (std::size_t i = 0; i < parameters_.size(); ++i) {
+      nn::Parameter* p = parameters_[i];
+      cpu::adam_step(p->numel(), p->value().data(), p->grad().data(), first_[i].data(), second_[i].data(),
+                     mask_of(p), h);
+    }
+  }
+  std::vector<std::pair<std::string, Tensor*>> state() override {
+    std::vector<std::pair<std::string, Tensor*>> slots;
+    for (std::size_t i = 0; i < parameters_.size(); ++i) {
+      slots.emplace_back(parameters_[i]->name + ".exp_avg", &first_[i]);
+      slots.emplace_back(parameters_[i]->name + ".exp_avg_sq", &second_[i]);
+    }
+    return slots;
+  }
+ private:
+  OptimizerConfig config_;
+  bool decoupled_;
+  std::vector<Tensor> first_, second_;
+};
+
+class MaskedRmsProp : public Optimizer {
+ public:
+  MaskedRmsProp(const OptimizerConfig& c, std::vector<nn::Parameter*> parameters)
+      : Optimizer(std::move(parameters)), config_(c), square_avg_(zeros_like_all(parameters_)),
+        momentum_(zeros_like_all(parameters_)) {}
+  void step(float lr) override {
+    const cpu::RmsPropHyper h{lr, config_.alpha, config_.eps, config_.weight_decay, config_.momentum};
+    for (std::size_t i = 0; i < parameters_.size(); ++i) {
+      nn::Parameter* p = parameters_[i];
+      cpu::rmsprop_step(p->numel(), p->value().data(), p->grad().data(), square_avg_[i].data(), momentum_[i].data(),
+                        mask_of(p), h);
+    }
+    ++steps_taken_;
+  }
+  std::vector<std::pair<std::string, Tensor*>> state() override {
+    std::vector<std::pair<std::string, Tensor*>> slots;
+    for (std::size_t i = 0; i < parameters_.size(); ++i) {
+      slots.emplace_back(parameters_[i]->name + ".square_avg", &square_avg_[i]);
+      slots.emplace_back(parameters_[i]->name + ".momentum", &momentum_[i]);
+    }
+    return slots;
+  }
+ private:
+  OptimizerConfig config_;
+  std::vector<Tensor> square_avg_, momentum_;
+};
+
+}  // namespace
+
+void Optimizer::zero_grad() {
+  for (nn::Parameter* p : parameters_) p->variable.zero_grad();
+}
+
+void Optimizer::reset_state() {
+  for (auto& [name, tensor] : state()) tensor->zero();
+  steps_taken_ = 0;
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& c, std::vector<nn::Parameter*> parameters) {
+  if (c.weight_decay < 0.0f) fail("--weight-decay: must be >= 0, got {}", c.weight_decay);
+  if (c.momentum < 0.0f || c.momentum >= 1.0f) fail("--momentum: must be in [0, 1), got {}", c.momentum);
+  if (c.nesterov && (c.momentum <= 0.0f || c.dampening != 0.0f))
+    fail("--nesterov: needs momentum > 0 and zero dampening (momentum {}, dampening {})", c.momentum, c.dampening);
+  if (c.name == "sgd") return std::make_unique<MaskedSgd>(c, std::move(parameters));
+  if (c.name == "adam" || c.name == "adamw") {
+    if (c.beta1 < 0.0f || c.beta1 >= 1.0f || c.beta2 < 0.0f || c.beta2 >= 1.0f)
+      fail("--beta1/--beta2: must be in [0, 1), got {} and {}", c.beta1, c.beta2);
+    if (c.eps <= 0.0f) fail("--eps: must be > 0, got {}", c.eps);
+    return std::make_unique<MaskedAdam>(c, c.name == "adamw", std::move(parameters));
+  }
+  if (c.name == "rmsprop") {
+    if (c.alpha < 0.0f || c.alpha >= 1.0f) fail("--alpha: must be in [0, 1), got {}", c.alpha);
+    if (c.eps <= 0.0f) fail("--eps: must be > 0, got {}", c.eps);
+    return std::make_unique<MaskedRmsProp>(c, std::move(parameters));
+  }
+  fail("--optimizer: unknown optimizer '{}' (known: sgd, adam, adamw, rmsprop)", c.name);
+}
+
+}  // namespace st

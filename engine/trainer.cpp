@@ -1,0 +1,415 @@
+#include "engine/trainer.h"
+
+#include <fmt/format.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "engine/error.h"
+#include "engine/io/checkpoint.h"
+#include "engine/io/metrics.h"
+#include "engine/ops.h"
+#include "kernels/cuda/device.h"
+#include "pruning/random_mask.h"
+
+namespace st {
+
+// ---- config ------------------------------------------------------------------------------------
+
+nlohmann::json to_json(const TrainConfig& c) {
+  const OptimizerConfig& o = c.optimizer;
+  return {{"model", c.model},
+          {"dataset", c.dataset},
+          {"data_dir", c.data_dir},
+          {"epochs", c.epochs},
+          {"batch_size", c.batch_size},
+          {"lr", c.lr},
+          {"optimizer",
+           {{"name", o.name}, {"momentum", o.momentum}, {"dampening", o.dampening}, {"nesterov", o.nesterov},
+            {"weight_decay", o.weight_decay}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps},
+            {"alpha", o.alpha}}},
+          {"label_smoothing", c.label_smoothing},
+          {"val_size", c.val_size},
+          {"train_limit", c.train_limit},
+          {"augment", c.augment},
+          {"density", c.density},
+          {"seed", c.seed},
+          {"device", c.device},
+          {"threads", c.threads},
+          {"run_dir", c.run_dir},
+          {"checkpoint_every", c.checkpoint_every},
+          {"log_every", c.log_every}};
+}
+
+TrainConfig train_config_from_json(const nlohmann::json& j) {
+  TrainConfig c;
+  try {
+    c.model = j.at("model").get<std::string>();
+    c.dataset = j.at("dataset").get<std::string>();
+    c.data_dir = j.at("data_dir").get<std::string>();
+    c.epochs = j.at("epochs").get<int64_t>();
+    c.batch_size = j.at("batch_size").get<int64_t>();
+    c.lr = j.at("lr").get<float>();
+    const auto& o = j.at("optimizer");
+    c.optimizer.name = o.at("name").get<std::string>();
+    c.optimizer.momentum = o.at("momentum").get<float>();
+    c.optimizer.dampening = o.at("dampening").get<float>();
+    c.optimizer.nesterov = o.at("nesterov").get<bool>();
+    c.optimizer.weight_decay = o.at("weight_decay").get<float>();
+    c.optimizer.beta1 = o.at("beta1").get<float>();
+    c.optimizer.beta2 = o.at("beta2").get<float>();
+    c.optimizer.eps = o.at("eps").get<float>();
+    c.optimizer.alpha = o.at("alpha").get<float>();
+    c.label_smoothing = j.at("label_smoothing").get<float>();
+    c.val_size = j.at("val_size").get<int64_t>();
+    c.train_limit = j.at("train_limit").get<int64_t>();
+    c.augment = j.at("augment").get<bool>();
+    c.density = j.at("density").get<double>();
+    c.seed = j.at("seed").get<uint64_t>();
+    c.device = j.at("device").get<std::string>();
+    c.threads = j.at("threads").get<int>();
+    c.run_dir = j.at("run_dir").get<std::string>();
+    c.checkpoint_every = j.at("checkpoint_every").get<int64_t>();
+    c.log_every = j.at("log_every").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("config: {}", e.what());
+  }
+  return c;
+}
+
+void validate(const TrainConfig& c) {
+  models::find_model(c.model);  // unknown model -> error naming --model
+  if (c.dataset != "fashion-mnist" && c.dataset != "mnist" && c.dataset != "cifar10" && c.dataset != "cifar100")
+    fail("--data: unknown dataset '{}' (known: fashion-mnist, mnist, cifar10, cifar100)", c.dataset);
+  if (c.epochs <= 0) fail("--epochs: must be a positive number of epochs, got {}", c.epochs);
+  if (c.batch_size <= 0) fail("--batch: must be a positive batch size, got {}", c.batch_size);
+  if (!(c.lr > 0.0f) || !std::isfinite(c.lr)) fail("--lr: must be a positive learning rate, got {}", c.lr);
+  if (c.label_smoothing < 0.0f || c.label_smoothing >= 1.0f)
+    fail("--label-smoothing: must be in [0, 1), got {}", c.label_smoothing);
+  if (c.val_size < 0) fail("--val-size: must be >= 0, got {}", c.val_size);
+  if (c.train_limit < 0) fail("--train-limit: must be >= 0, got {}", c.train_limit);
+  if (!(c.density > 0.0 && c.density <= 1.0)) fail("--density: must be in (0, 1], got {}", c.density);
+  if (c.device != "auto" && c.device != "cpu" && c.device != "cuda")
+    fail("--device: must be auto, cpu or cuda, got '{}'", c.device);
+  if (c.threads < 0) fail("--threads: must be >= 0, got {}", c.threads);
+  if (c.checkpoint_every < 0) fail("--checkpoint-every: must be >= 0 steps, got {}", c.checkpoint_every);
+  if (c.log_every < 0) fail("--log-every: must be >= 0 steps, got {}", c.log_every);
+  if (c.run_dir.empty()) fail("--run-dir: must not be empty");
+  make_optimizer(c.optimizer, {});  // validates the optimizer flags
+}
+
+std::string default_data_dir(const std::string& dataset) {
+  if (dataset == "fashion-mnist") return "/usr/share/datasets/fashion-mnist";
+  return "data/" + dataset;
+}
+
+DeviceChoice choose_device(const std::string& requested) {
+#ifdef ST_HAVE_CUDA
+  const cuda::DeviceInfo info = cuda::query_devices();
+#else
+  const cuda::DeviceInfo info{0, "", "this build has no CUDA backend"};
+#endif
+  if (requested == "cuda") {
+    if (info.count == 0) fail("--device cuda: no usable CUDA device ({})", info.unavailable);
+    fail("--device cuda: found {}, but the CUDA training backend is not implemented yet; use --device cpu",
+         info.first_name);
+  }
+  if (info.count > 0)
+    return {Device::CPU, fmt::format("cpu, {} threads (CUDA device {} present; the CUDA training backend is not "
+                                     "implemented yet)",
+                                     omp_get_max_threads(), info.first_name)};
+  return {Device::CPU, fmt::format("cpu, {} threads (no CUDA device: {})", omp_get_max_threads(), info.unavailable)};
+}
+
+// ---- trainer -----------------------------------------------------------------------------------
+
+namespace {
+
+data::Dataset load_split(const TrainConfig& c, bool train) {
+  const std::string dir = c.data_dir.empty() ? default_data_dir(c.dataset) : c.data_dir;
+  if (c.dataset == "fashion-mnist" || c.dataset == "mnist")
+    return data::load_idx_directory(dir, train, c.dataset + (train ? "/train" : "/test"));
+  return data::load_cifar_directory(dir, train, c.dataset == "cifar100");
+}
+
+std::string format_duration(double seconds) {
+  const auto total = static_cast<int64_t>(std::max(0.0, seconds));
+  return fmt::format("{}:{:02}:{:02}", total / 3600, (total / 60) % 60, total % 60);
+}
+
+}  // namespace
+
+Trainer::Trainer(TrainConfig config) : config_(std::move(config)), model_rng_(config_.seed) {
+  validate(config_);
+  if (config_.threads > 0) omp_set_num_threads(config_.threads);
+  data::Dataset full_train = load_split(config_, true);
+  test_ = load_split(config_, false);
+  if (config_.train_limit > 0 && config_.train_limit < full_train.size()) {
+    full_train.labels.resize(static_cast<std::size_t>(config_.train_limit));
+    full_train.pixels.resize(static_cast<std::size_t>(config_.train_limit * full_train.pixels_per_image()));
+  }
+  if (config_.val_size >= full_train.size())
+    fail("--val-size: {} validation images leave none to train on (the training set has {})", config_.val_size,
+         full_train.size());
+  std::tie(train_, validation_) = data::split_train_validation(full_train, config_.val_size, config_.seed);
+  normalization_ = data::compute_normalization(train_);
+
+  const models::ModelEntry& entry = models::find_model(config_.model);
+  const int64_t side = std::max({entry.image_size, train_.height, train_.width});
+  input_ = {train_.channels, side, side, train_.num_classes};
+  data::AugmentOptions augment;
+  augment.pad_to = (train_.height == side && train_.width == side) ? 0 : side;
+  eval_augment_ = augment;
+  if (config_.augment) {
+    augment.pad_crop = 4;
+    augment.flip = true;
+  }
+  train_loader_ = std::make_unique<data::BatchLoader>(train_, config_.batch_size, true, false, config_.seed, augment,
+                                                      normalization_);
+  model_ = models::build_model(config_.model, input_, model_rng_);
+  if (config_.density < 1.0) {
+    Rng mask_rng = Rng::derived(config_.seed, 0x6d61736b);  // "mask"
+    pruning::apply_random_masks(model_->parameters(), config_.density, mask_rng);
+  }
+  optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
+}
+
+std::filesystem::path Trainer::checkpoint_path(const std::string& name) const {
+  return std::filesystem::path(config_.run_dir) / "checkpoints" / (name + ".safetensors");
+}
+
+TrainConfig Trainer::config_of_run(const std::filesystem::path& run_dir) {
+  const auto path = run_dir / "checkpoints" / "last.safetensors";
+  if (!std::filesystem::exists(path))
+    fail("--resume {}: no checkpoint at {} (was the run started with this directory?)", run_dir.string(),
+         path.string());
+  const auto metadata = io::read_checkpoint_metadata(path);
+  const auto it = metadata.find("sparsetrain.config");
+  if (it == metadata.end()) fail("checkpoint {}: no sparsetrain.config metadata", path.string());
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(it->second);
+  } catch (const nlohmann::json::exception& e) {
+    fail("checkpoint {}: sparsetrain.config is not valid JSON: {}", path.string(), e.what());
+  }
+  TrainConfig config = train_config_from_json(json);
+  config.run_dir = run_dir.string();
+  return config;
+}
+
+void Trainer::save(const std::string& name, int64_t epoch, int64_t batch, int64_t global_step, double seconds) {
+  io::CheckpointContents contents;
+  contents.model = model_.get();
+  contents.optimizer = optimizer_.get();
+  contents.rngs["model"] = &model_rng_;
+  contents.config_json = to_json(config_).dump();
+  contents.position_json = nlohmann::json{{"epoch", epoch},
+                                          {"batch", batch},
+                                          {"global_step", global_step},
+                                          {"optimizer_steps", optimizer_->steps_taken()},
+                                          {"seconds", seconds}}
+                               .dump();
+  io::save_checkpoint(checkpoint_path(name), contents);
+}
+
+nlohmann::json Trainer::load(const std::filesystem::path& path) {
+  io::CheckpointContents contents;
+  contents.model = model_.get();
+  contents.optimizer = optimizer_.get();
+  contents.rngs["model"] = &model_rng_;
+  io::load_checkpoint(path, contents);
+  nlohmann::json position;
+  try {
+    position = nlohmann::json::parse(contents.position_json);
+    optimizer_->set_steps_taken(position.at("optimizer_steps").get<int64_t>());
+    position.at("epoch").get<int64_t>();
+    position.at("batch").get<int64_t>();
+    position.at("global_step").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("checkpoint {}: bad sparsetrain.position metadata: {}", path.string(), e.what());
+  }
+  return position;
+}
+
+float Trainer::train_step(const std::vector<float>& images, const std::vector<int32_t>& labels, int64_t batch, float lr,
+                          int64_t* correct) {
+  Tensor input = Tensor::empty({batch, input_.height, input_.width, input_.channels});
+  std::copy(images.begin(), images.begin() + input.numel(), input.data());
+  std::vector<int32_t> batch_labels(labels.begin(), labels.begin() + batch);
+  model_->train(true);
+  optimizer_->zero_grad();
+  Tape tape;
+  Variable logits, loss;
+  {
+    TapeScope scope(tape);
+    logits = model_->forward(Variable(input));
+    loss = ops::softmax_cross_entropy(logits, batch_labels, config_.label_smoothing);
+  }
+  tape.backward(loss);
+  optimizer_->step(lr);
+  if (correct != nullptr) *correct = ops::count_correct(logits.value(), batch_labels);
+  return loss.value().item();
+}
+
+EvalResult Trainer::evaluate(const data::Dataset& dataset) {
+  model_->train(false);
+  const data::BatchLoader loader(dataset, 1000, false, false, 0, eval_augment_, normalization_);
+  std::vector<float> images;
+  std::vector<int32_t> labels;
+  EvalResult result;
+  double loss_sum = 0.0;
+  int64_t correct = 0;
+  for (int64_t b = 0; b < loader.batches_per_epoch(); ++b) {
+    const int64_t batch = loader.fill_batch(0, b, images, labels);
+    Tensor input = Tensor::empty({batch, input_.height, input_.width, input_.channels});
+    std::copy(images.begin(), images.begin() + input.numel(), input.data());
+    labels.resize(static_cast<std::size_t>(batch));
+    const Variable logits = model_->forward(Variable(input));
+    loss_sum += static_cast<double>(ops::softmax_cross_entropy(logits, labels, 0.0f).value().item()) *
+                static_cast<double>(batch);
+    correct += ops::count_correct(logits.value(), labels);
+    result.count += batch;
+  }
+  result.loss = loss_sum / static_cast<double>(std::max<int64_t>(result.count, 1));
+  result.accuracy = static_cast<double>(correct) / static_cast<double>(std::max<int64_t>(result.count, 1));
+  return result;
+}
+
+TrainResult Trainer::run(bool resume) {
+  namespace fs = std::filesystem;
+  const fs::path run_dir(config_.run_dir);
+  int64_t start_epoch = 0, start_batch = 0, global_step = 0;
+  double previous_seconds = 0.0;
+  if (resume) {
+    const nlohmann::json position = load(checkpoint_path("last"));
+    start_epoch = position.at("epoch").get<int64_t>();
+    start_batch = position.at("batch").get<int64_t>();
+    global_step = position.at("global_step").get<int64_t>();
+    previous_seconds = position.value("seconds", 0.0);
+  } else {
+    fs::create_directories(run_dir);
+    fs::remove(run_dir / "metrics.jsonl");
+    fs::remove(run_dir / "summary.csv");
+    fs::remove_all(run_dir / "checkpoints");
+  }
+  io::write_text_atomic(run_dir / "config.json", to_json(config_).dump(2) + "\n");
+  io::MetricsLog metrics(run_dir / "metrics.jsonl", true);
+  io::SummaryCsv summary(run_dir / "summary.csv",
+                         {"cycle", "density", "max_lr", "val_accuracy", "test_accuracy", "seconds", "steps"}, true);
+  const DeviceChoice device = choose_device(config_.device);
+  fmt::print("sparsetrain: {} on {} ({} train / {} validation / {} test images), device {}\n", config_.model,
+             config_.dataset, train_.size(), validation_.size(), test_.size(), device.description);
+  int64_t kept = 0, prunable = 0, total = 0;
+  for (nn::Parameter* p : model_->parameters()) {
+    total += p->numel();
+    if (p->prunable()) {
+      prunable += p->numel();
+      kept += p->kept();
+    }
+  }
+  fmt::print("model: {} parameters, {} prunable, density {:.4f}; run directory {}\n", total, prunable,
+             static_cast<double>(kept) / static_cast<double>(std::max<int64_t>(prunable, 1)), run_dir.string());
+  if (resume) {
+    fmt::print("resuming at epoch {} batch {} (step {})\n", start_epoch + 1, start_batch, global_step);
+    metrics.write({{"event", "resume"}, {"epoch", start_epoch}, {"batch", start_batch}, {"step", global_step}});
+  } else {
+    metrics.write({{"event", "start"}, {"config", to_json(config_)}, {"device", device.description}});
+    save("last", 0, 0, 0, 0.0);
+  }
+  std::fflush(stdout);
+
+  const int64_t batches = train_loader_->batches_per_epoch();
+  const int64_t total_steps = batches * config_.epochs;
+  const int64_t log_every = config_.log_every > 0 ? config_.log_every : std::max<int64_t>(1, batches / 5);
+  const auto clock_start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return previous_seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - clock_start).count();
+  };
+  std::vector<float> images;
+  std::vector<int32_t> labels;
+  EvalResult validation, test;
+  auto window_start = std::chrono::steady_clock::now();
+  int64_t window_images = 0, window_correct = 0;
+  double window_loss = 0.0;
+  int64_t window_steps = 0;
+  for (int64_t epoch = start_epoch; epoch < config_.epochs; ++epoch) {
+    for (int64_t b = (epoch == start_epoch ? start_batch : 0); b < batches; ++b) {
+      const int64_t batch = train_loader_->fill_batch(epoch, b, images, labels);
+      int64_t correct = 0;
+      const float loss = train_step(images, labels, batch, config_.lr, &correct);
+      if (!std::isfinite(loss))
+        fail("training diverged: loss is {} at epoch {} step {} (lower --lr, now {})", loss, epoch + 1,
+             global_step + 1, config_.lr);
+      ++global_step;
+      window_images += batch;
+      window_correct += correct;
+      window_loss += loss;
+      ++window_steps;
+      if (global_step % log_every == 0 || b + 1 == batches) {
+        const double window_seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
+        const double images_per_second = static_cast<double>(window_images) / std::max(window_seconds, 1e-9);
+        const double seconds_per_step = window_seconds / static_cast<double>(window_steps);
+        const double eta = seconds_per_step * static_cast<double>(total_steps - global_step);
+        const double mean_loss = window_loss / static_cast<double>(window_steps);
+        const double accuracy = static_cast<double>(window_correct) / static_cast<double>(window_images);
+        fmt::print("epoch {}/{} step {}/{} loss {:.4f} acc {:.4f} lr {:.4g} {:.0f} img/s ETA {}\n", epoch + 1,
+                   config_.epochs, global_step, total_steps, mean_loss, accuracy, config_.lr, images_per_second,
+                   format_duration(eta));
+        std::fflush(stdout);
+        metrics.write({{"event", "train"},
+                       {"epoch", epoch + 1},
+                       {"step", global_step},
+                       {"loss", mean_loss},
+                       {"accuracy", accuracy},
+                       {"lr", config_.lr},
+                       {"images_per_second", images_per_second}});
+        window_start = std::chrono::steady_clock::now();
+        window_images = window_correct = window_steps = 0;
+        window_loss = 0.0;
+      }
+      const bool epoch_end = b + 1 == batches;
+      if (!epoch_end && config_.checkpoint_every > 0 && global_step % config_.checkpoint_every == 0)
+        save("last", epoch, b + 1, global_step, elapsed());
+    }
+    validation = evaluate(validation_);
+    test = evaluate(test_);
+    fmt::print("epoch {}/{} done: val acc {:.4f} (loss {:.4f}), test acc {:.4f} (loss {:.4f}), {} elapsed\n",
+               epoch + 1, config_.epochs, validation.accuracy, validation.loss, test.accuracy, test.loss,
+               format_duration(elapsed()));
+    std::fflush(stdout);
+    metrics.write({{"event", "eval"},
+                   {"epoch", epoch + 1},
+                   {"step", global_step},
+                   {"val_accuracy", validation.accuracy},
+                   {"val_loss", validation.loss},
+                   {"test_accuracy", test.accuracy},
+                   {"test_loss", test.loss}});
+    save("last", epoch + 1, 0, global_step, elapsed());
+  }
+  if (start_epoch >= config_.epochs) {  // resumed a finished run: report its final state
+    validation = evaluate(validation_);
+    test = evaluate(test_);
+  }
+  TrainResult result{validation, test, global_step, elapsed()};
+  save("final", config_.epochs, 0, global_step, result.seconds);
+  int64_t kept_final = 0;
+  for (nn::Parameter* p : model_->parameters())
+    if (p->prunable()) kept_final += p->kept();
+  const double density = static_cast<double>(kept_final) / static_cast<double>(std::max<int64_t>(prunable, 1));
+  summary.write_row({"0", fmt::format("{:.6f}", density), fmt::format("{}", config_.lr),
+                     fmt::format("{:.4f}", validation.accuracy), fmt::format("{:.4f}", test.accuracy),
+                     fmt::format("{:.1f}", result.seconds), std::to_string(global_step)});
+  metrics.write({{"event", "end"},
+                 {"step", global_step},
+                 {"val_accuracy", validation.accuracy},
+                 {"test_accuracy", test.accuracy},
+                 {"seconds", result.seconds}});
+  fmt::print("final: test accuracy {:.4f}, validation accuracy {:.4f}, {} steps in {}\n", test.accuracy,
+             validation.accuracy, global_step, format_duration(result.seconds));
+  return result;
+}
+
+}  // namespace st

@@ -1,0 +1,179 @@
+// Batch normalisation (Ioffe & Szegedy 2015) over [rows, channels], rows = N*H*W (NHWC).
+//   train: mean, biased variance over the rows (two passes for accuracy), y = (x - mean) * invstd * gamma + beta
+//   eval:  the same with the running statistics
+//   backward (train): with xhat = (x - mean) * invstd, M = rows,
+//     dbeta = sum dy, dgamma = sum dy * xhat, dx = gamma * invstd * (dy - dbeta / M - xhat * dgamma / M)
+// Per-channel sums use per-thread partials over fixed row ranges, combined in thread order.
+#include <omp.h>
+
+#include <cmath>
+#include <vector>
+
+#include "kernels/cpu/kernels.h"
+
+namespace st::cpu {
+namespace {
+
+void row_range(int64_t rows, int64_t& begin, int64_t& end) {
+  const int thread = omp_get_thread_num(), threads = omp_get_num_threads();
+  begin = rows * thread / threads;
+  end = rows * (thread + 1) / threads;
+}
+
+void affine_rows(int64_t rows, int64_t channels, const float* x, const float* scale, const float* shift, float* y) {
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+    const float* in = x + row * channels;
+    float* out = y + row * channels;
+#pragma omp simd
+    for (int64_t c = 0; c < channels; ++c) out[c] = in[c] * scale[c] + shift[c];
+  }
+}
+
+}  // namespace
+
+void batchnorm_forward_train(int64_t rows, int64_t channels, const float* x, const float* gamma, const float* beta,
+                             float eps, float* y, float* batch_mean, float* batch_invstd, float* batch_var) {
+  const int threads = thread_count();
+  const auto width = static_cast<std::size_t>(channels);
+  std::vector<float> partials(static_cast<std::size_t>(threads) * width);
+  std::vector<float> mean(width, 0.0f), var(width, 0.0f);
+  // pass 1: mean
+  std::fill(partials.begin(), partials.end(), 0.0f);
+#pragma omp parallel num_threads(threads)
+  {
+    int64_t begin = 0, end = 0;
+    row_range(rows, begin, end);
+    float* partial = partials.data() + static_cast<std::size_t>(omp_get_thread_num()) * width;
+    for (int64_t row = begin; row < end; ++row) {
+      const float* in = x + row * channels;
+#pragma omp simd
+      for (int64_t c = 0; c < channels; ++c) partial[c] += in[c];
+    }
+  }
+  for (int t = 0; t < threads; ++t)
+    for (std::size_t c = 0; c < width; ++c) mean[c] += partials[static_cast<std::size_t>(t) * width + c];
+  for (auto& m : mean) m /= static_cast<float>(rows);
+  // pass 2: biased variance
+  std::fill(partials.begin(), partials.end(), 0.0f);
+#pragma omp parallel num_threads(threads)
+  {
+    int64_t begin = 0, end = 0;
+    row_range(rows, begin, end);
+    float* partial = partials.data() + static_cast<std::size_t>(omp_get_thread_num()) * width;
+    const float* mu = mean.data();
+    for (int64_t row = begin; row < end; ++row) {
+      const float* in = x + row * channels;
+#pragma omp simd
+      for (int64_t c = 0; c < channels; ++c) {
+        const float d = in[c] - mu[c];
+        partial[c] += d * d;
+      }
+    }
+  }
+  for (int t = 0; t < threads; ++t)
+    for (std::size_t c = 0; c < width; ++c) var[c] += partials[static_cast<std::size_t>(t) * width + c];
+  std::vector<float> scale(width), shift(width);
+  for (std::size_t c = 0; c < width; ++c) {
+    var[c] /= static_cast<float>(rows);
+    const float invstd = 1.0f / std::sqrt(var[c] + eps);
+    batch_mean[c] = mean[c];
+    batch_var[c] = var[c];
+    batch_invstd[c] = invstd;
+    scale[c] = gamma[c] * invstd;
+    shift[c] = beta[c] - mean[c] * scale[c];
+  }
+  affine_rows(rows, channels, x, scale.data(), shift.data(), y);
+}
+
+void batchnorm_forward_eval(int64_t rows, int64_t channels, const float* x, const float* gamma, const float* beta,
+                            const float* running_mean, const float* running_var, float eps, float* y) {
+  const auto width = static_cast<std::size_t>(channels);
+  std::vector<float> scale(width), shift(width);
+  for (std::size_t c = 0; c < width; ++c) {
+    scale[c] = gamma[c] / std::sqrt(running_var[c] + eps);
+    shift[c] = beta[c] - running_mean[c] * scale[c];
+  }
+  affine_rows(rows, channels, x, scale.data(), shift.data(), y);
+}
+
+void batchnorm_backward_train(int64_t rows, int64_t channels, const float* x, const float* gamma,
+                              const float* batch_mean, const float* batch_invstd, const float* dy, float* dx,
+                              float* dgamma, float* dbeta) {
+  const int threads = thread_count();
+  const auto width = static_cast<std::size_t>(channels);
+  std::vector<float> partial_dy(static_cast<std::size_t>(threads) * width, 0.0f);
+  std::vector<float> partial_dy_xhat(static_cast<std::size_t>(threads) * width, 0.0f);
+#pragma omp parallel num_threads(threads)
+  {
+    int64_t begin = 0, end = 0;
+    row_range(rows, begin, end);
+    const std::size_t offset = static_cast<std::size_t>(omp_get_thread_num()) * width;
+    float* sum_dy = partial_dy.data() + offset;
+    float* sum_dy_xhat = partial_dy_xhat.data() + offset;
+    for (int64_t row = begin; row < end; ++row) {
+      const float* in = x + row * channels;
+      const float* grad = dy + row * channels;
+#pragma omp simd
+      for (int64_t c = 0; c < channels; ++c) {
+        sum_dy[c] += grad[c];
+        sum_dy_xhat[c] += grad[c] * (in[c] - batch_mean[c]) * batch_invstd[c];
+      }
+    }
+  }
+  std::vector<float> total_dy(width, 0.0f), total_dy_xhat(width, 0.0f);
+  for (int t = 0; t < threads; ++t)
+    for (std::size_t c = 0; c < width; ++c) {
+      total_dy[c] += partial_dy[static_cast<std::size_t>(t) * width + c];
+      total_dy_xhat[c] += partial_dy_xhat[static_cast<std::size_t>(t) * width + c];
+    }
+  if (dgamma != nullptr)
+    for (std::size_t c = 0; c < width; ++c) dgamma[c] += total_dy_xhat[c];
+  if (dbeta != nullptr)
+    for (std::size_t c = 0; c < width; ++c) dbeta[c] += total_dy[c];
+  if (dx == nullptr) return;
+  const float inv_rows = 1.0f / static_cast<float>(rows);
+  std::vector<float> mean_dy(width), mean_dy_xhat(width), coefficient(width);
+  for (std::size_t c = 0; c < width; ++c) {
+    mean_dy[c] = total_dy[c] * inv_rows;
+    mean_dy_xhat[c] = total_dy_xhat[c] * inv_rows;
+    coefficient[c] = gamma[c] * batch_invstd[c];
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+    const float* in = x + row * channels;
+    const float* grad = dy + row * channels;
+    float* out = dx + row * channels;
+#pragma omp simd
+    for (int64_t c = 0; c < channels; ++c) {
+      const float xhat = (in[c] - batch_mean[c]) * batch_invstd[c];
+      out[c] += coefficient[c] * (grad[c] - mean_dy[c] - xhat * mean_dy_xhat[c]);
+    }
+  }
+}
+
+void batchnorm_backward_eval(int64_t rows, int64_t channels, const float* x, const float* gamma,
+                             const float* running_mean, const float* running_var, float eps, const float* dy,
+                             float* dx, float* dgamma, float* dbeta) {
+  const auto width = static_cast<std::size_t>(channels);
+  std::vector<float> invstd(width), scale(width);
+  for (std::size_t c = 0; c < width; ++c) {
+    invstd[c] = 1.0f / std::sqrt(running_var[c] + eps);
+    scale[c] = gamma[c] * invstd[c];
+  }
+  if (dx != nullptr) {
+#pragma omp parallel for schedule(static)
+    for (int64_t row = 0; row < rows; ++row)
+      for (int64_t c = 0; c < channels; ++c) dx[row * channels + c] += dy[row * channels + c] * scale[c];
+  }
+  std::vector<float> xhat(static_cast<std::size_t>(rows * channels));
+  for (int64_t row = 0; row < rows; ++row)
+    for (int64_t c = 0; c < channels; ++c)
+      xhat[static_cast<std::size_t>(row * channels + c)] = (x[row * channels + c] - running_mean[c]) * invstd[c];
+  std::vector<float> dy_times_xhat(xhat.size());
+  for (std::size_t i = 0; i < xhat.size(); ++i) dy_times_xhat[i] = dy[i] * xhat[i];
+  if (dgamma != nullptr) column_sums(rows, channels, dy_times_xhat.data(), dgamma);
+  if (dbeta != nullptr) column_sums(rows, channels, dy, dbeta);
+}
+
+}  // namespace st::cpu

@@ -1,0 +1,192 @@
+// 2-D convolution, NHWC activations and KRSC weights, as im2col + sgemm per group.
+//   forward:  col[rows = N*OH*OW, patch = R*S*C/G] ; y[:, group] = col * W_group^T (+ b)
+//   backward: dW_group += dy[:, group]^T * col ;  dcol = dy[:, group] * W_group ; dx += col2im(dcol)
+// Work is split over images: each thread owns whole images (disjoint dx, its own dW partial), and
+// images are processed in chunks small enough that the patch matrix stays in cache. dW partials are
+// summed in thread order, so results are deterministic for a given thread count. A 1x1 stride-1
+// unpadded convolution needs no patch matrix: the NHWC input already is one.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "engine/allocator.h"
+#include "kernels/cpu/kernels.h"
+
+namespace st::cpu {
+namespace {
+
+constexpr int64_t kTargetChunkBytes = 2 << 20;
+
+struct ScratchBuffer {
+  float* data = nullptr;
+  std::size_t bytes = 0;
+  explicit ScratchBuffer(int64_t floats)
+      : bytes(static_cast<std::size_t>(std::max<int64_t>(floats, 1)) * sizeof(float)) {
+    data = static_cast<float*>(host_allocate(bytes));
+  }
+  ~ScratchBuffer() { host_free(data, bytes); }
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+};
+
+bool is_pointwise(const Conv2dGeometry& g) {
+  return g.kernel_h == 1 && g.kernel_w == 1 && g.stride == 1 && g.pad == 0 && g.groups == 1;
+}
+
+int64_t images_per_chunk(const Conv2dGeometry& g) {
+  const int64_t bytes_per_image = g.out_h() * g.out_w() * g.patch_size() * static_cast<int64_t>(sizeof(float));
+  return std::clamp<int64_t>(kTargetChunkBytes / std::max<int64_t>(bytes_per_image, 1), 1, g.batch);
+}
+
+// Patch matrix of `images` images starting at `first_image`, for one group.
+void im2col(const Conv2dGeometry& g, const float* x, int64_t first_image, int64_t images, int64_t group, float* col) {
+  const int64_t oh_count = g.out_h(), ow_count = g.out_w(), cg = g.in_per_group(), patch = g.patch_size();
+  const std::size_t channel_bytes = static_cast<std::size_t>(cg) * sizeof(float);
+  for (int64_t n = 0; n < images; ++n) {
+    const float* image = x + (first_image + n) * g.in_h * g.in_w * g.in_channels + group * cg;
+    for (int64_t oh = 0; oh < oh_count; ++oh) {
+      for (int64_t ow = 0; ow < ow_count; ++ow) {
+        float* row = col + ((n * oh_count + oh) * ow_count + ow) * patch;
+        for (int64_t r = 0; r < g.kernel_h; ++r) {
+          const int64_t ih = oh * g.stride - g.pad + r;
+          for (int64_t s = 0; s < g.kernel_w; ++s) {
+            const int64_t iw = ow * g.stride - g.pad + s;
+            float* destination = row + (r * g.kernel_w + s) * cg;
+            if (ih < 0 || ih >= g.in_h || iw < 0 || iw >= g.in_w) {
+              std::memset(destination, 0, channel_bytes);
+            } else if (cg == 1) {
+              *destination = image[(ih * g.in_w + iw) * g.in_channels];
+            } else {
+              std::memcpy(destination, image + (ih * g.in_w + iw) * g.in_channels, channel_bytes);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// dx += col2im(dcol) for the same images and group.
+void col2im_accumulate(const Conv2dGeometry& g, const float* dcol, int64_t first_image, int64_t images, int64_t group,
+                       float* dx) {
+  const int64_t oh_count = g.out_h(), ow_count = g.out_w(), cg = g.in_per_group(), patch = g.patch_size();
+  for (int64_t n = 0; n < images; ++n) {
+    float* image = dx + (first_image + n) * g.in_h * g.in_w * g.in_channels + group * cg;
+    for (int64_t oh = 0; oh < oh_count; ++oh) {
+      for (int64_t ow = 0; ow < ow_count; ++ow) {
+        const float* row = dcol + ((n * oh_count + oh) * ow_count + ow) * patch;
+        for (int64_t r = 0; r < g.kernel_h; ++r) {
+          const int64_t ih = oh * g.stride - g.pad + r;
+          if (ih < 0 || ih >= g.in_h) continue;
+          for (int64_t s = 0; s < g.kernel_w; ++s) {
+            const int64_t iw = ow * g.stride - g.pad + s;
+            if (iw < 0 || iw >= g.in_w) continue;
+            const float* source = row + (r * g.kernel_w + s) * cg;
+            float* destination = image + (ih * g.in_w + iw) * g.in_channels;
+            for (int64_t c = 0; c < cg; ++c) destination[c] += source[c];
+          }
+        }
+      }
+    }
+  }
+}
+
+// Static split of [0, count) into `parts` contiguous ranges; part `index` gets [begin, end).
+void split_range(int64_t count, int parts, int index, int64_t& begin, int64_t& end) {
+  begin = count * index / parts;
+  end = count * (index + 1) / parts;
+}
+
+}  // namespace
+
+void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y) {
+  const int64_t pixels = g.out_h() * g.out_w(), k = g.out_channels, kg = g.out_per_group(), patch = g.patch_size();
+  const int64_t chunk = images_per_chunk(g);
+  const bool pointwise = is_pointwise(g);
+#pragma omp parallel
+  {
+    int64_t image_begin = 0, image_end = 0;
+    split_range(g.batch, omp_get_num_threads(), omp_get_thread_num(), image_begin, image_end);
+    ScratchBuffer col(pointwise ? 0 : chunk * pixels * patch);
+    for (int64_t first = image_begin; first < image_end; first += chunk) {
+      const int64_t images = std::min(chunk, image_end - first);
+      const int64_t rows = images * pixels;
+      float* y_chunk = y + first * pixels * k;
+      if (b != nullptr)
+        for (int64_t row = 0; row < rows; ++row) std::memcpy(y_chunk + row * k, b, static_cast<std::size_t>(k) * sizeof(float));
+      const float beta = b != nullptr ? 1.0f : 0.0f;
+      for (int64_t group = 0; group < g.groups; ++group) {
+        const float* patches = x + first * pixels * g.in_channels;
+        if (!pointwise) {
+          im2col(g, x, first, images, group, col.data);
+          patches = col.data;
+        }
+        gemm(false, true, rows, kg, patch, 1.0f, patches, patch, w + group * kg * patch, patch, beta,
+             y_chunk + group * kg, k);
+      }
+    }
+  }
+}
+
+void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, const float* dy, float* dx, float* dw,
+                     float* db) {
+  const int64_t pixels = g.out_h() * g.out_w(), k = g.out_channels, kg = g.out_per_group(), patch = g.patch_size();
+  const int64_t chunk = images_per_chunk(g);
+  const bool pointwise = is_pointwise(g);
+  const int threads = thread_count();
+  std::vector<float*> dw_partials(static_cast<std::size_t>(threads), nullptr);
+  const std::size_t dw_bytes = static_cast<std::size_t>(g.weight_numel()) * sizeof(float);
+  if (db != nullptr) column_sums(g.batch * pixels, k, dy, db);
+#pragma omp parallel num_threads(threads)
+  {
+    const int thread = omp_get_thread_num();
+    int64_t image_begin = 0, image_end = 0;
+    split_range(g.batch, omp_get_num_threads(), thread, image_begin, image_end);
+    ScratchBuffer col(pointwise ? 0 : chunk * pixels * patch);
+    ScratchBuffer dcol(pointwise ? 0 : chunk * pixels * patch);
+    float* dw_partial = nullptr;
+    if (dw != nullptr) {
+      dw_partial = static_cast<float*>(host_allocate(dw_bytes));
+      std::memset(dw_partial, 0, dw_bytes);
+      dw_partials[static_cast<std::size_t>(thread)] = dw_partial;
+    }
+    for (int64_t first = image_begin; first < image_end; first += chunk) {
+      const int64_t images = std::min(chunk, image_end - first);
+      const int64_t rows = images * pixels;
+      const float* dy_chunk = dy + first * pixels * k;
+      for (int64_t group = 0; group < g.groups; ++group) {
+        const float* w_group = w + group * kg * patch;
+        if (dw != nullptr) {
+          const float* patches = x + first * pixels * g.in_channels;
+          if (!pointwise) {
+            im2col(g, x, first, images, group, col.data);
+            patches = col.data;
+          }
+          gemm(true, false, kg, patch, rows, 1.0f, dy_chunk + group * kg, k, patches, patch, 1.0f,
+               dw_partial + group * kg * patch, patch);
+        }
+        if (dx != nullptr) {
+          if (pointwise) {
+            gemm(false, false, rows, patch, kg, 1.0f, dy_chunk, k, w_group, patch, 1.0f,
+                 dx + first * pixels * g.in_channels, g.in_channels);
+          } else {
+            gemm(false, false, rows, patch, kg, 1.0f, dy_chunk + group * kg, k, w_group, patch, 0.0f, dcol.data, patch);
+            col2im_accumulate(g, dcol.data, first, images, group, dx);
+          }
+        }
+      }
+    }
+  }
+  if (dw != nullptr) {
+    const int64_t n = g.weight_numel();
+    for (float* partial : dw_partials) {
+      if (partial == nullptr) continue;
+      for (int64_t i = 0; i < n; ++i) dw[i] += partial[i];
+      host_free(partial, dw_bytes);
+    }
+  }
+}
+
+}  // namespace st::cpu

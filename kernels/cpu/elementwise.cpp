@@ -1,0 +1,60 @@
+// Elementwise ops and the deterministic column reduction shared by the layer kernels.
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/cpu/kernels.h"
+
+namespace st::cpu {
+
+void relu_forward(int64_t n, const float* x, float* y) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void relu_backward(int64_t n, const float* y, const float* dy, float* dx) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+void add_forward(int64_t n, const float* a, const float* b, float* y) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+}
+
+void accumulate(int64_t n, const float* source, float* destination) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) destination[i] += source[i];
+}
+
+void scale_by_mask(int64_t n, const float* x, const float* scale, float* y) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale[i];
+}
+
+void accumulate_scaled_by_mask(int64_t n, const float* dy, const float* scale, float* dx) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * scale[i];
+}
+
+void column_sums(int64_t rows, int64_t cols, const float* x, float* sums) {
+  const int threads = thread_count();
+  std::vector<float> partials(static_cast<std::size_t>(threads * cols), 0.0f);
+#pragma omp parallel num_threads(threads)
+  {
+    const int thread = omp_get_thread_num();
+    const int64_t begin = rows * thread / omp_get_num_threads();
+    const int64_t end = rows * (thread + 1) / omp_get_num_threads();
+    float* partial = partials.data() + thread * cols;
+    for (int64_t row = begin; row < end; ++row) {
+      const float* line = x + row * cols;
+#pragma omp simd
+      for (int64_t c = 0; c < cols; ++c) partial[c] += line[c];
+    }
+  }
+  for (int t = 0; t < threads; ++t)
+    for (int64_t c = 0; c < cols; ++c) sums[c] += partials[static_cast<std::size_t>(t * cols + c)];
+}
+
+}  // namespace st::cpu

@@ -1,0 +1,83 @@
+// The CPU backend: the reference implementation of every op (plain C++, OpenMP, OpenBLAS sgemm).
+// Every function works on raw contiguous fp32 arrays. Backward functions ACCUMULATE (+=) into the
+// gradients they are given; a null gradient pointer means "not needed". Parallel loops use static
+// OpenMP schedules and fixed-order reductions, so results are bit-identical from run to run with the
+// same thread count (resuming from a checkpoint relies on this).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/geometry.h"
+
+namespace st::cpu {
+
+// ---- gemm.cpp: row-major C = alpha * op(A) * op(B) + beta * C --------------------------------------
+// gemm runs on the calling thread; parallel_gemm splits C into per-thread blocks (no reduction).
+void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+void parallel_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+int thread_count();
+
+// ---- linear.cpp: y[batch, out] = x[batch, in] * w[out, in]^T + b ---------------------------------
+void linear_forward(int64_t batch, int64_t in, int64_t out, const float* x, const float* w, const float* b, float* y);
+void linear_backward(int64_t batch, int64_t in, int64_t out, const float* x, const float* w, const float* dy,
+                     float* dx, float* dw, float* db);
+
+// ---- conv2d.cpp: NHWC x KRSC, stride, padding, groups (im2col + sgemm; direct loops for grouped) ----
+void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y);
+void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, const float* dy, float* dx,
+                     float* dw, float* db);
+
+// ---- batchnorm.cpp: per-channel normalisation of [rows, channels] (rows = N*H*W) ------------------
+void batchnorm_forward_train(int64_t rows, int64_t channels, const float* x, const float* gamma, const float* beta,
+                             float eps, float* y, float* batch_mean, float* batch_invstd, float* batch_var);
+void batchnorm_forward_eval(int64_t rows, int64_t channels, const float* x, const float* gamma, const float* beta,
+                            const float* running_mean, const float* running_var, float eps, float* y);
+void batchnorm_backward_train(int64_t rows, int64_t channels, const float* x, const float* gamma,
+                              const float* batch_mean, const float* batch_invstd, const float* dy, float* dx,
+                              float* dgamma, float* dbeta);
+// Evaluation-mode backward (running statistics are constants): used by pruning scores on a frozen net.
+void batchnorm_backward_eval(int64_t rows, int64_t channels, const float* x, const float* gamma,
+                             const float* running_mean, const float* running_var, float eps, const float* dy,
+                             float* dx, float* dgamma, float* dbeta);
+
+// ---- elementwise.cpp -----------------------------------------------------------------------------
+void relu_forward(int64_t n, const float* x, float* y);
+void relu_backward(int64_t n, const float* y, const float* dy, float* dx);  // uses the output
+void add_forward(int64_t n, const float* a, const float* b, float* y);
+void accumulate(int64_t n, const float* source, float* destination);       // destination += source
+// sums[c] += sum over rows of x[row, c] (deterministic: per-thread row ranges, combined in order)
+void column_sums(int64_t rows, int64_t cols, const float* x, float* sums);
+void scale_by_mask(int64_t n, const float* x, const float* scale, float* y);  // y = x * scale (dropout)
+void accumulate_scaled_by_mask(int64_t n, const float* dy, const float* scale, float* dx);
+
+// ---- pooling.cpp (average pooling counts padded zeros, as PyTorch's default) ---------------------
+void max_pool_forward(const Pool2dGeometry& g, const float* x, float* y, int32_t* argmax);
+void max_pool_backward(const Pool2dGeometry& g, const int32_t* argmax, const float* dy, float* dx);
+void avg_pool_forward(const Pool2dGeometry& g, const float* x, float* y);
+void avg_pool_backward(const Pool2dGeometry& g, const float* dy, float* dx);
+void global_avg_pool_forward(int64_t batch, int64_t pixels, int64_t channels, const float* x, float* y);
+void global_avg_pool_backward(int64_t batch, int64_t pixels, int64_t channels, const float* dy, float* dx);
+void pad_shortcut_forward(const PadShortcutGeometry& g, const float* x, float* y);
+void pad_shortcut_backward(const PadShortcutGeometry& g, const float* dy, float* dx);
+
+// ---- softmax_cross_entropy.cpp: mean over the batch of -sum_c q_c log softmax(z)_c with label
+// smoothing q = (1 - s) onehot + s / classes. Writes the softmax probabilities for the backward.
+double softmax_cross_entropy_forward(int64_t batch, int64_t classes, const float* logits, const int32_t* labels,
+                                     float smoothing, float* probabilities);
+void softmax_cross_entropy_backward(int64_t batch, int64_t classes, const float* probabilities,
+                                    const int32_t* labels, float smoothing, float loss_grad, float* dlogits);
+
+// ---- optimizer.cpp: one fused pass per tensor; mask (nullable) applied inside the step so a
+// masked-out weight and its optimizer state are exactly 0 afterwards -------------------------------
+struct SgdHyper { float lr, momentum, dampening, weight_decay; bool nesterov; };
+void sgd_step(int64_t n, float* w, const float* g, float* velocity, const float* mask, const SgdHyper& h);
+struct AdamHyper { float lr, beta1, beta2, eps, weight_decay; bool decoupled; int64_t step; };
+void adam_step(int64_t n, float* w, const float* g, float* m, float* v, const float* mask, const AdamHyper& h);
+struct RmsPropHyper { float lr, alpha, eps, weight_decay, momentum; };
+void rmsprop_step(int64_t n, float* w, const float* g, float* square_avg, float* momentum_buffer,
+                  const float* mask, const RmsPropHyper& h);
+void apply_mask(int64_t n, float* w, const float* mask);
+
+}  // namespace st::cpu

@@ -1,0 +1,85 @@
+// Masked optimizer steps, one fused pass per tensor (the design's step loop):
+//   SGD (PyTorch semantics, Sutskever et al. 2013 momentum):
+//     g += wd * w ; v = mu * v + (1 - dampening) * g ; d = nesterov ? g + mu * v : v ; w -= lr * d
+//     (v starts at 0, so the first step equals PyTorch's v = g when dampening = 0)
+//   Adam (Kingma & Ba 2015; decoupled = AdamW, Loshchilov & Hutter 2019):
+//     m = b1 m + (1 - b1) g ; v = b2 v + (1 - b2) g^2 ; w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+//   RMSProp (PyTorch semantics): s = a s + (1 - a) g^2 ; u = g / (sqrt(s) + eps) ;
+//     with momentum: b = mu b + u, w -= lr b ; else w -= lr u
+// Then, where mask == 0, the weight AND its optimizer state are set to exactly 0, so no momentum can
+// resurrect a pruned weight. A select (not a multiply) keeps this exact even for inf/NaN.
+#include <cmath>
+
+#include "kernels/cpu/kernels.h"
+
+namespace st::cpu {
+
+void sgd_step(int64_t n, float* w, const float* g, float* velocity, const float* mask, const SgdHyper& h) {
+  const float lr = h.lr, mu = h.momentum, wd = h.weight_decay, damp = 1.0f - h.dampening;
+  const bool use_momentum = mu != 0.0f && velocity != nullptr;
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const bool kept = mask == nullptr || mask[i] != 0.0f;
+    float grad = g[i] + wd * w[i];
+    if (use_momentum) {
+      const float v = mu * velocity[i] + damp * grad;
+      velocity[i] = kept ? v : 0.0f;
+      grad = h.nesterov ? grad + mu * v : v;
+    }
+    const float updated = w[i] - lr * grad;
+    w[i] = kept ? updated : 0.0f;
+  }
+}
+
+void adam_step(int64_t n, float* w, const float* g, float* m, float* v, const float* mask, const AdamHyper& h) {
+  const float b1 = h.beta1, b2 = h.beta2;
+  const auto t = static_cast<double>(h.step);
+  const auto correction1 = static_cast<float>(1.0 - std::pow(static_cast<double>(b1), t));
+  const auto correction2 = static_cast<float>(1.0 - std::pow(static_cast<double>(b2), t));
+  const float step_size = h.lr / correction1;
+  const float inv_sqrt_correction2 = 1.0f / std::sqrt(correction2);
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const bool kept = mask == nullptr || mask[i] != 0.0f;
+    float weight = w[i];
+    float grad = g[i];
+    if (h.decoupled) {
+      weight -= h.lr * h.weight_decay * weight;
+    } else {
+      grad += h.weight_decay * weight;
+    }
+    const float m_new = b1 * m[i] + (1.0f - b1) * grad;
+    const float v_new = b2 * v[i] + (1.0f - b2) * grad * grad;
+    weight -= step_size * m_new / (std::sqrt(v_new) * inv_sqrt_correction2 + h.eps);
+    m[i] = kept ? m_new : 0.0f;
+    v[i] = kept ? v_new : 0.0f;
+    w[i] = kept ? weight : 0.0f;
+  }
+}
+
+void rmsprop_step(int64_t n, float* w, const float* g, float* square_avg, float* momentum_buffer, const float* mask,
+                  const RmsPropHyper& h) {
+  const bool use_momentum = h.momentum != 0.0f && momentum_buffer != nullptr;
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const bool kept = mask == nullptr || mask[i] != 0.0f;
+    const float grad = g[i] + h.weight_decay * w[i];
+    const float s = h.alpha * square_avg[i] + (1.0f - h.alpha) * grad * grad;
+    float update = grad / (std::sqrt(s) + h.eps);
+    if (use_momentum) {
+      const float b = h.momentum * momentum_buffer[i] + update;
+      momentum_buffer[i] = kept ? b : 0.0f;
+      update = b;
+    }
+    square_avg[i] = kept ? s : 0.0f;
+    const float updated = w[i] - h.lr * update;
+    w[i] = kept ? updated : 0.0f;
+  }
+}
+
+void apply_mask(int64_t n, float* w, const float* mask) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) w[i] = mask[i] != 0.0f ? w[i] : 0.0f;
+}
+
+}  // namespace st::cpu

@@ -1,0 +1,162 @@
+// Pooling over NHWC: max (with the argmax saved for the backward), average (padded zeros count, as
+// PyTorch's count_include_pad=True), global average, and the option-A ResNet shortcut (strided
+// identity with zero-padded channels), which is a pooling-like gather.
+#include <cstring>
+#include <limits>
+
+#include "kernels/cpu/kernels.h"
+
+namespace st::cpu {
+
+void max_pool_forward(const Pool2dGeometry& g, const float* x, float* y, int32_t* argmax) {
+  const int64_t oh_count = g.out_h(), ow_count = g.out_w(), c_count = g.channels;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < g.batch; ++n) {
+    for (int64_t oh = 0; oh < oh_count; ++oh) {
+      const float* image = x + n * g.in_h * g.in_w * c_count;
+      for (int64_t ow = 0; ow < ow_count; ++ow) {
+        float* out = y + ((n * oh_count + oh) * ow_count + ow) * c_count;
+        int32_t* arg = argmax + ((n * oh_count + oh) * ow_count + ow) * c_count;
+        for (int64_t c = 0; c < c_count; ++c) {
+          out[c] = -std::numeric_limits<float>::infinity();
+          arg[c] = -1;
+        }
+        for (int64_t r = 0; r < g.kernel; ++r) {
+          const int64_t ih = oh * g.stride - g.pad + r;
+          if (ih < 0 || ih >= g.in_h) continue;
+          for (int64_t s = 0; s < g.kernel; ++s) {
+            const int64_t iw = ow * g.stride - g.pad + s;
+            if (iw < 0 || iw >= g.in_w) continue;
+            const int64_t base = (ih * g.in_w + iw) * c_count;
+            for (int64_t c = 0; c < c_count; ++c) {
+              const float v = image[base + c];
+              if (v > out[c] || arg[c] < 0) {
+                out[c] = v;
+                arg[c] = static_cast<int32_t>(base + c);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+void max_pool_backward(const Pool2dGeometry& g, const int32_t* argmax, const float* dy, float* dx) {
+  const int64_t per_image_out = g.out_h() * g.out_w() * g.channels;
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < g.batch; ++n) {
+    float* image = dx + n * g.in_h * g.in_w * g.channels;
+    for (int64_t i = 0; i < per_image_out; ++i) {
+      const int64_t index = n * per_image_out + i;
+      if (argmax[index] >= 0) image[argmax[index]] += dy[index];
+    }
+  }
+}
+
+void avg_pool_forward(const Pool2dGeometry& g, const float* x, float* y) {
+  const int64_t oh_count = g.out_h(), ow_count = g.out_w(), c_count = g.channels;
+  const float inv_area = 1.0f / static_cast<float>(g.kernel * g.kernel);
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < g.batch; ++n) {
+    for (int64_t oh = 0; oh < oh_count; ++oh) {
+      const float* image = x + n * g.in_h * g.in_w * c_count;
+      for (int64_t ow = 0; ow < ow_count; ++ow) {
+        float* out = y + ((n * oh_count + oh) * ow_count + ow) * c_count;
+        for (int64_t c = 0; c < c_count; ++c) out[c] = 0.0f;
+        for (int64_t r = 0; r < g.kernel; ++r) {
+          const int64_t ih = oh * g.stride - g.pad + r;
+          if (ih < 0 || ih >= g.in_h) continue;
+          for (int64_t s = 0; s < g.kernel; ++s) {
+            const int64_t iw = ow * g.stride - g.pad + s;
+            if (iw < 0 || iw >= g.in_w) continue;
+            const float* in = image + (ih * g.in_w + iw) * c_count;
+            for (int64_t c = 0; c < c_count; ++c) out[c] += in[c];
+          }
+        }
+        for (int64_t c = 0; c < c_count; ++c) out[c] *= inv_area;
+      }
+    }
+  }
+}
+
+void avg_pool_backward(const Pool2dGeometry& g, const float* dy, float* dx) {
+  const int64_t oh_count = g.out_h(), ow_count = g.out_w(), c_count = g.channels;
+  const float inv_area = 1.0f / static_cast<float>(g.kernel * g.kernel);
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < g.batch; ++n) {
+    float* image = dx + n * g.in_h * g.in_w * c_count;
+    for (int64_t oh = 0; oh < oh_count; ++oh) {
+      for (int64_t ow = 0; ow < ow_count; ++ow) {
+        const float* grad = dy + ((n * oh_count + oh) * ow_count + ow) * c_count;
+        for (int64_t r = 0; r < g.kernel; ++r) {
+          const int64_t ih = oh * g.stride - g.pad + r;
+          if (ih < 0 || ih >= g.in_h) continue;
+          for (int64_t s = 0; s < g.kernel; ++s) {
+            const int64_t iw = ow * g.stride - g.pad + s;
+            if (iw < 0 || iw >= g.in_w) continue;
+            float* out = image + (ih * g.in_w + iw) * c_count;
+            for (int64_t c = 0; c < c_count; ++c) out[c] += grad[c] * inv_area;
+          }
+        }
+      }
+    }
+  }
+}
+
+void global_avg_pool_forward(int64_t batch, int64_t pixels, int64_t channels, const float* x, float* y) {
+  const float inv_pixels = 1.0f / static_cast<float>(pixels);
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < batch; ++n) {
+    float* out = y + n * channels;
+    for (int64_t c = 0; c < channels; ++c) out[c] = 0.0f;
+    for (int64_t p = 0; p < pixels; ++p) {
+      const float* in = x + (n * pixels + p) * channels;
+      for (int64_t c = 0; c < channels; ++c) out[c] += in[c];
+    }
+    for (int64_t c = 0; c < channels; ++c) out[c] *= inv_pixels;
+  }
+}
+
+void global_avg_pool_backward(int64_t batch, int64_t pixels, int64_t channels, const float* dy, float* dx) {
+  const float inv_pixels = 1.0f / static_cast<float>(pixels);
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < batch; ++n) {
+    const float* grad = dy + n * channels;
+    for (int64_t p = 0; p < pixels; ++p) {
+      float* out = dx + (n * pixels + p) * channels;
+      for (int64_t c = 0; c < channels; ++c) out[c] += grad[c] * inv_pixels;
+    }
+  }
+}
+
+void pad_shortcut_forward(const PadShortcutGeometry& g, const float* x, float* y) {
+  const int64_t oh_count = g.out_h(), ow_count = g.out_w(), before = g.pad_before();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < g.batch; ++n) {
+    for (int64_t oh = 0; oh < oh_count; ++oh) {
+      for (int64_t ow = 0; ow < ow_count; ++ow) {
+        float* out = y + ((n * oh_count + oh) * ow_count + ow) * g.out_channels;
+        const float* in = x + ((n * g.in_h + oh * g.stride) * g.in_w + ow * g.stride) * g.in_channels;
+        std::memset(out, 0, static_cast<std::size_t>(g.out_channels) * sizeof(float));
+        std::memcpy(out + before, in, static_cast<std::size_t>(g.in_channels) * sizeof(float));
+      }
+    }
+  }
+}
+
+void pad_shortcut_backward(const PadShortcutGeometry& g, const float* dy, float* dx) {
+  const int64_t oh_count = g.out_h(), ow_count = g.out_w(), before = g.pad_before();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < g.batch; ++n) {
+    for (int64_t oh = 0; oh < oh_count; ++oh) {
+      for (int64_t ow = 0; ow < ow_count; ++ow) {
+        const float* grad = dy + ((n * oh_count + oh) * ow_count + ow) * g.out_channels + before;
+        float* out = dx + ((n * g.in_h + oh * g.stride) * g.in_w + ow * g.stride) * g.in_channels;
+        for (int64_t c = 0; c < g.in_channels; ++c) out[c] += grad[c];
+      }
+    }
+  }
+}
+
+}  // namespace st::cpu

@@ -1,0 +1,41 @@
+// The model registry: name -> builder, with the input each model expects and the reference
+// parameter count of ../shared/spec/models.md (checked by tests and printed by `sparsetrain models`).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/nn.h"
+#include "engine/rng.h"
+
+namespace st::models {
+
+struct InputSpec {
+  int64_t channels = 1, height = 28, width = 28;
+  int64_t num_classes = 10;
+};
+
+struct ModelEntry {
+  std::string name;
+  std::string description;
+  InputSpec reference_input;         // the input the reference count is stated for
+  int64_t reference_parameters = 0;  // exact trainable parameter count at reference_input
+  int64_t image_size = 28;           // spatial size the model is built for; smaller inputs are zero-padded
+  std::function<std::unique_ptr<nn::Module>(const InputSpec&, Rng&)> build;
+};
+
+const std::vector<ModelEntry>& registry();
+// Throws st::Error naming the unknown model and listing the known ones.
+const ModelEntry& find_model(const std::string& name);
+std::unique_ptr<nn::Module> build_model(const std::string& name, const InputSpec& input, Rng& rng);
+
+// Families (defined in one file each).
+std::unique_ptr<nn::Module> make_lenet300(const InputSpec& input, Rng& rng);
+std::unique_ptr<nn::Module> make_lenet5(const InputSpec& input, Rng& rng);
+enum class Shortcut { A, B };
+std::unique_ptr<nn::Module> make_cifar_resnet(int depth, Shortcut shortcut, const InputSpec& input, Rng& rng);
+
+}  // namespace st::models

@@ -1,0 +1,91 @@
+// CIFAR ResNet (He et al. 2016, section 4.2): a 3x3 stem of 16 channels, three stages of n basic
+// blocks with 16/32/64 channels (stride 2 entering stages 2 and 3), n = (depth - 2) / 6, BatchNorm,
+// no conv bias, global average pool, one linear layer. Shortcut when the shape changes:
+//   option A: strided identity with zero-padded channels (the original paper; no parameters)
+//   option B: 1x1 conv with stride + BatchNorm (as open_lth)
+// State-dict names: conv1, bn1, layer{1,2,3}.{i}.{conv1,bn1,conv2,bn2,shortcut.0,shortcut.1}, fc.
+#include "engine/error.h"
+#include "engine/ops.h"
+#include "models/registry.h"
+
+namespace st::models {
+namespace {
+
+class BasicBlock : public nn::Module {
+ public:
+  BasicBlock(int64_t in, int64_t out, int64_t stride, Shortcut shortcut, Rng& rng)
+      : out_channels_(out), stride_(stride), shortcut_kind_(shortcut) {
+    conv1_ = &register_module("conv1", std::make_unique<nn::Conv2d>(in, out, 3, stride, 1, false, rng));
+    bn1_ = &register_module("bn1", std::make_unique<nn::BatchNorm2d>(out));
+    conv2_ = &register_module("conv2", std::make_unique<nn::Conv2d>(out, out, 3, 1, 1, false, rng));
+    bn2_ = &register_module("bn2", std::make_unique<nn::BatchNorm2d>(out));
+    projection_needed_ = stride != 1 || in != out;
+    if (projection_needed_ && shortcut == Shortcut::B) {
+      auto projection = std::make_unique<nn::Sequential>();
+      projection->add(std::make_unique<nn::Conv2d>(in, out, 1, stride, 0, false, rng));
+      projection->add(std::make_unique<nn::BatchNorm2d>(out));
+      projection_ = &register_module("shortcut", std::move(projection));
+    }
+  }
+
+  Variable forward(const Variable& x) override {
+    Variable h = ops::relu(bn1_->forward(conv1_->forward(x)));
+    h = bn2_->forward(conv2_->forward(h));
+    Variable identity = x;
+    if (projection_needed_)
+      identity = shortcut_kind_ == Shortcut::B ? projection_->forward(x) : ops::pad_shortcut(x, stride_, out_channels_);
+    return ops::relu(ops::add(h, identity));
+  }
+
+ private:
+  int64_t out_channels_, stride_;
+  Shortcut shortcut_kind_;
+  bool projection_needed_ = false;
+  nn::Conv2d* conv1_;
+  nn::BatchNorm2d* bn1_;
+  nn::Conv2d* conv2_;
+  nn::BatchNorm2d* bn2_;
+  nn::Sequential* projection_ = nullptr;
+};
+
+class CifarResNet : public nn::Module {
+ public:
+  CifarResNet(int depth, Shortcut shortcut, const InputSpec& input, Rng& rng) {
+    const int blocks = (depth - 2) / 6;
+    conv1_ = &register_module("conv1", std::make_unique<nn::Conv2d>(input.channels, 16, 3, 1, 1, false, rng));
+    bn1_ = &register_module("bn1", std::make_unique<nn::BatchNorm2d>(16));
+    int64_t in = 16;
+    const int64_t widths[3] = {16, 32, 64};
+    for (int stage = 0; stage < 3; ++stage) {
+      auto layer = std::make_unique<nn::Sequential>();
+      for (int b = 0; b < blocks; ++b) {
+        const int64_t stride = (stage > 0 && b == 0) ? 2 : 1;
+        layer->add(std::make_unique<BasicBlock>(in, widths[stage], stride, shortcut, rng));
+        in = widths[stage];
+      }
+      stages_[stage] = &register_module("layer" + std::to_string(stage + 1), std::move(layer));
+    }
+    fc_ = &register_module("fc", std::make_unique<nn::Linear>(64, input.num_classes, true, rng));
+  }
+
+  Variable forward(const Variable& x) override {
+    Variable h = ops::relu(bn1_->forward(conv1_->forward(x)));
+    for (nn::Sequential* stage : stages_) h = stage->forward(h);
+    return fc_->forward(ops::global_avg_pool(h));
+  }
+
+ private:
+  nn::Conv2d* conv1_;
+  nn::BatchNorm2d* bn1_;
+  nn::Sequential* stages_[3] = {nullptr, nullptr, nullptr};
+  nn::Linear* fc_;
+};
+
+}  // namespace
+
+std::unique_ptr<nn::Module> make_cifar_resnet(int depth, Shortcut shortcut, const InputSpec& input, Rng& rng) {
+  ST_CHECK(depth >= 8 && (depth - 2) % 6 == 0, "CIFAR ResNet depth {} is not 6n + 2", depth);
+  return std::make_unique<CifarResNet>(depth, shortcut, input, rng);
+}
+
+}  // namespace st::models

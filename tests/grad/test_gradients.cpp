@@ -1,0 +1,230 @@
+// Finite-difference gradient checks of every op (Caffe's GradientChecker, ggml's test-grad idea):
+// the loss is a fixed random projection L = sum(y * r) of the op's output, and for sampled input
+// elements the analytic dL/dx (from the tape) must match the central difference
+// (L(x + h) - L(x - h)) / 2h computed in double from float forwards.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+#include <vector>
+
+#include "engine/ops.h"
+
+using namespace st;
+
+namespace {
+
+Tensor random_tensor(const Shape& shape, Rng& rng, float scale = 1.0f) {
+  Tensor t = Tensor::empty(shape);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = scale * rng.normal();
+  return t;
+}
+
+// Values kept at least `gap` away from zero (for ops with a kink at 0: relu).
+Tensor away_from_zero(const Shape& shape, Rng& rng, float gap) {
+  Tensor t = random_tensor(shape, rng);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    float& v = t.data()[i];
+    if (std::fabs(v) < gap) v = v < 0 ? v - gap : v + gap;
+  }
+  return t;
+}
+
+// Distinct values (a shuffled ramp): no ties, so max-pooling's argmax is stable under perturbation.
+Tensor distinct_values(const Shape& shape, Rng& rng) {
+  Tensor t = Tensor::empty(shape);
+  std::vector<int64_t> order(static_cast<std::size_t>(t.numel()));
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+  rng.shuffle(order);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = 0.05f * static_cast<float>(order[static_cast<std::size_t>(i)]);
+  return t;
+}
+
+using Forward = std::function<Variable(std::vector<Variable>&)>;
+
+double projected_loss(const Forward& forward, std::vector<Variable>& inputs, const Tensor& projection) {
+  const Variable y = forward(inputs);
+  double total = 0.0;
+  for (int64_t i = 0; i < projection.numel(); ++i)
+    total += static_cast<double>(y.value().data()[i]) * static_cast<double>(projection.data()[i]);
+  return total;
+}
+
+// Checks every input of `inputs` that requires a gradient, at up to `samples` elements each.
+void check_gradients(const Forward& forward, std::vector<Variable> inputs, float step = 1e-2f,
+                     double tolerance = 2e-2, int samples = 40) {
+  Rng rng(1234);
+  Tensor projection;
+  {
+    Tape tape;
+    Variable y;
+    {
+      TapeScope scope(tape);
+      y = forward(inputs);
+    }
+    projection = random_tensor(y.shape(), rng);
+    tape.backward(y, projection);
+  }
+  for (std::size_t which = 0; which < inputs.size(); ++which) {
+    Variable& input = inputs[which];
+    if (!input.requires_grad()) continue;
+    REQUIRE(input.has_grad());
+    const Tensor analytic = input.grad().clone();
+    const int64_t n = input.value().numel();
+    double worst = 0.0;
+    for (int s = 0; s < samples; ++s) {
+      const int64_t i = samples >= n ? s : static_cast<int64_t>(rng.uniform_int(static_cast<uint64_t>(n)));
+      if (i >= n) break;
+      float& element = input.value().data()[i];
+      const float original = element;
+      element = original + step;
+      const double plus = projected_loss(forward, inputs, projection);
+      element = original - step;
+      const double minus = projected_loss(forward, inputs, projection);
+      element = original;
+      const double numeric = (plus - minus) / (2.0 * static_cast<double>(step));
+      const double exact = analytic.data()[i];
+      const double error = std::fabs(numeric - exact) / std::max(1.0, std::fabs(numeric));
+      worst = std::max(worst, error);
+      INFO("input " << which << " element " << i << ": analytic " << exact << " numeric " << numeric);
+      CHECK(error < tolerance);
+    }
+  }
+}
+
+Variable param(Tensor t) { return Variable(std::move(t), true); }
+
+}  // namespace
+
+TEST_SUITE("grad") {
+  TEST_CASE("linear") {
+    Rng rng(1);
+    check_gradients([](std::vector<Variable>& v) { return ops::linear(v[0], v[1], v[2]); },
+                    {param(random_tensor({5, 7}, rng)), param(random_tensor({4, 7}, rng)),
+                     param(random_tensor({4}, rng))});
+  }
+
+  TEST_CASE("conv2d: 3x3 stride 1 pad 1") {
+    Rng rng(2);
+    check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], v[2], 1, 1); },
+                    {param(random_tensor({2, 5, 5, 3}, rng)), param(random_tensor({4, 3, 3, 3}, rng)),
+                     param(random_tensor({4}, rng))});
+  }
+
+  TEST_CASE("conv2d: 3x3 stride 2 pad 1, no bias") {
+    Rng rng(3);
+    check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], Variable(), 2, 1); },
+                    {param(random_tensor({2, 7, 6, 2}, rng)), param(random_tensor({3, 3, 3, 2}, rng))});
+  }
+
+  TEST_CASE("conv2d: 5x5 pad 2 (lenet5), 1 input channel") {
+    Rng rng(4);
+    check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], v[2], 1, 2); },
+                    {param(random_tensor({2, 6, 6, 1}, rng)), param(random_tensor({3, 5, 5, 1}, rng)),
+                     param(random_tensor({3}, rng))});
+  }
+
+  TEST_CASE("conv2d: 1x1 pointwise fast path and strided 1x1") {
+    Rng rng(5);
+    check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], Variable(), 1, 0); },
+                    {param(random_tensor({2, 4, 4, 3}, rng)), param(random_tensor({5, 1, 1, 3}, rng))});
+    check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], Variable(), 2, 0); },
+                    {param(random_tensor({2, 5, 5, 3}, rng)), param(random_tensor({5, 1, 1, 3}, rng))});
+  }
+
+  TEST_CASE("conv2d: groups and depthwise") {
+    Rng rng(6);
+    check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], v[2], 1, 1, 2); },
+                    {param(random_tensor({2, 5, 5, 4}, rng)), param(random_tensor({6, 3, 3, 2}, rng)),
+                     param(random_tensor({6}, rng))});
+    check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], Variable(), 2, 1, 4); },
+                    {param(random_tensor({2, 6, 6, 4}, rng)), param(random_tensor({4, 3, 3, 1}, rng))});
+  }
+
+  TEST_CASE("batchnorm: training mode (batch statistics)") {
+    Rng rng(7);
+    Tensor running_mean = Tensor::zeros({3}), running_var = Tensor::full({3}, 1.0f);
+    check_gradients(
+        [&](std::vector<Variable>& v) {
+          return ops::batchnorm(v[0], v[1], v[2], running_mean, running_var, true, 0.1f, 1e-5f);
+        },
+        {param(random_tensor({4, 3, 3, 3}, rng)), param(random_tensor({3}, rng)), param(random_tensor({3}, rng))},
+        1e-2f, 3e-2);
+  }
+
+  TEST_CASE("batchnorm: evaluation mode (running statistics)") {
+    Rng rng(8);
+    Tensor running_mean = Tensor::from_vector({3}, {0.1f, -0.2f, 0.3f});
+    Tensor running_var = Tensor::from_vector({3}, {0.5f, 1.5f, 2.0f});
+    check_gradients(
+        [&](std::vector<Variable>& v) {
+          return ops::batchnorm(v[0], v[1], v[2], running_mean, running_var, false, 0.1f, 1e-5f);
+        },
+        {param(random_tensor({2, 3, 3, 3}, rng)), param(random_tensor({3}, rng)), param(random_tensor({3}, rng))});
+  }
+
+  TEST_CASE("relu, add, flatten") {
+    Rng rng(9);
+    check_gradients([](std::vector<Variable>& v) { return ops::relu(v[0]); },
+                    {param(away_from_zero({3, 4, 4, 2}, rng, 0.05f))});
+    check_gradients([](std::vector<Variable>& v) { return ops::add(v[0], v[1]); },
+                    {param(random_tensor({2, 3, 3, 2}, rng)), param(random_tensor({2, 3, 3, 2}, rng))});
+    check_gradients([](std::vector<Variable>& v) { return ops::flatten(ops::relu(v[0])); },
+                    {param(away_from_zero({2, 3, 3, 2}, rng, 0.05f))});
+  }
+
+  TEST_CASE("max pool and average pool (with padding)") {
+    Rng rng(10);
+    check_gradients([](std::vector<Variable>& v) { return ops::max_pool2d(v[0], 2, 2); },
+                    {param(distinct_values({2, 6, 6, 3}, rng))}, 1e-3f);
+    check_gradients([](std::vector<Variable>& v) { return ops::max_pool2d(v[0], 3, 2, 1); },
+                    {param(distinct_values({2, 5, 5, 2}, rng))}, 1e-3f);
+    check_gradients([](std::vector<Variable>& v) { return ops::avg_pool2d(v[0], 3, 2, 1); },
+                    {param(random_tensor({2, 5, 5, 2}, rng))});
+    check_gradients([](std::vector<Variable>& v) { return ops::global_avg_pool(v[0]); },
+                    {param(random_tensor({2, 4, 3, 5}, rng))});
+  }
+
+  TEST_CASE("dropout (fixed mask)") {
+    Rng data_rng(11);
+    Rng dropout_rng(0);
+    check_gradients(
+        [&](std::vector<Variable>& v) {
+          dropout_rng.reseed(99);  // the same mask on every evaluation
+          return ops::dropout(v[0], 0.3f, true, dropout_rng);
+        },
+        {param(random_tensor({4, 10}, data_rng))});
+  }
+
+  TEST_CASE("option-A pad shortcut") {
+    Rng rng(12);
+    check_gradients([](std::vector<Variable>& v) { return ops::pad_shortcut(v[0], 2, 8); },
+                    {param(random_tensor({2, 5, 5, 4}, rng))});
+  }
+
+  TEST_CASE("softmax cross-entropy, with and without label smoothing") {
+    Rng rng(13);
+    const std::vector<int32_t> labels = {0, 3, 2, 1, 3};
+    for (float smoothing : {0.0f, 0.1f}) {
+      check_gradients([&](std::vector<Variable>& v) { return ops::softmax_cross_entropy(v[0], labels, smoothing); },
+                      {param(random_tensor({5, 4}, rng))}, 1e-2f, 1e-2);
+    }
+  }
+
+  TEST_CASE("a small network end to end (conv, bn, relu, pool, linear, loss)") {
+    Rng rng(14);
+    Tensor running_mean = Tensor::zeros({4}), running_var = Tensor::full({4}, 1.0f);
+    const std::vector<int32_t> labels = {1, 0, 2};
+    check_gradients(
+        [&](std::vector<Variable>& v) {
+          Variable h = ops::conv2d(v[0], v[1], Variable(), 1, 1);
+          h = ops::batchnorm(h, v[2], v[3], running_mean, running_var, true, 0.1f, 1e-5f);
+          h = ops::global_avg_pool(ops::relu(h));
+          return ops::softmax_cross_entropy(ops::linear(h, v[4], v[5]), labels, 0.0f);
+        },
+        {param(random_tensor({3, 4, 4, 2}, rng)), param(random_tensor({4, 3, 3, 2}, rng)),
+         param(random_tensor({4}, rng, 0.5f)), param(random_tensor({4}, rng)), param(random_tensor({3, 4}, rng)),
+         param(random_tensor({3}, rng))},
+        1e-3f, 5e-2);
+  }
+}

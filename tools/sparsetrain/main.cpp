@@ -1,0 +1,47 @@
+// sparsetrain: the command-line interface (one binary, subcommands).
+//   sparsetrain                 the default experiment (lenet300 on Fashion-MNIST)
+//   sparsetrain train ...       train a model (flags below; --resume RUN_DIR continues a run)
+//   sparsetrain models [--json] every model with its parameter count and prunable tensors
+//   sparsetrain bench ...       time the training step (used by tools/bench against PyTorch)
+// Every user error is one line on stderr naming the flag/file and the problem, and a non-zero exit.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <exception>
+
+#include "engine/error.h"
+#include "tools/sparsetrain/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"sparsetrain: sparse training engine (pruning, schedules, masked optimizers)"};
+  app.require_subcommand(0, 1);
+  st::cli::TrainOptions train_options;
+  st::cli::BenchOptions bench_options;
+  bool models_json = false;
+
+  CLI::App* train = app.add_subcommand("train", "train a model");
+  st::cli::add_train_flags(*train, train_options);
+  CLI::App* models = app.add_subcommand("models", "list the models with parameter counts and prunable tensors");
+  models->add_flag("--json", models_json, "print JSON instead of a table");
+  CLI::App* bench = app.add_subcommand("bench", "time the training step on real data (images/s)");
+  st::cli::add_bench_flags(*bench, bench_options);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (train->parsed()) return st::cli::run_train(train_options);
+    if (models->parsed()) return st::cli::run_models(models_json);
+    if (bench->parsed()) return st::cli::run_bench(bench_options);
+    return st::cli::run_default_experiment();
+  } catch (const st::Error& e) {
+    fmt::print(stderr, "sparsetrain: error: {}\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "sparsetrain: error: {}\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,63 @@
+#include <fmt/format.h>
+
+#include "engine/error.h"
+#include "tools/sparsetrain/commands.h"
+
+namespace st::cli {
+
+void add_train_flags(CLI::App& app, TrainOptions& options) {
+  TrainConfig& c = options.config;
+  app.add_option("--model", c.model, "model name (see `sparsetrain models`)")->capture_default_str();
+  app.add_option("--data", c.dataset, "dataset: fashion-mnist | mnist | cifar10 | cifar100")->capture_default_str();
+  app.add_option("--data-dir", c.data_dir, "dataset directory (default: /usr/share/datasets/fashion-mnist, data/<name>)");
+  app.add_option("--epochs", c.epochs, "training epochs")->capture_default_str();
+  app.add_option("--batch", c.batch_size, "batch size")->capture_default_str();
+  app.add_option("--optimizer", c.optimizer.name, "sgd | adam | adamw | rmsprop")->capture_default_str();
+  app.add_option("--lr", c.lr, "learning rate")->capture_default_str();
+  app.add_option("--momentum", c.optimizer.momentum, "momentum (sgd, rmsprop)")->capture_default_str();
+  app.add_flag("--nesterov", c.optimizer.nesterov, "Nesterov momentum (sgd)");
+  app.add_option("--weight-decay", c.optimizer.weight_decay, "L2 weight decay (decoupled for adamw)")
+      ->capture_default_str();
+  app.add_option("--beta1", c.optimizer.beta1, "Adam beta1")->capture_default_str();
+  app.add_option("--beta2", c.optimizer.beta2, "Adam beta2")->capture_default_str();
+  app.add_option("--eps", c.optimizer.eps, "Adam / RMSProp epsilon")->capture_default_str();
+  app.add_option("--alpha", c.optimizer.alpha, "RMSProp smoothing constant")->capture_default_str();
+  app.add_option("--label-smoothing", c.label_smoothing, "label smoothing of the cross-entropy")->capture_default_str();
+  app.add_option("--val-size", c.val_size, "training images held out for validation")->capture_default_str();
+  app.add_option("--train-limit", c.train_limit, "use only the first N training images (0 = all)");
+  app.add_flag("--augment", c.augment, "random crop (pad 4) and horizontal flip");
+  app.add_option("--density", c.density, "random-mask density of every prunable tensor at init")
+      ->capture_default_str();
+  app.add_option("--seed", c.seed, "random seed (init, data order, masks)")->capture_default_str();
+  app.add_option("--device", c.device, "auto | cpu | cuda")->capture_default_str();
+  app.add_option("--threads", c.threads, "CPU threads (0 = all cores)")->capture_default_str();
+  app.add_option("--run-dir", c.run_dir, "run directory (config, metrics, checkpoints)")->capture_default_str();
+  app.add_option("--checkpoint-every", c.checkpoint_every, "steps between checkpoints (0 = every epoch end)")
+      ->capture_default_str();
+  app.add_option("--log-every", c.log_every, "steps between progress lines (0 = 5 per epoch)");
+  app.add_option("--resume", options.resume, "continue the run in this directory from its last checkpoint");
+}
+
+int run_train(TrainOptions options) {
+  if (!options.resume.empty()) {
+    Trainer trainer(Trainer::config_of_run(options.resume));
+    trainer.run(true);
+    return 0;
+  }
+  Trainer trainer(options.config);
+  trainer.run(false);
+  return 0;
+}
+
+int run_default_experiment() {
+  fmt::print(
+      "sparsetrain default experiment: lenet300 on Fashion-MNIST, SGD momentum 0.9, 10 epochs "
+      "(becomes IMP + SILO with the pruning and schedule work)\n");
+  TrainOptions options;
+  options.config.run_dir = "runs/default";
+  Trainer trainer(options.config);
+  trainer.run(false);
+  return 0;
+}
+
+}  // namespace st::cli
