@@ -16,7 +16,7 @@ struct OptimizerConfig {
   float momentum = 0.9f;     // sgd, rmsprop
   float dampening = 0.0f;    // sgd
   bool nesterov = false;     // sgd
-  float weight_decay = 0.0f;
+  float weight_decay = 5e-4f;
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;  // adam (eps also rmsprop)
   float alpha = 0.99f;                              // rmsprop smoothing
 };

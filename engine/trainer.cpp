@@ -25,7 +25,10 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"data_dir", c.data_dir},
           {"epochs", c.epochs},
           {"batch_size", c.batch_size},
-          {"lr", c.lr},
+          {"schedule",
+           {{"shape", c.schedule.shape}, {"max_lr", c.schedule.max_lr}, {"min_lr", c.schedule.min_lr},
+            {"warmup_iters", c.schedule.warmup_iters}, {"milestones", c.schedule.milestones},
+            {"gamma", c.schedule.gamma}}},
           {"optimizer",
            {{"name", o.name}, {"momentum", o.momentum}, {"dampening", o.dampening}, {"nesterov", o.nesterov},
             {"weight_decay", o.weight_decay}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps},
@@ -51,7 +54,13 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.data_dir = j.at("data_dir").get<std::string>();
     c.epochs = j.at("epochs").get<int64_t>();
     c.batch_size = j.at("batch_size").get<int64_t>();
-    c.lr = j.at("lr").get<float>();
+    const auto& sc = j.at("schedule");
+    c.schedule.shape = sc.at("shape").get<std::string>();
+    c.schedule.max_lr = sc.at("max_lr").get<double>();
+    c.schedule.min_lr = sc.at("min_lr").get<double>();
+    c.schedule.warmup_iters = sc.at("warmup_iters").get<int64_t>();
+    c.schedule.milestones = sc.at("milestones").get<std::vector<int64_t>>();
+    c.schedule.gamma = sc.at("gamma").get<double>();
     const auto& o = j.at("optimizer");
     c.optimizer.name = o.at("name").get<std::string>();
     c.optimizer.momentum = o.at("momentum").get<float>();
@@ -85,7 +94,8 @@ void validate(const TrainConfig& c) {
     fail("--data: unknown dataset '{}' (known: fashion-mnist, mnist, cifar10, cifar100)", c.dataset);
   if (c.epochs <= 0) fail("--epochs: must be a positive number of epochs, got {}", c.epochs);
   if (c.batch_size <= 0) fail("--batch: must be a positive batch size, got {}", c.batch_size);
-  if (!(c.lr > 0.0f) || !std::isfinite(c.lr)) fail("--lr: must be a positive learning rate, got {}", c.lr);
+  if (!(c.schedule.max_lr > 0.0) || !std::isfinite(c.schedule.max_lr))
+    fail("--lr: must be a positive learning rate, got {}", c.schedule.max_lr);
   if (c.label_smoothing < 0.0f || c.label_smoothing >= 1.0f)
     fail("--label-smoothing: must be in [0, 1), got {}", c.label_smoothing);
   if (c.val_size < 0) fail("--val-size: must be >= 0, got {}", c.val_size);
@@ -168,6 +178,7 @@ Trainer::Trainer(TrainConfig config) : config_(std::move(config)), model_rng_(co
   }
   train_loader_ = std::make_unique<data::BatchLoader>(train_, config_.batch_size, true, false, config_.seed, augment,
                                                       normalization_);
+  schedules::validate(config_.schedule, train_loader_->batches_per_epoch() * config_.epochs);
   model_ = models::build_model(config_.model, input_, model_rng_);
   if (config_.density < 1.0) {
     Rng mask_rng = Rng::derived(config_.seed, 0x6d61736b);  // "mask"
@@ -338,10 +349,11 @@ TrainResult Trainer::run(bool resume) {
     for (int64_t b = (epoch == start_epoch ? start_batch : 0); b < batches; ++b) {
       const int64_t batch = train_loader_->fill_batch(epoch, b, images, labels);
       int64_t correct = 0;
-      const float loss = train_step(images, labels, batch, config_.lr, &correct);
+      const auto lr = static_cast<float>(schedules::learning_rate(config_.schedule, global_step, total_steps));
+      const float loss = train_step(images, labels, batch, lr, &correct);
       if (!std::isfinite(loss))
-        fail("training diverged: loss is {} at epoch {} step {} (lower --lr, now {})", loss, epoch + 1,
-             global_step + 1, config_.lr);
+        fail("training diverged: loss is {} at epoch {} step {} with lr {} (lower --lr)", loss, epoch + 1,
+             global_step + 1, lr);
       ++global_step;
       window_images += batch;
       window_correct += correct;
@@ -356,7 +368,7 @@ TrainResult Trainer::run(bool resume) {
         const double mean_loss = window_loss / static_cast<double>(window_steps);
         const double accuracy = static_cast<double>(window_correct) / static_cast<double>(window_images);
         fmt::print("epoch {}/{} step {}/{} loss {:.4f} acc {:.4f} lr {:.4g} {:.0f} img/s ETA {}\n", epoch + 1,
-                   config_.epochs, global_step, total_steps, mean_loss, accuracy, config_.lr, images_per_second,
+                   config_.epochs, global_step, total_steps, mean_loss, accuracy, lr, images_per_second,
                    format_duration(eta));
         std::fflush(stdout);
         metrics.write({{"event", "train"},
@@ -364,7 +376,7 @@ TrainResult Trainer::run(bool resume) {
                        {"step", global_step},
                        {"loss", mean_loss},
                        {"accuracy", accuracy},
-                       {"lr", config_.lr},
+                       {"lr", lr},
                        {"images_per_second", images_per_second}});
         window_start = std::chrono::steady_clock::now();
         window_images = window_correct = window_steps = 0;
@@ -399,7 +411,7 @@ TrainResult Trainer::run(bool resume) {
   for (nn::Parameter* p : model_->parameters())
     if (p->prunable()) kept_final += p->kept();
   const double density = static_cast<double>(kept_final) / static_cast<double>(std::max<int64_t>(prunable, 1));
-  summary.write_row({"0", fmt::format("{:.6f}", density), fmt::format("{}", config_.lr),
+  summary.write_row({"0", fmt::format("{:.6f}", density), fmt::format("{}", config_.schedule.max_lr),
                      fmt::format("{:.4f}", validation.accuracy), fmt::format("{:.4f}", test.accuracy),
                      fmt::format("{:.1f}", result.seconds), std::to_string(global_step)});
   metrics.write({{"event", "end"},

@@ -20,6 +20,7 @@
 #include "engine/optim.h"
 #include "engine/rng.h"
 #include "models/registry.h"
+#include "schedules/lr_schedule.h"
 
 namespace st {
 
@@ -27,9 +28,11 @@ struct TrainConfig {
   std::string model = "lenet300";
   std::string dataset = "fashion-mnist";  // fashion-mnist | mnist | cifar10 | cifar100
   std::string data_dir;                   // empty: the dataset's default location
-  int64_t epochs = 10;
+  int64_t epochs = 20;
   int64_t batch_size = 128;
-  float lr = 0.05f;
+  // --lr is schedule.max_lr. Defaults: the default experiment's recipe (lenet300 / Fashion-MNIST
+  // reaches about 0.90 test accuracy in 20 epochs with SGD momentum 0.9, weight decay 5e-4).
+  schedules::LrSchedule schedule{"cosine", 0.05, 0.0, 0, {}, 0.1};
   OptimizerConfig optimizer;
   float label_smoothing = 0.0f;
   int64_t val_size = 5000;      // images held out of the training set for validation
@@ -79,6 +82,7 @@ class Trainer {
   static TrainConfig config_of_run(const std::filesystem::path& run_dir);
 
   // One optimization step on a batch already in memory; returns the loss and counts correct answers.
+  // lr: the learning rate of this step.
   float train_step(const std::vector<float>& images, const std::vector<int32_t>& labels, int64_t batch, float lr,
                    int64_t* correct);
   EvalResult evaluate(const data::Dataset& dataset);

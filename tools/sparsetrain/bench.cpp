@@ -29,7 +29,7 @@ int run_bench(const BenchOptions& o) {
   config.batch_size = o.batch;
   config.density = o.density;
   config.threads = o.threads;
-  config.lr = o.lr;
+  config.schedule.max_lr = o.lr;
   config.optimizer.momentum = 0.9f;
   config.optimizer.weight_decay = 5e-4f;
   config.run_dir = "runs/bench";

@@ -16,6 +16,10 @@
 int main(int argc, char** argv) {
   CLI::App app{"sparsetrain: sparse training engine (pruning, schedules, masked optimizers)"};
   app.require_subcommand(0, 1);
+  // Flag errors are one line like every other error.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return fmt::format("sparsetrain: error: {} (see --help)\n", e.what());
+  });
   st::cli::TrainOptions train_options;
   st::cli::BenchOptions bench_options;
   bool models_json = false;

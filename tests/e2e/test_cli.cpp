@@ -1,0 +1,292 @@
+// End-to-end tests of the sparsetrain binary: real training on Fashion-MNIST, every bad input of
+// the foundation issue refused with one line naming the file/flag, and a run killed with SIGKILL and
+// resumed ending bit-identical to the uninterrupted run.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/io/checkpoint.h"
+#include "engine/io/safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kFashionMnist = "/usr/share/datasets/fashion-mnist";
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("sparsetrain-e2e-" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+CommandResult run(const std::string& args) {
+  const fs::path dir = fs::temp_directory_path() / "sparsetrain-e2e-io";
+  fs::create_directories(dir);
+  const std::string command = std::string(ST_BINARY_PATH) + " " + args + " >" + (dir / "out").string() + " 2>" +
+                              (dir / "err").string() + " </dev/null";
+  const int status = std::system(command.c_str());
+  CommandResult result;
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  result.out = read_text(dir / "out");
+  result.err = read_text(dir / "err");
+  return result;
+}
+
+// The refusal contract: non-zero exit, exactly one line on stderr containing every `needles`.
+void check_refused(const std::string& args, const std::vector<std::string>& needles) {
+  const CommandResult r = run(args);
+  INFO("args: " << args << "\nstderr: " << r.err << "\nstdout tail: " << r.out.substr(r.out.size() > 400 ? r.out.size() - 400 : 0));
+  CHECK(r.exit_code != 0);
+  CHECK(r.exit_code < 128);  // an error exit, not a crash
+  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  for (const std::string& needle : needles) CHECK(r.err.find(needle) != std::string::npos);
+}
+
+void write_bytes(const fs::path& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+void put_be32(std::vector<uint8_t>& b, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) b.push_back(static_cast<uint8_t>(v >> shift));
+}
+
+// A small valid IDX directory (raw files): n train and n test images of 28x28, labels i % 10.
+void write_idx_directory(const fs::path& dir, uint32_t n, uint8_t bad_label = 255) {
+  for (const std::string split : {"train", "t10k"}) {
+    std::vector<uint8_t> images, labels;
+    put_be32(images, 0x803);
+    put_be32(images, n);
+    put_be32(images, 28);
+    put_be32(images, 28);
+    for (uint32_t i = 0; i < n * 28 * 28; ++i) images.push_back(static_cast<uint8_t>((i * 7) % 256));
+    put_be32(labels, 0x801);
+    put_be32(labels, n);
+    for (uint32_t i = 0; i < n; ++i) labels.push_back(static_cast<uint8_t>(i % 10));
+    if (bad_label != 255 && split == "train") labels.back() = bad_label;
+    write_bytes(dir / (split + "-images-idx3-ubyte"), images);
+    write_bytes(dir / (split + "-labels-idx1-ubyte"), labels);
+  }
+}
+
+std::vector<uint8_t> read_bytes(const fs::path& path) {
+  const std::string text = read_text(path);
+  return std::vector<uint8_t>(text.begin(), text.end());
+}
+
+// Every param/* tensor of a checkpoint, by name.
+std::map<std::string, std::vector<uint8_t>> weights_of(const fs::path& checkpoint) {
+  std::map<std::string, std::vector<uint8_t>> weights;
+  for (const auto& record : st::io::read_safetensors(checkpoint).tensors)
+    if (record.name.rfind("param/", 0) == 0 || record.name.rfind("buffer/", 0) == 0 ||
+        record.name.rfind("optim/", 0) == 0)
+      weights[record.name] = record.bytes;
+  return weights;
+}
+
+}  // namespace
+
+TEST_SUITE("e2e") {
+  TEST_CASE("bad input is refused with one line naming the file or flag") {
+    const fs::path base = fresh_dir("bad-input");
+    const std::string small = " --val-size 10 --threads 1 --run-dir " + (base / "run").string();
+
+    SUBCASE("missing path") {
+      check_refused("train --data-dir " + (base / "nowhere").string() + small, {(base / "nowhere").string(), "no such"});
+    }
+    SUBCASE("truncated IDX file") {
+      const fs::path dir = base / "truncated";
+      fs::create_directories(dir);
+      write_idx_directory(dir, 40);
+      auto bytes = read_bytes(dir / "train-images-idx3-ubyte");
+      bytes.resize(bytes.size() / 2);
+      write_bytes(dir / "train-images-idx3-ubyte", bytes);
+      check_refused("train --data-dir " + dir.string() + small, {"train-images-idx3-ubyte", "truncated"});
+    }
+    SUBCASE("gzip-corrupt IDX file") {
+      const fs::path dir = base / "gzip";
+      fs::create_directories(dir);
+      write_idx_directory(dir, 40);
+      std::vector<uint8_t> gz = {0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0, 0x03, 0xde, 0xad, 0xbe, 0xef, 0x00, 0x11};
+      write_bytes(dir / "train-images-idx3-ubyte.gz", gz);
+      check_refused("train --data-dir " + dir.string() + small, {"train-images-idx3-ubyte.gz", "gzip"});
+    }
+    SUBCASE("wrong magic number") {
+      const fs::path dir = base / "magic";
+      fs::create_directories(dir);
+      write_idx_directory(dir, 40);
+      auto bytes = read_bytes(dir / "train-labels-idx1-ubyte");
+      bytes[3] = 0x03;
+      write_bytes(dir / "train-labels-idx1-ubyte", bytes);
+      check_refused("train --data-dir " + dir.string() + small, {"train-labels-idx1-ubyte", "magic"});
+    }
+    SUBCASE("label out of range") {
+      const fs::path dir = base / "label";
+      fs::create_directories(dir);
+      write_idx_directory(dir, 40, 12);
+      check_refused("train --data-dir " + dir.string() + small, {"train-labels-idx1-ubyte", "12"});
+    }
+    SUBCASE("CIFAR file whose size is not a multiple of the record size") {
+      const fs::path dir = base / "cifar";
+      fs::create_directories(dir);
+      for (const std::string name : {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin",
+                                     "data_batch_5.bin", "test_batch.bin"})
+        write_bytes(dir / name, std::vector<uint8_t>(3073 * 2, 1));
+      write_bytes(dir / "data_batch_3.bin", std::vector<uint8_t>(3073 * 2 + 100, 1));
+      check_refused("train --data cifar10 --data-dir " + dir.string() + small, {"data_batch_3.bin", "3073"});
+    }
+    SUBCASE("unknown model") { check_refused("train --model resnet7" + small, {"--model", "resnet7"}); }
+    SUBCASE("non-positive batch size") {
+      check_refused("train --batch 0" + small, {"--batch"});
+      check_refused("train --batch -5" + small, {"--batch"});
+      check_refused("train --batch many" + small, {"--batch"});
+    }
+    SUBCASE("non-positive learning rate") {
+      check_refused("train --lr 0" + small, {"--lr"});
+      check_refused("train --lr -0.1" + small, {"--lr"});
+    }
+    SUBCASE("unknown optimizer and out-of-range flags") {
+      check_refused("train --optimizer lion" + small, {"--optimizer", "lion"});
+      check_refused("train --density 0" + small, {"--density"});
+      check_refused("train --epochs 0" + small, {"--epochs"});
+    }
+    SUBCASE("resume of a directory without checkpoint") {
+      check_refused("train --resume " + (base / "empty").string(), {"--resume", "no checkpoint"});
+    }
+  }
+
+  TEST_CASE("a corrupt checkpoint is refused and left untouched") {
+    if (!fs::exists(kFashionMnist)) {
+      MESSAGE("skipped: " << kFashionMnist << " is not installed (apt-get install dataset-fashion-mnist)");
+      return;
+    }
+    const fs::path run_dir = fresh_dir("corrupt-checkpoint");
+    const CommandResult first = run("train --model lenet300 --epochs 1 --train-limit 2000 --val-size 500 --threads 1 --run-dir " +
+                                    run_dir.string());
+    REQUIRE(first.exit_code == 0);
+    const fs::path last = run_dir / "checkpoints" / "last.safetensors";
+    auto bytes = read_bytes(last);
+    SUBCASE("flipped byte in the data") {
+      bytes[bytes.size() - 7] ^= 0x40;
+    }
+    SUBCASE("truncated") {
+      bytes.resize(bytes.size() - 1000);
+    }
+    write_bytes(last, bytes);
+    check_refused("train --resume " + run_dir.string(), {last.string()});
+    CHECK(read_bytes(last) == bytes);  // nothing overwritten
+  }
+
+  TEST_CASE("lenet300 learns Fashion-MNIST") {
+    if (!fs::exists(kFashionMnist)) {
+      MESSAGE("skipped: " << kFashionMnist << " is not installed (apt-get install dataset-fashion-mnist)");
+      return;
+    }
+    const fs::path run_dir = fresh_dir("learns");
+    const CommandResult r = run("train --model lenet300 --epochs 2 --train-limit 12000 --val-size 2000 --run-dir " +
+                                run_dir.string());
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    // metrics.jsonl: every line is JSON; the end event has the accuracy.
+    std::ifstream metrics(run_dir / "metrics.jsonl");
+    std::string line;
+    double test_accuracy = -1.0;
+    int lines = 0;
+    while (std::getline(metrics, line)) {
+      const auto event = nlohmann::json::parse(line);
+      ++lines;
+      if (event.at("event") == "end") test_accuracy = event.at("test_accuracy").get<double>();
+    }
+    CHECK(lines > 5);
+    CHECK(test_accuracy > 0.78);
+    const std::string summary = read_text(run_dir / "summary.csv");
+    CHECK(summary.rfind("cycle,density,max_lr,val_accuracy,test_accuracy,seconds,steps\n", 0) == 0);
+    CHECK(r.out.find("img/s") != std::string::npos);
+    CHECK(r.out.find("ETA") != std::string::npos);
+  }
+
+  TEST_CASE("a run killed with SIGKILL and resumed ends bit-identical to the uninterrupted run") {
+    if (!fs::exists(kFashionMnist)) {
+      MESSAGE("skipped: " << kFashionMnist << " is not installed (apt-get install dataset-fashion-mnist)");
+      return;
+    }
+    const std::string common =
+        " --model lenet5 --epochs 3 --train-limit 4000 --val-size 500 --batch 64 --threads 2 --seed 11"
+        " --checkpoint-every 5 --log-every 20";
+    const fs::path reference = fresh_dir("kill-reference"), killed = fresh_dir("kill-resumed");
+    REQUIRE(run("train" + common + " --run-dir " + reference.string()).exit_code == 0);
+
+    // Start the same run, wait until it has checkpointed mid-training, then SIGKILL it.
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      const std::string args = "train" + common + " --run-dir " + killed.string();
+      std::freopen("/dev/null", "w", stdout);
+      execl("/bin/sh", "sh", "-c", (std::string("exec ") + ST_BINARY_PATH + " " + args).c_str(), nullptr);
+      _exit(127);
+    }
+    const fs::path last = killed / "checkpoints" / "last.safetensors";
+    int64_t step_at_kill = -1;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      if (!fs::exists(last)) continue;
+      try {
+        const auto metadata = st::io::read_checkpoint_metadata(last);
+        const auto position = nlohmann::json::parse(metadata.at("sparsetrain.position"));
+        if (position.at("global_step").get<int64_t>() >= 30) {
+          step_at_kill = position.at("global_step").get<int64_t>();
+          break;
+        }
+      } catch (...) {
+        // the file is being replaced right now: look again
+      }
+    }
+    kill(child, SIGKILL);
+    int status = 0;
+    waitpid(child, &status, 0);
+    REQUIRE(WIFSIGNALED(status));
+    REQUIRE(step_at_kill >= 30);
+    CHECK_FALSE(fs::exists(killed / "checkpoints" / "final.safetensors"));  // it really was cut off
+
+    const CommandResult resumed = run("train --resume " + killed.string());
+    INFO(resumed.out << resumed.err);
+    REQUIRE(resumed.exit_code == 0);
+    CHECK(resumed.out.find("resuming at epoch") != std::string::npos);
+    const auto expected = weights_of(reference / "checkpoints" / "final.safetensors");
+    const auto actual = weights_of(killed / "checkpoints" / "final.safetensors");
+    REQUIRE(expected.size() > 10);
+    CHECK(expected.size() == actual.size());
+    for (const auto& [name, bytes] : expected) {
+      INFO(name);
+      REQUIRE(actual.count(name) == 1);
+      CHECK(actual.at(name) == bytes);
+    }
+  }
+}

@@ -1,0 +1,270 @@
+// Engine unit tests: the CPU conv against a direct-loop reference, masked optimizer steps against
+// their formulas and the masked-weight invariant, model parameter counts against the spec, random
+// masks, learning-rate shapes and checkpoint round trips.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "engine/error.h"
+#include "engine/io/checkpoint.h"
+#include "engine/ops.h"
+#include "engine/optim.h"
+#include "models/registry.h"
+#include "pruning/random_mask.h"
+#include "schedules/lr_schedule.h"
+
+using namespace st;
+
+namespace {
+
+Tensor random_tensor(const Shape& shape, Rng& rng) {
+  Tensor t = Tensor::empty(shape);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = rng.normal();
+  return t;
+}
+
+// Direct 7-loop convolution (NHWC, KRSC, groups) in double: the independent reference.
+std::vector<double> reference_conv(const Tensor& x, const Tensor& w, int64_t stride, int64_t pad, int64_t groups) {
+  const int64_t n_count = x.dim(0), h = x.dim(1), wd = x.dim(2), c = x.dim(3);
+  const int64_t k = w.dim(0), r = w.dim(1), s = w.dim(2), cg = w.dim(3), kg = k / groups;
+  const int64_t oh_count = (h + 2 * pad - r) / stride + 1, ow_count = (wd + 2 * pad - s) / stride + 1;
+  std::vector<double> y(static_cast<std::size_t>(n_count * oh_count * ow_count * k), 0.0);
+  for (int64_t n = 0; n < n_count; ++n)
+    for (int64_t oh = 0; oh < oh_count; ++oh)
+      for (int64_t ow = 0; ow < ow_count; ++ow)
+        for (int64_t ko = 0; ko < k; ++ko) {
+          double sum = 0.0;
+          const int64_t group = ko / kg;
+          for (int64_t i = 0; i < r; ++i)
+            for (int64_t j = 0; j < s; ++j) {
+              const int64_t ih = oh * stride - pad + i, iw = ow * stride - pad + j;
+              if (ih < 0 || ih >= h || iw < 0 || iw >= wd) continue;
+              for (int64_t ci = 0; ci < cg; ++ci)
+                sum += static_cast<double>(x.data()[((n * h + ih) * wd + iw) * c + group * cg + ci]) *
+                       static_cast<double>(w.data()[((ko * r + i) * s + j) * cg + ci]);
+            }
+          y[static_cast<std::size_t>(((n * oh_count + oh) * ow_count + ow) * k + ko)] = sum;
+        }
+  return y;
+}
+
+}  // namespace
+
+TEST_SUITE("unit") {
+  TEST_CASE("conv2d forward equals the direct-loop reference") {
+    Rng rng(3);
+    struct Case { Shape x, w; int64_t stride, pad, groups; };
+    const Case cases[] = {{{2, 8, 8, 3}, {5, 3, 3, 3}, 1, 1, 1},   {{3, 9, 7, 4}, {6, 3, 3, 4}, 2, 1, 1},
+                          {{2, 6, 6, 16}, {8, 1, 1, 16}, 1, 0, 1}, {{2, 7, 7, 4}, {4, 1, 1, 4}, 2, 0, 1},
+                          {{2, 28, 28, 1}, {6, 5, 5, 1}, 1, 2, 1}, {{2, 8, 8, 6}, {6, 3, 3, 1}, 1, 1, 6},
+                          {{2, 8, 8, 4}, {8, 3, 3, 2}, 2, 1, 2},   {{40, 6, 6, 3}, {4, 3, 3, 3}, 1, 1, 1}};
+    for (const Case& c : cases) {
+      const Tensor x = random_tensor(c.x, rng), w = random_tensor(c.w, rng);
+      const Variable y = ops::conv2d(Variable(x), Variable(w), Variable(), c.stride, c.pad, c.groups);
+      const std::vector<double> expected = reference_conv(x, w, c.stride, c.pad, c.groups);
+      REQUIRE(static_cast<std::size_t>(y.value().numel()) == expected.size());
+      double worst = 0.0;
+      for (std::size_t i = 0; i < expected.size(); ++i)
+        worst = std::max(worst, std::fabs(static_cast<double>(y.value().data()[i]) - expected[i]));
+      INFO("x " << shape_string(c.x) << " w " << shape_string(c.w));
+      CHECK(worst < 1e-4);
+    }
+  }
+
+  TEST_CASE("batchnorm training output has zero mean and unit variance per channel") {
+    Rng rng(4);
+    Tensor x = random_tensor({4, 3, 3, 2}, rng);
+    for (int64_t i = 0; i < x.numel(); i += 2) x.data()[i] = 3.0f + 2.0f * x.data()[i];  // channel 0: mean 3, std 2
+    Tensor mean = Tensor::zeros({2}), var = Tensor::full({2}, 1.0f);
+    const Variable y = ops::batchnorm(Variable(x), Variable(Tensor::full({2}, 1.0f)), Variable(Tensor::zeros({2})),
+                                      mean, var, true, 0.1f, 1e-5f);
+    for (int64_t c = 0; c < 2; ++c) {
+      double sum = 0.0, square = 0.0;
+      for (int64_t row = 0; row < 36; ++row) {
+        const double v = y.value().data()[row * 2 + c];
+        sum += v;
+        square += v * v;
+      }
+      CHECK(std::fabs(sum / 36.0) < 1e-5);
+      CHECK(std::fabs(square / 36.0 - 1.0) < 1e-3);
+    }
+    CHECK(mean.data()[0] > 0.2f);  // running mean moved 10% towards about 3
+    CHECK(mean.data()[0] < 0.4f);
+  }
+
+  TEST_CASE("softmax cross-entropy value with label smoothing") {
+    // logits (0, ln 3): p = (1/4, 3/4). Label 1, smoothing 0.2 over 2 classes: q = (0.1, 0.9).
+    const Variable logits(Tensor::from_vector({1, 2}, {0.0f, std::log(3.0f)}));
+    const double expected = -(0.1 * std::log(0.25) + 0.9 * std::log(0.75));
+    CHECK(ops::softmax_cross_entropy(logits, {1}, 0.2f).value().item() == doctest::Approx(expected).epsilon(1e-6));
+    CHECK(ops::count_correct(logits.value(), {1}) == 1);
+    CHECK(ops::count_correct(logits.value(), {0}) == 0);
+  }
+
+  TEST_CASE("SGD with momentum and weight decay follows the formula; masked weights and momentum stay 0") {
+    nn::Parameter p;
+    p.name = "w";
+    p.kind = nn::ParameterKind::LinearWeight;
+    p.variable = Variable(Tensor::from_vector({4}, {1.0f, -2.0f, 3.0f, 0.5f}), true);
+    p.mask = Tensor::from_vector({4}, {1.0f, 0.0f, 1.0f, 0.0f});
+    OptimizerConfig config;
+    config.momentum = 0.9f;
+    config.weight_decay = 0.1f;
+    auto sgd = make_optimizer(config, {&p});
+    float w0 = 1.0f, v0 = 0.0f;
+    for (int step = 0; step < 3; ++step) {
+      p.grad().copy_from(Tensor::from_vector({4}, {0.5f, 0.5f, -1.0f, 2.0f}));
+      sgd->step(0.1f);
+      const float g = 0.5f + 0.1f * w0;
+      v0 = 0.9f * v0 + g;
+      w0 -= 0.1f * v0;
+      CHECK(p.value().data()[0] == doctest::Approx(w0).epsilon(1e-6));
+      CHECK(p.value().data()[1] == 0.0f);
+      CHECK(p.value().data()[3] == 0.0f);
+      CHECK(sgd->state()[0].second->data()[1] == 0.0f);
+      CHECK(sgd->state()[0].second->data()[3] == 0.0f);
+      p.variable.zero_grad();
+    }
+  }
+
+  TEST_CASE("every optimizer keeps masked weights and their state exactly 0 through many steps") {
+    for (const std::string name : {"sgd", "adam", "adamw", "rmsprop"}) {
+      Rng rng(5);
+      auto model = models::build_model("lenet5", {1, 28, 28, 10}, rng);
+      pruning::apply_random_masks(model->parameters(), 0.3, rng);
+      OptimizerConfig config;
+      config.name = name;
+      config.nesterov = name == "sgd";
+      auto optimizer = make_optimizer(config, model->parameters());
+      for (int step = 0; step < 5; ++step) {
+        optimizer->zero_grad();
+        Tape tape;
+        Variable loss;
+        {
+          TapeScope scope(tape);
+          Variable x(random_tensor({8, 28, 28, 1}, rng));
+          loss = ops::softmax_cross_entropy(model->forward(x), {0, 1, 2, 3, 4, 5, 6, 7});
+        }
+        tape.backward(loss);
+        optimizer->step(0.01f);
+      }
+      int64_t checked = 0;
+      for (nn::Parameter* p : model->parameters()) {
+        if (!p->prunable()) continue;
+        for (int64_t i = 0; i < p->numel(); ++i) {
+          if (p->mask.data()[i] != 0.0f) continue;
+          ++checked;
+          REQUIRE(p->value().data()[i] == 0.0f);
+        }
+      }
+      for (auto& [slot, tensor] : optimizer->state()) {
+        nn::Parameter* owner = nullptr;
+        for (nn::Parameter* p : model->parameters())
+          if (slot.rfind(p->name + ".", 0) == 0 && p->prunable()) owner = p;
+        if (owner == nullptr) continue;
+        for (int64_t i = 0; i < owner->numel(); ++i)
+          if (owner->mask.data()[i] == 0.0f) REQUIRE(tensor->data()[i] == 0.0f);
+      }
+      INFO(name);
+      CHECK(checked > 40000);
+    }
+  }
+
+  TEST_CASE("parameter counts equal ../shared/spec/models.md") {
+    const std::pair<const char*, int64_t> expected[] = {
+        {"lenet300", 266'610},  {"lenet5", 61'706},     {"resnet20", 272'474},  {"resnet32", 466'906},
+        {"resnet56", 855'770},  {"resnet110", 1'730'714}, {"resnet20a", 269'722}, {"resnet32a", 464'154},
+        {"resnet56a", 853'018}, {"resnet110a", 1'727'962}};
+    for (const auto& [name, count] : expected) {
+      const models::ModelEntry& entry = models::find_model(name);
+      Rng rng(0);
+      INFO(name);
+      CHECK(entry.reference_parameters == count);
+      CHECK(entry.build(entry.reference_input, rng)->parameter_count() == count);
+    }
+    // Fashion-MNIST input (1 channel): the stem loses 2 * 9 * 16 weights.
+    Rng rng(0);
+    CHECK(models::build_model("resnet20", {1, 32, 32, 10}, rng)->parameter_count() == 272'474 - 288);
+    CHECK_THROWS_WITH_AS(models::find_model("resnet21"), doctest::Contains("--model: unknown model 'resnet21'"),
+                         Error);
+  }
+
+  TEST_CASE("resnet20 forward shape and option-A/B shortcuts") {
+    Rng rng(1);
+    for (const char* name : {"resnet20", "resnet20a"}) {
+      auto model = models::build_model(name, {1, 32, 32, 10}, rng);
+      model->train(false);
+      const Variable y = model->forward(Variable(random_tensor({2, 32, 32, 1}, rng)));
+      CHECK(y.shape() == Shape{2, 10});
+    }
+  }
+
+  TEST_CASE("random masks keep exactly round(density * numel) weights per tensor") {
+    Rng rng(2);
+    auto model = models::build_model("lenet300", {1, 28, 28, 10}, rng);
+    pruning::apply_random_masks(model->parameters(), 0.5, rng);
+    for (nn::Parameter* p : model->parameters()) {
+      if (!p->prunable()) {
+        CHECK_FALSE(p->mask.defined());
+        continue;
+      }
+      CHECK(p->kept() == std::llround(0.5 * static_cast<double>(p->numel())));
+      for (int64_t i = 0; i < p->numel(); ++i)
+        if (p->mask.data()[i] == 0.0f) REQUIRE(p->value().data()[i] == 0.0f);
+    }
+    CHECK_THROWS_AS(pruning::apply_random_masks(model->parameters(), 1.5, rng), Error);
+  }
+
+  TEST_CASE("learning-rate shapes") {
+    schedules::LrSchedule s{"cosine", 0.1, 0.0, 10, {}, 0.1};
+    CHECK(schedules::learning_rate(s, 0, 110) == doctest::Approx(0.01));   // warmup from eta / W
+    CHECK(schedules::learning_rate(s, 9, 110) == doctest::Approx(0.1));
+    CHECK(schedules::learning_rate(s, 60, 110) == doctest::Approx(0.05));  // half way: eta / 2
+    CHECK(schedules::learning_rate(s, 110, 110) == doctest::Approx(0.0));
+    schedules::LrSchedule step{"step", 0.2, 0.0, 0, {30, 60}, 0.1};
+    CHECK(schedules::learning_rate(step, 29, 100) == doctest::Approx(0.2));
+    CHECK(schedules::learning_rate(step, 30, 100) == doctest::Approx(0.02));
+    CHECK(schedules::learning_rate(step, 99, 100) == doctest::Approx(0.002));
+    schedules::LrSchedule bad = step;
+    bad.milestones = {60, 30};
+    CHECK_THROWS_WITH_AS(schedules::validate(bad, 100), doctest::Contains("--milestones"), Error);
+    bad.milestones = {30, 100};
+    CHECK_THROWS_WITH_AS(schedules::validate(bad, 100), doctest::Contains("--milestones"), Error);
+  }
+
+  TEST_CASE("checkpoint round trip restores weights, masks, buffers, optimizer state and rng") {
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / "sparsetrain-test-checkpoint";
+    fs::remove_all(dir);
+    Rng rng(7);
+    auto model = models::build_model("resnet20", {1, 32, 32, 10}, rng);
+    pruning::apply_random_masks(model->parameters(), 0.5, rng);
+    auto optimizer = make_optimizer(OptimizerConfig{}, model->parameters());
+    for (auto& [slot, tensor] : optimizer->state()) tensor->fill(0.25f);
+    for (auto& buffer : model->buffers()) buffer.tensor->fill(1.5f);
+    io::CheckpointContents saved{model.get(), optimizer.get(), {{"model", &rng}}, "{\"a\":1}", "{\"b\":2}"};
+    io::save_checkpoint(dir / "c.safetensors", saved);
+
+    Rng other(99);
+    auto restored = models::build_model("resnet20", {1, 32, 32, 10}, other);
+    auto restored_optimizer = make_optimizer(OptimizerConfig{}, restored->parameters());
+    io::CheckpointContents loaded{restored.get(), restored_optimizer.get(), {{"model", &other}}, "", ""};
+    io::load_checkpoint(dir / "c.safetensors", loaded);
+    CHECK(loaded.config_json == "{\"a\":1}");
+    CHECK(loaded.position_json == "{\"b\":2}");
+    CHECK(other.state() == rng.state());
+    const auto a = model->parameters(), b = restored->parameters();
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      CHECK(a[i]->value().to_vector() == b[i]->value().to_vector());
+      if (a[i]->mask.defined()) CHECK(a[i]->mask.to_vector() == b[i]->mask.to_vector());
+    }
+    for (auto& buffer : restored->buffers()) CHECK(buffer.tensor->data()[0] == 1.5f);
+    for (auto& [slot, tensor] : restored_optimizer->state()) CHECK(tensor->data()[0] == 0.25f);
+    // A different architecture is refused with the tensor named.
+    auto wrong = models::build_model("resnet32", {1, 32, 32, 10}, other);
+    io::CheckpointContents mismatch{wrong.get(), nullptr, {}, "", ""};
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(dir / "c.safetensors", mismatch), doctest::Contains("layer1.3"), Error);
+    fs::remove_all(dir);
+  }
+}
