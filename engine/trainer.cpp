@@ -300,6 +300,11 @@ TrainResult Trainer::run(bool resume) {
     global_step = position.at("global_step").get<int64_t>();
     previous_seconds = position.value("seconds", 0.0);
   } else {
+    // Never lose an earlier run: a directory that holds one is refused unless --overwrite is given.
+    if (fs::exists(checkpoint_path("last")) && !config_.overwrite)
+      fail("--run-dir {}: already holds a run ({}); continue it with --resume {}, pass --overwrite, or choose "
+           "another directory",
+           run_dir.string(), checkpoint_path("last").string(), run_dir.string());
     fs::create_directories(run_dir);
     fs::remove(run_dir / "metrics.jsonl");
     fs::remove(run_dir / "summary.csv");

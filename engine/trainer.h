@@ -2,7 +2,7 @@
 // progress lines and atomic checkpoints in a run directory. A run is a pure function of its config
 // (and the thread count): resuming from any checkpoint reproduces the uninterrupted run bit for bit.
 //
-// Run directory: config.toml (resolved config), metrics.jsonl (one JSON object per event),
+// Run directory: config.json (the resolved config), metrics.jsonl (one JSON object per event),
 // summary.csv (one row per cycle), checkpoints/last.safetensors (latest position) and
 // checkpoints/final.safetensors (end of training).
 #pragma once
@@ -43,6 +43,7 @@ struct TrainConfig {
   std::string device = "auto";  // auto | cpu | cuda
   int threads = 0;              // 0: OpenMP's default (all cores)
   std::string run_dir = "runs/default";
+  bool overwrite = false;        // allow a fresh run in a directory that holds an earlier run
   int64_t checkpoint_every = 0;  // steps between checkpoints; 0 = at the end of every epoch
   int64_t log_every = 0;         // steps between progress lines; 0 = about 5 per epoch
 };

@@ -1,5 +1,8 @@
 #include <fmt/format.h>
 
+#include <ctime>
+#include <filesystem>
+
 #include "engine/error.h"
 #include "tools/sparsetrain/commands.h"
 
@@ -40,6 +43,7 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
   app.add_option("--device", c.device, "auto | cpu | cuda")->capture_default_str();
   app.add_option("--threads", c.threads, "CPU threads (0 = all cores)")->capture_default_str();
   app.add_option("--run-dir", c.run_dir, "run directory (config, metrics, checkpoints)")->capture_default_str();
+  app.add_flag("--overwrite", c.overwrite, "start afresh in a run directory that holds an earlier run");
   app.add_option("--checkpoint-every", c.checkpoint_every, "steps between checkpoints (0 = every epoch end)")
       ->capture_default_str();
   app.add_option("--log-every", c.log_every, "steps between progress lines (0 = 5 per epoch)");
@@ -62,7 +66,10 @@ int run_default_experiment() {
       "sparsetrain default experiment: lenet300 on Fashion-MNIST, SGD momentum 0.9, cosine lr 0.05, 20 epochs "
       "(becomes IMP + SILO with the pruning and schedule work)\n");
   TrainOptions options;
-  options.config.run_dir = "runs/default";
+  const std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+  options.config.run_dir = std::string("runs/default-") + stamp;
   Trainer trainer(options.config);
   trainer.run(false);
   return 0;
