@@ -83,16 +83,18 @@ Tensor Tensor::clone() const {
 void Tensor::fill(float value) {
   float* p = data();
   const int64_t n = numel();
-  if (value == 0.0f) {
-    std::memset(p, 0, static_cast<std::size_t>(n) * sizeof(float));
-    return;
-  }
-  std::fill(p, p + n, value);
+  // Gradient buffers of activations are megabytes: fill them with every thread.
+#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) p[i] = value;
 }
 
 void Tensor::copy_from(const Tensor& source) {
   ST_CHECK(source.numel() == numel(), "copy of {} into {}", shape_string(source.shape()), shape_string(shape_));
-  if (numel() > 0) std::memcpy(data(), source.data(), static_cast<std::size_t>(numel()) * sizeof(float));
+  const float* from = source.data();
+  float* to = data();
+  const int64_t n = numel();
+#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) to[i] = from[i];
 }
 
 std::vector<float> Tensor::to_vector() const {

@@ -14,20 +14,38 @@
 
 namespace st::cpu {
 
-void sgd_step(int64_t n, float* w, const float* g, float* velocity, const float* mask, const SgdHyper& h) {
+namespace {
+
+// The loop body is specialised on the (momentum, nesterov, mask) combination so each loop is
+// branch-free and vectorises.
+template <bool kMomentum, bool kNesterov, bool kMasked>
+void sgd_loop(int64_t n, float* w, const float* g, float* velocity, const float* mask, const SgdHyper& h) {
   const float lr = h.lr, mu = h.momentum, wd = h.weight_decay, damp = 1.0f - h.dampening;
-  const bool use_momentum = mu != 0.0f && velocity != nullptr;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n > 16384)
   for (int64_t i = 0; i < n; ++i) {
-    const bool kept = mask == nullptr || mask[i] != 0.0f;
+    const bool kept = !kMasked || mask[i] != 0.0f;
     float grad = g[i] + wd * w[i];
-    if (use_momentum) {
+    if constexpr (kMomentum) {
       const float v = mu * velocity[i] + damp * grad;
       velocity[i] = kept ? v : 0.0f;
-      grad = h.nesterov ? grad + mu * v : v;
+      grad = kNesterov ? grad + mu * v : v;
     }
     const float updated = w[i] - lr * grad;
     w[i] = kept ? updated : 0.0f;
+  }
+}
+
+}  // namespace
+
+void sgd_step(int64_t n, float* w, const float* g, float* velocity, const float* mask, const SgdHyper& h) {
+  const bool momentum = h.momentum != 0.0f && velocity != nullptr;
+  const bool masked = mask != nullptr;
+  if (!momentum) {
+    masked ? sgd_loop<false, false, true>(n, w, g, velocity, mask, h) : sgd_loop<false, false, false>(n, w, g, velocity, mask, h);
+  } else if (h.nesterov) {
+    masked ? sgd_loop<true, true, true>(n, w, g, velocity, mask, h) : sgd_loop<true, true, false>(n, w, g, velocity, mask, h);
+  } else {
+    masked ? sgd_loop<true, false, true>(n, w, g, velocity, mask, h) : sgd_loop<true, false, false>(n, w, g, velocity, mask, h);
   }
 }
 
