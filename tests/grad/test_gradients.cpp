@@ -132,6 +132,17 @@ TEST_SUITE("grad") {
                     {param(random_tensor({2, 5, 5, 3}, rng)), param(random_tensor({5, 1, 1, 3}, rng))});
   }
 
+  TEST_CASE("conv2d: 16 and 32 output channels (the direct kernel, and the stride-1 data gradient through it)") {
+    Rng rng(15);
+    check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], v[2], 1, 1); },
+                    {param(random_tensor({2, 11, 10, 16}, rng)), param(random_tensor({16, 3, 3, 16}, rng)),
+                     param(random_tensor({16}, rng))},
+                    1e-2f, 2e-2, 60);
+    check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], Variable(), 2, 1); },
+                    {param(random_tensor({2, 9, 9, 16}, rng)), param(random_tensor({32, 3, 3, 16}, rng))},
+                    1e-2f, 2e-2, 60);
+  }
+
   TEST_CASE("conv2d: groups and depthwise") {
     Rng rng(6);
     check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], v[2], 1, 1, 2); },
