@@ -114,8 +114,8 @@ Variable Conv2d::forward(const Variable& x) {
   return ops::conv2d(x, weight_->variable, bias_ ? bias_->variable : Variable(), stride_, pad_, groups_);
 }
 
-BatchNorm2d::BatchNorm2d(int64_t channels, float momentum, float eps)
-    : running_mean_(Tensor::zeros({channels})), running_var_(Tensor::full({channels}, 1.0f)),
+BatchNorm2d::BatchNorm2d(int64_t channels, bool fused_relu, float momentum, float eps)
+    : running_mean_(Tensor::zeros({channels})), running_var_(Tensor::full({channels}, 1.0f)), fused_relu_(fused_relu),
       momentum_(momentum), eps_(eps) {
   gamma_ = &register_parameter("weight", Tensor::full({channels}, 1.0f), ParameterKind::NormWeight);
   beta_ = &register_parameter("bias", Tensor::zeros({channels}), ParameterKind::NormBias);
@@ -125,7 +125,7 @@ BatchNorm2d::BatchNorm2d(int64_t channels, float momentum, float eps)
 
 Variable BatchNorm2d::forward(const Variable& x) {
   return ops::batchnorm(x, gamma_->variable, beta_->variable, running_mean_, running_var_, training(), momentum_,
-                        eps_);
+                        eps_, fused_relu_);
 }
 
 Variable ReLU::forward(const Variable& x) { return ops::relu(x); }

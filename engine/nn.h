@@ -97,14 +97,17 @@ class Conv2d : public Module {
   int64_t stride_, pad_, groups_;
 };
 
+// fused_relu: the module computes max(0, bn(x)) (conv-BN-ReLU in two ops instead of three).
 class BatchNorm2d : public Module {
  public:
-  explicit BatchNorm2d(int64_t channels, float momentum = 0.1f, float eps = 1e-5f);
+  explicit BatchNorm2d(int64_t channels, bool fused_relu = false, float momentum = 0.1f, float eps = 1e-5f);
+  bool fused_relu() const { return fused_relu_; }
   Variable forward(const Variable& x) override;
  private:
   Parameter* gamma_;
   Parameter* beta_;
   Tensor running_mean_, running_var_;
+  bool fused_relu_;
   float momentum_, eps_;
 };
 

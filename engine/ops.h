@@ -22,11 +22,13 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
 // Batch normalisation over N*H*W per channel (x may be [N, C] too). In training mode uses the batch
 // statistics and updates the running ones (unbiased variance, PyTorch's convention):
 //   running = (1 - momentum) * running + momentum * batch
+// relu = true fuses the following ReLU: y = max(0, bn(x)) in one pass, one buffer, one backward.
 Variable batchnorm(const Variable& x, const Variable& gamma, const Variable& beta, Tensor& running_mean,
-                   Tensor& running_var, bool training, float momentum, float eps);
+                   Tensor& running_var, bool training, float momentum, float eps, bool relu = false);
 
 Variable relu(const Variable& x);
 Variable add(const Variable& a, const Variable& b);
+Variable add_relu(const Variable& a, const Variable& b);  // max(0, a + b): the residual join, fused
 Variable max_pool2d(const Variable& x, int64_t kernel, int64_t stride, int64_t pad = 0);
 Variable avg_pool2d(const Variable& x, int64_t kernel, int64_t stride, int64_t pad = 0);
 Variable global_avg_pool(const Variable& x);  // [N, H, W, C] -> [N, C]

@@ -3,6 +3,7 @@
 // no conv bias, global average pool, one linear layer. Shortcut when the shape changes:
 //   option A: strided identity with zero-padded channels (the original paper; no parameters)
 //   option B: 1x1 conv with stride + BatchNorm (as open_lth)
+// ReLUs are fused into bn1 (BN + ReLU) and into the residual join (add + ReLU).
 // State-dict names: conv1, bn1, layer{1,2,3}.{i}.{conv1,bn1,conv2,bn2,shortcut.0,shortcut.1}, fc.
 #include "engine/error.h"
 #include "engine/ops.h"
@@ -16,7 +17,7 @@ class BasicBlock : public nn::Module {
   BasicBlock(int64_t in, int64_t out, int64_t stride, Shortcut shortcut, Rng& rng)
       : out_channels_(out), stride_(stride), shortcut_kind_(shortcut) {
     conv1_ = &register_module("conv1", std::make_unique<nn::Conv2d>(in, out, 3, stride, 1, false, rng));
-    bn1_ = &register_module("bn1", std::make_unique<nn::BatchNorm2d>(out));
+    bn1_ = &register_module("bn1", std::make_unique<nn::BatchNorm2d>(out, true));
     conv2_ = &register_module("conv2", std::make_unique<nn::Conv2d>(out, out, 3, 1, 1, false, rng));
     bn2_ = &register_module("bn2", std::make_unique<nn::BatchNorm2d>(out));
     projection_needed_ = stride != 1 || in != out;
@@ -29,12 +30,12 @@ class BasicBlock : public nn::Module {
   }
 
   Variable forward(const Variable& x) override {
-    Variable h = ops::relu(bn1_->forward(conv1_->forward(x)));
+    Variable h = bn1_->forward(conv1_->forward(x));  // BN + ReLU fused
     h = bn2_->forward(conv2_->forward(h));
     Variable identity = x;
     if (projection_needed_)
       identity = shortcut_kind_ == Shortcut::B ? projection_->forward(x) : ops::pad_shortcut(x, stride_, out_channels_);
-    return ops::relu(ops::add(h, identity));
+    return ops::add_relu(h, identity);
   }
 
  private:
@@ -53,7 +54,7 @@ class CifarResNet : public nn::Module {
   CifarResNet(int depth, Shortcut shortcut, const InputSpec& input, Rng& rng) {
     const int blocks = (depth - 2) / 6;
     conv1_ = &register_module("conv1", std::make_unique<nn::Conv2d>(input.channels, 16, 3, 1, 1, false, rng));
-    bn1_ = &register_module("bn1", std::make_unique<nn::BatchNorm2d>(16));
+    bn1_ = &register_module("bn1", std::make_unique<nn::BatchNorm2d>(16, true));
     int64_t in = 16;
     const int64_t widths[3] = {16, 32, 64};
     for (int stage = 0; stage < 3; ++stage) {
@@ -69,7 +70,7 @@ class CifarResNet : public nn::Module {
   }
 
   Variable forward(const Variable& x) override {
-    Variable h = ops::relu(bn1_->forward(conv1_->forward(x)));
+    Variable h = bn1_->forward(conv1_->forward(x));  // BN + ReLU fused
     for (nn::Sequential* stage : stages_) h = stage->forward(h);
     return fc_->forward(ops::global_avg_pool(h));
   }

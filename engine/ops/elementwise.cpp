@@ -1,4 +1,4 @@
-// relu, add, flatten, dropout.
+// relu, add, add_relu, flatten, dropout.
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "engine/ops/record.h"
@@ -24,6 +24,18 @@ Variable add(const Variable& a, const Variable& b) {
   detail::record_backward(recording, y, [a, b](Tensor& dy) mutable {
     if (float* da = detail::grad_or_null(a)) cpu::accumulate(dy.numel(), dy.data(), da);
     if (float* db = detail::grad_or_null(b)) cpu::accumulate(dy.numel(), dy.data(), db);
+  });
+  return y;
+}
+
+Variable add_relu(const Variable& a, const Variable& b) {
+  ST_CHECK(a.shape() == b.shape(), "add_relu: shapes {} and {} differ", shape_string(a.shape()),
+           shape_string(b.shape()));
+  const bool recording = should_record({&a, &b});
+  Variable y(Tensor::empty(a.shape()), recording);
+  cpu::add_relu_forward(a.value().numel(), a.value().data(), b.value().data(), y.value().data());
+  detail::record_backward(recording, y, [a, b, y_value = y.value()](Tensor& dy) mutable {
+    cpu::add_relu_backward(dy.numel(), y_value.data(), dy.data(), detail::grad_or_null(a), detail::grad_or_null(b));
   });
   return y;
 }

@@ -3,6 +3,7 @@
 //   eval:  the same with the running statistics
 //   backward (train): with xhat = (x - mean) * invstd, M = rows,
 //     dbeta = sum dy, dgamma = sum dy * xhat, dx = gamma * invstd * (dy - dbeta / M - xhat * dgamma / M)
+//   fused ReLU: y = max(0, bn(x)); its backward gates dy by (y > 0) before the formulas above.
 // Per-channel sums use per-thread partials over fixed row ranges, combined in thread order.
 #include <omp.h>
 
@@ -20,20 +21,35 @@ void row_range(int64_t rows, int64_t& begin, int64_t& end) {
   end = rows * (thread + 1) / threads;
 }
 
-void affine_rows(int64_t rows, int64_t channels, const float* x, const float* scale, const float* shift, float* y) {
+void affine_rows(int64_t rows, int64_t channels, const float* x, const float* scale, const float* shift, bool relu,
+                 float* y) {
 #pragma omp parallel for schedule(static)
   for (int64_t row = 0; row < rows; ++row) {
     const float* in = x + row * channels;
     float* out = y + row * channels;
+    if (relu) {
 #pragma omp simd
-    for (int64_t c = 0; c < channels; ++c) out[c] = in[c] * scale[c] + shift[c];
+      for (int64_t c = 0; c < channels; ++c) {
+        const float v = in[c] * scale[c] + shift[c];
+        out[c] = v > 0.0f ? v : 0.0f;
+      }
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < channels; ++c) out[c] = in[c] * scale[c] + shift[c];
+    }
   }
+}
+
+// dy gated by the fused ReLU's output (y > 0), or dy itself without ReLU.
+inline float gated(const float* relu_output, const float* dy, int64_t i) {
+  return relu_output == nullptr || relu_output[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 }  // namespace
 
 void batchnorm_forward_train(int64_t rows, int64_t channels, const float* x, const float* gamma, const float* beta,
-                             float eps, float* y, float* batch_mean, float* batch_invstd, float* batch_var) {
+                             float eps, bool relu, float* y, float* batch_mean, float* batch_invstd,
+                             float* batch_var) {
   const int threads = thread_count();
   const auto width = static_cast<std::size_t>(channels);
   std::vector<float> partials(static_cast<std::size_t>(threads) * width);
@@ -83,23 +99,23 @@ void batchnorm_forward_train(int64_t rows, int64_t channels, const float* x, con
     scale[c] = gamma[c] * invstd;
     shift[c] = beta[c] - mean[c] * scale[c];
   }
-  affine_rows(rows, channels, x, scale.data(), shift.data(), y);
+  affine_rows(rows, channels, x, scale.data(), shift.data(), relu, y);
 }
 
 void batchnorm_forward_eval(int64_t rows, int64_t channels, const float* x, const float* gamma, const float* beta,
-                            const float* running_mean, const float* running_var, float eps, float* y) {
+                            const float* running_mean, const float* running_var, float eps, bool relu, float* y) {
   const auto width = static_cast<std::size_t>(channels);
   std::vector<float> scale(width), shift(width);
   for (std::size_t c = 0; c < width; ++c) {
     scale[c] = gamma[c] / std::sqrt(running_var[c] + eps);
     shift[c] = beta[c] - running_mean[c] * scale[c];
   }
-  affine_rows(rows, channels, x, scale.data(), shift.data(), y);
+  affine_rows(rows, channels, x, scale.data(), shift.data(), relu, y);
 }
 
 void batchnorm_backward_train(int64_t rows, int64_t channels, const float* x, const float* gamma,
-                              const float* batch_mean, const float* batch_invstd, const float* dy, float* dx,
-                              float* dgamma, float* dbeta) {
+                              const float* batch_mean, const float* batch_invstd, const float* relu_output,
+                              const float* dy, float* dx, float* dgamma, float* dbeta) {
   const int threads = thread_count();
   const auto width = static_cast<std::size_t>(channels);
   std::vector<float> partial_dy(static_cast<std::size_t>(threads) * width, 0.0f);
@@ -113,11 +129,11 @@ void batchnorm_backward_train(int64_t rows, int64_t channels, const float* x, co
     float* sum_dy_xhat = partial_dy_xhat.data() + offset;
     for (int64_t row = begin; row < end; ++row) {
       const float* in = x + row * channels;
-      const float* grad = dy + row * channels;
 #pragma omp simd
       for (int64_t c = 0; c < channels; ++c) {
-        sum_dy[c] += grad[c];
-        sum_dy_xhat[c] += grad[c] * (in[c] - batch_mean[c]) * batch_invstd[c];
+        const float grad = gated(relu_output, dy, row * channels + c);
+        sum_dy[c] += grad;
+        sum_dy_xhat[c] += grad * (in[c] - batch_mean[c]) * batch_invstd[c];
       }
     }
   }
@@ -142,38 +158,35 @@ void batchnorm_backward_train(int64_t rows, int64_t channels, const float* x, co
 #pragma omp parallel for schedule(static)
   for (int64_t row = 0; row < rows; ++row) {
     const float* in = x + row * channels;
-    const float* grad = dy + row * channels;
     float* out = dx + row * channels;
 #pragma omp simd
     for (int64_t c = 0; c < channels; ++c) {
       const float xhat = (in[c] - batch_mean[c]) * batch_invstd[c];
-      out[c] += coefficient[c] * (grad[c] - mean_dy[c] - xhat * mean_dy_xhat[c]);
+      out[c] += coefficient[c] * (gated(relu_output, dy, row * channels + c) - mean_dy[c] - xhat * mean_dy_xhat[c]);
     }
   }
 }
 
 void batchnorm_backward_eval(int64_t rows, int64_t channels, const float* x, const float* gamma,
-                             const float* running_mean, const float* running_var, float eps, const float* dy,
-                             float* dx, float* dgamma, float* dbeta) {
+                             const float* running_mean, const float* running_var, float eps,
+                             const float* relu_output, const float* dy, float* dx, float* dgamma, float* dbeta) {
   const auto width = static_cast<std::size_t>(channels);
   std::vector<float> invstd(width), scale(width);
   for (std::size_t c = 0; c < width; ++c) {
     invstd[c] = 1.0f / std::sqrt(running_var[c] + eps);
     scale[c] = gamma[c] * invstd[c];
   }
-  if (dx != nullptr) {
-#pragma omp parallel for schedule(static)
-    for (int64_t row = 0; row < rows; ++row)
-      for (int64_t c = 0; c < channels; ++c) dx[row * channels + c] += dy[row * channels + c] * scale[c];
-  }
-  std::vector<float> xhat(static_cast<std::size_t>(rows * channels));
+  std::vector<float> grad(static_cast<std::size_t>(rows * channels)), grad_xhat(grad.size());
   for (int64_t row = 0; row < rows; ++row)
-    for (int64_t c = 0; c < channels; ++c)
-      xhat[static_cast<std::size_t>(row * channels + c)] = (x[row * channels + c] - running_mean[c]) * invstd[c];
-  std::vector<float> dy_times_xhat(xhat.size());
-  for (std::size_t i = 0; i < xhat.size(); ++i) dy_times_xhat[i] = dy[i] * xhat[i];
-  if (dgamma != nullptr) column_sums(rows, channels, dy_times_xhat.data(), dgamma);
-  if (dbeta != nullptr) column_sums(rows, channels, dy, dbeta);
+    for (int64_t c = 0; c < channels; ++c) {
+      const int64_t i = row * channels + c;
+      const float g = gated(relu_output, dy, i);
+      grad[static_cast<std::size_t>(i)] = g;
+      grad_xhat[static_cast<std::size_t>(i)] = g * (x[i] - running_mean[c]) * invstd[c];
+      if (dx != nullptr) dx[i] += g * scale[c];
+    }
+  if (dgamma != nullptr) column_sums(rows, channels, grad_xhat.data(), dgamma);
+  if (dbeta != nullptr) column_sums(rows, channels, grad.data(), dbeta);
 }
 
 }  // namespace st::cpu

@@ -23,6 +23,23 @@ void add_forward(int64_t n, const float* a, const float* b, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
 }
 
+void add_relu_forward(int64_t n, const float* a, const float* b, float* y) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const float sum = a[i] + b[i];
+    y[i] = sum > 0.0f ? sum : 0.0f;
+  }
+}
+
+void add_relu_backward(int64_t n, const float* y, const float* dy, float* da, float* db) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = y[i] > 0.0f ? dy[i] : 0.0f;
+    if (da != nullptr) da[i] += g;
+    if (db != nullptr) db[i] += g;
+  }
+}
+
 void accumulate(int64_t n, const float* source, float* destination) {
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) destination[i] += source[i];

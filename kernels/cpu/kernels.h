@@ -30,22 +30,27 @@ void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, co
                      float* dw, float* db);
 
 // ---- batchnorm.cpp: per-channel normalisation of [rows, channels] (rows = N*H*W) ------------------
+// relu: the ReLU that follows BatchNorm in conv-BN-ReLU is fused in: y = max(0, bn(x)) in the forward;
+// the backward then takes the output y (relu_output) and gates dy by y > 0 itself (null: no ReLU).
 void batchnorm_forward_train(int64_t rows, int64_t channels, const float* x, const float* gamma, const float* beta,
-                             float eps, float* y, float* batch_mean, float* batch_invstd, float* batch_var);
+                             float eps, bool relu, float* y, float* batch_mean, float* batch_invstd, float* batch_var);
 void batchnorm_forward_eval(int64_t rows, int64_t channels, const float* x, const float* gamma, const float* beta,
-                            const float* running_mean, const float* running_var, float eps, float* y);
+                            const float* running_mean, const float* running_var, float eps, bool relu, float* y);
 void batchnorm_backward_train(int64_t rows, int64_t channels, const float* x, const float* gamma,
-                              const float* batch_mean, const float* batch_invstd, const float* dy, float* dx,
-                              float* dgamma, float* dbeta);
+                              const float* batch_mean, const float* batch_invstd, const float* relu_output,
+                              const float* dy, float* dx, float* dgamma, float* dbeta);
 // Evaluation-mode backward (running statistics are constants): used by pruning scores on a frozen net.
 void batchnorm_backward_eval(int64_t rows, int64_t channels, const float* x, const float* gamma,
-                             const float* running_mean, const float* running_var, float eps, const float* dy,
-                             float* dx, float* dgamma, float* dbeta);
+                             const float* running_mean, const float* running_var, float eps,
+                             const float* relu_output, const float* dy, float* dx, float* dgamma, float* dbeta);
 
 // ---- elementwise.cpp -----------------------------------------------------------------------------
 void relu_forward(int64_t n, const float* x, float* y);
 void relu_backward(int64_t n, const float* y, const float* dy, float* dx);  // uses the output
 void add_forward(int64_t n, const float* a, const float* b, float* y);
+// Residual join: y = max(0, a + b); backward: g = y > 0 ? dy : 0 accumulated into da and db.
+void add_relu_forward(int64_t n, const float* a, const float* b, float* y);
+void add_relu_backward(int64_t n, const float* y, const float* dy, float* da, float* db);
 void accumulate(int64_t n, const float* source, float* destination);       // destination += source
 // sums[c] += sum over rows of x[row, c] (deterministic: per-thread row ranges, combined in order)
 void column_sums(int64_t rows, int64_t cols, const float* x, float* sums);

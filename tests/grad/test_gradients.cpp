@@ -163,6 +163,27 @@ TEST_SUITE("grad") {
         1e-2f, 3e-2);
   }
 
+  TEST_CASE("batchnorm with fused ReLU: training and evaluation mode") {
+    Rng rng(16);
+    Tensor running_mean = Tensor::from_vector({3}, {0.1f, -0.2f, 0.3f});
+    Tensor running_var = Tensor::from_vector({3}, {0.5f, 1.5f, 2.0f});
+    for (bool training : {true, false}) {
+      check_gradients(
+          [&](std::vector<Variable>& v) {
+            Tensor mean = running_mean.clone(), var = running_var.clone();
+            return ops::batchnorm(v[0], v[1], v[2], mean, var, training, 0.1f, 1e-5f, true);
+          },
+          {param(random_tensor({4, 3, 3, 3}, rng)), param(random_tensor({3}, rng)), param(random_tensor({3}, rng))},
+          1e-3f, 3e-2);
+    }
+  }
+
+  TEST_CASE("add_relu") {
+    Rng rng(17);
+    check_gradients([](std::vector<Variable>& v) { return ops::add_relu(v[0], v[1]); },
+                    {param(away_from_zero({2, 3, 3, 2}, rng, 0.1f)), param(random_tensor({2, 3, 3, 2}, rng, 0.02f))});
+  }
+
   TEST_CASE("batchnorm: evaluation mode (running statistics)") {
     Rng rng(8);
     Tensor running_mean = Tensor::from_vector({3}, {0.1f, -0.2f, 0.3f});
