@@ -126,7 +126,15 @@ void split_range(int64_t count, int parts, int index, int64_t& begin, int64_t& e
 
 }  // namespace
 
-void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y) {
+namespace {
+
+// y = conv(x, w) + b, or y += conv(x, w) when accumulate (then b must be null).
+void conv2d_forward_into(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y,
+                         bool accumulate) {
+  if (conv2d_direct_supported(g)) {
+    conv2d_forward_direct(g, x, w, b, y, accumulate);
+    return;
+  }
   const int64_t pixels = g.out_h() * g.out_w(), k = g.out_channels, kg = g.out_per_group(), patch = g.patch_size();
   const int64_t chunk = images_per_chunk(g);
   const bool pointwise = is_pointwise(g);
@@ -142,7 +150,7 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, con
       if (b != nullptr)
         for (int64_t row = 0; row < rows; ++row)
           for (int64_t j = 0; j < k; ++j) y_chunk[row * k + j] = b[j];
-      const float beta = b != nullptr ? 1.0f : 0.0f;
+      const float beta = (b != nullptr || accumulate) ? 1.0f : 0.0f;
       for (int64_t group = 0; group < g.groups; ++group) {
         const float* patches = x + first * pixels * g.in_channels;
         if (!pointwise) {
@@ -156,11 +164,57 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, con
   }
 }
 
+// The data gradient of a stride-1 ungrouped convolution is itself a stride-1 convolution of dy with
+// the kernel rotated by 180 degrees and in/out channels swapped, padded by R - 1 - pad:
+//   dx[n, h, w, c] = sum_{r, s, k} dy[n, h + pad - r, w + pad - s, k] * W[k, r, s, c]
+// so, where the direct kernel applies, it runs as a forward convolution instead of a thin GEMM
+// followed by col2im.
+Conv2dGeometry data_gradient_geometry(const Conv2dGeometry& g) {
+  Conv2dGeometry t;
+  t.batch = g.batch;
+  t.in_h = g.out_h();
+  t.in_w = g.out_w();
+  t.in_channels = g.out_channels;
+  t.out_channels = g.in_channels;
+  t.kernel_h = g.kernel_h;
+  t.kernel_w = g.kernel_w;
+  t.stride = 1;
+  t.pad = g.kernel_h - 1 - g.pad;
+  return t;
+}
+
+bool data_gradient_as_forward(const Conv2dGeometry& g) {
+  return g.stride == 1 && g.groups == 1 && g.kernel_h == g.kernel_w && g.pad <= g.kernel_h - 1 &&
+         conv2d_direct_supported(data_gradient_geometry(g));
+}
+
+void conv2d_backward_data_as_forward(const Conv2dGeometry& g, const float* w, const float* dy, float* dx) {
+  std::vector<float> rotated(static_cast<std::size_t>(g.weight_numel()));
+  const int64_t r_count = g.kernel_h, s_count = g.kernel_w, c_count = g.in_channels, k_count = g.out_channels;
+  for (int64_t k = 0; k < k_count; ++k)
+    for (int64_t r = 0; r < r_count; ++r)
+      for (int64_t s = 0; s < s_count; ++s)
+        for (int64_t c = 0; c < c_count; ++c)
+          rotated[static_cast<std::size_t>(((c * r_count + (r_count - 1 - r)) * s_count + (s_count - 1 - s)) * k_count +
+                                           k)] = w[((k * r_count + r) * s_count + s) * c_count + c];
+  conv2d_forward_into(data_gradient_geometry(g), dy, rotated.data(), nullptr, dx, true);
+}
+
+}  // namespace
+
+void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y) {
+  conv2d_forward_into(g, x, w, b, y, false);
+}
+
 void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, const float* dy, float* dx, float* dw,
                      float* db) {
   const int64_t pixels = g.out_h() * g.out_w(), k = g.out_channels, kg = g.out_per_group(), patch = g.patch_size();
   const int64_t chunk = images_per_chunk(g);
   const bool pointwise = is_pointwise(g);
+  if (dx != nullptr && data_gradient_as_forward(g)) {
+    conv2d_backward_data_as_forward(g, w, dy, dx);
+    dx = nullptr;
+  }
   const int threads = thread_count();
   std::vector<float*> dw_partials(static_cast<std::size_t>(threads), nullptr);
   const std::size_t dw_bytes = static_cast<std::size_t>(g.weight_numel()) * sizeof(float);
@@ -171,7 +225,7 @@ void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, co
     int64_t image_begin = 0, image_end = 0;
     split_range(g.batch, omp_get_num_threads(), thread, image_begin, image_end);
     ScratchBuffer col(pointwise ? 0 : chunk * pixels * patch);
-    ScratchBuffer dcol(pointwise ? 0 : chunk * pixels * patch);
+    ScratchBuffer dcol(pointwise || dx == nullptr ? 0 : chunk * pixels * patch);
     float* dw_partial = nullptr;
     if (dw != nullptr) {
       dw_partial = static_cast<float*>(host_allocate(dw_bytes));

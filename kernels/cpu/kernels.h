@@ -29,6 +29,13 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, con
 void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, const float* dy, float* dx,
                      float* dw, float* db);
 
+// conv2d_direct.cpp: the AVX-512 direct kernel behind conv2d_forward (and the stride-1 data
+// gradient) where supported: one group, out_channels % 16 == 0, not 1x1/stride 1/unpadded.
+// accumulate: y += conv(x, w) (b must then be null).
+bool conv2d_direct_supported(const Conv2dGeometry& g);
+void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y,
+                           bool accumulate);
+
 // ---- batchnorm.cpp: per-channel normalisation of [rows, channels] (rows = N*H*W) ------------------
 // relu: the ReLU that follows BatchNorm in conv-BN-ReLU is fused in: y = max(0, bn(x)) in the forward;
 // the backward then takes the output y (relu_output) and gates dy by y > 0 itself (null: no ReLU).
