@@ -35,6 +35,7 @@ void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, co
 bool conv2d_direct_supported(const Conv2dGeometry& g);
 void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y,
                            bool accumulate);
+void conv2d_weight_gradient_direct(const Conv2dGeometry& g, const float* x, const float* dy, float* dw);  // dw +=
 
 // ---- batchnorm.cpp: per-channel normalisation of [rows, channels] (rows = N*H*W) ------------------
 // relu: the ReLU that follows BatchNorm in conv-BN-ReLU is fused in: y = max(0, bn(x)) in the forward;
