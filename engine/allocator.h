@@ -14,4 +14,21 @@ void host_free(void* pointer, std::size_t bytes);
 void host_release_cached();
 std::size_t host_cached_bytes();
 
+// A scratch array of floats from the cache (uninitialised), for kernels' temporaries.
+class HostBuffer {
+ public:
+  explicit HostBuffer(std::size_t floats) : bytes_((floats == 0 ? 1 : floats) * sizeof(float)) {
+    data_ = static_cast<float*>(host_allocate(bytes_));
+  }
+  ~HostBuffer() { host_free(data_, bytes_); }
+  HostBuffer(const HostBuffer&) = delete;
+  HostBuffer& operator=(const HostBuffer&) = delete;
+  float* data() { return data_; }
+  const float* data() const { return data_; }
+
+ private:
+  std::size_t bytes_;
+  float* data_;
+};
+
 }  // namespace st

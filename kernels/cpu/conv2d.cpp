@@ -19,18 +19,6 @@ namespace {
 
 constexpr int64_t kTargetChunkBytes = 512 << 10;  // patch matrix kept in L2 (tuned on resnet20)
 
-struct ScratchBuffer {
-  float* data = nullptr;
-  std::size_t bytes = 0;
-  explicit ScratchBuffer(int64_t floats)
-      : bytes(static_cast<std::size_t>(std::max<int64_t>(floats, 1)) * sizeof(float)) {
-    data = static_cast<float*>(host_allocate(bytes));
-  }
-  ~ScratchBuffer() { host_free(data, bytes); }
-  ScratchBuffer(const ScratchBuffer&) = delete;
-  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
-};
-
 bool is_pointwise(const Conv2dGeometry& g) {
   return g.kernel_h == 1 && g.kernel_w == 1 && g.stride == 1 && g.pad == 0 && g.groups == 1;
 }
@@ -142,7 +130,7 @@ void conv2d_forward_into(const Conv2dGeometry& g, const float* x, const float* w
   {
     int64_t image_begin = 0, image_end = 0;
     split_range(g.batch, omp_get_num_threads(), omp_get_thread_num(), image_begin, image_end);
-    ScratchBuffer col(pointwise ? 0 : chunk * pixels * patch);
+    HostBuffer col(static_cast<std::size_t>(pointwise ? 0 : chunk * pixels * patch));
     for (int64_t first = image_begin; first < image_end; first += chunk) {
       const int64_t images = std::min(chunk, image_end - first);
       const int64_t rows = images * pixels;
@@ -154,8 +142,8 @@ void conv2d_forward_into(const Conv2dGeometry& g, const float* x, const float* w
       for (int64_t group = 0; group < g.groups; ++group) {
         const float* patches = x + first * pixels * g.in_channels;
         if (!pointwise) {
-          im2col(g, x, first, images, group, col.data);
-          patches = col.data;
+          im2col(g, x, first, images, group, col.data());
+          patches = col.data();
         }
         gemm(false, true, rows, kg, patch, 1.0f, patches, patch, w + group * kg * patch, patch, beta,
              y_chunk + group * kg, k);
@@ -189,14 +177,14 @@ bool data_gradient_as_forward(const Conv2dGeometry& g) {
 }
 
 void conv2d_backward_data_as_forward(const Conv2dGeometry& g, const float* w, const float* dy, float* dx) {
-  std::vector<float> rotated(static_cast<std::size_t>(g.weight_numel()));
+  HostBuffer rotated(static_cast<std::size_t>(g.weight_numel()));
   const int64_t r_count = g.kernel_h, s_count = g.kernel_w, c_count = g.in_channels, k_count = g.out_channels;
   for (int64_t k = 0; k < k_count; ++k)
     for (int64_t r = 0; r < r_count; ++r)
       for (int64_t s = 0; s < s_count; ++s)
         for (int64_t c = 0; c < c_count; ++c)
-          rotated[static_cast<std::size_t>(((c * r_count + (r_count - 1 - r)) * s_count + (s_count - 1 - s)) * k_count +
-                                           k)] = w[((k * r_count + r) * s_count + s) * c_count + c];
+          rotated.data()[((c * r_count + (r_count - 1 - r)) * s_count + (s_count - 1 - s)) * k_count + k] =
+              w[((k * r_count + r) * s_count + s) * c_count + c];
   conv2d_forward_into(data_gradient_geometry(g), dy, rotated.data(), nullptr, dx, true);
 }
 
@@ -232,8 +220,8 @@ void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, co
     const int thread = omp_get_thread_num();
     int64_t image_begin = 0, image_end = 0;
     split_range(g.batch, omp_get_num_threads(), thread, image_begin, image_end);
-    ScratchBuffer col(pointwise ? 0 : chunk * pixels * patch);
-    ScratchBuffer dcol(pointwise || dx == nullptr ? 0 : chunk * pixels * patch);
+    HostBuffer col(static_cast<std::size_t>(pointwise ? 0 : chunk * pixels * patch));
+    HostBuffer dcol(static_cast<std::size_t>(pointwise || dx == nullptr ? 0 : chunk * pixels * patch));
     float* dw_partial = nullptr;
     if (dw != nullptr) {
       dw_partial = static_cast<float*>(host_allocate(dw_bytes));
@@ -249,8 +237,8 @@ void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, co
         if (dw != nullptr) {
           const float* patches = x + first * pixels * g.in_channels;
           if (!pointwise) {
-            im2col(g, x, first, images, group, col.data);
-            patches = col.data;
+            im2col(g, x, first, images, group, col.data());
+            patches = col.data();
           }
           gemm(true, false, kg, patch, rows, 1.0f, dy_chunk + group * kg, k, patches, patch, 1.0f,
                dw_partial + group * kg * patch, patch);
@@ -260,8 +248,8 @@ void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, co
             gemm(false, false, rows, patch, kg, 1.0f, dy_chunk, k, w_group, patch, 1.0f,
                  dx + first * pixels * g.in_channels, g.in_channels);
           } else {
-            gemm(false, false, rows, patch, kg, 1.0f, dy_chunk + group * kg, k, w_group, patch, 0.0f, dcol.data, patch);
-            col2im_accumulate(g, dcol.data, first, images, group, dx);
+            gemm(false, false, rows, patch, kg, 1.0f, dy_chunk + group * kg, k, w_group, patch, 0.0f, dcol.data(), patch);
+            col2im_accumulate(g, dcol.data(), first, images, group, dx);
           }
         }
       }

@@ -15,8 +15,10 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
+#include "engine/allocator.h"
 #include "kernels/cpu/kernels.h"
 
 #if defined(__AVX512F__)
@@ -98,16 +100,17 @@ void direct_row(const Conv2dGeometry& g, const DirectRow& row) {
 void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y,
                            bool accumulate) {
   const int64_t oh_count = g.out_h(), ow_count = g.out_w(), k_count = g.out_channels, c_count = g.in_channels;
-  std::vector<float> packed(static_cast<std::size_t>(g.weight_numel()));
+  HostBuffer packed(static_cast<std::size_t>(g.weight_numel()));
   const int64_t taps = g.kernel_h * g.kernel_w * c_count;
   for (int64_t k = 0; k < k_count; ++k)
-    for (int64_t t = 0; t < taps; ++t) packed[static_cast<std::size_t>(t * k_count + k)] = w[k * taps + t];
+    for (int64_t t = 0; t < taps; ++t) packed.data()[t * k_count + k] = w[k * taps + t];
   const int64_t padded_h = g.in_h + 2 * g.pad, padded_w = g.in_w + 2 * g.pad;
   const auto padded_floats = static_cast<std::size_t>(padded_h * padded_w * c_count);
   const bool wide = k_count % 32 == 0 && k_count >= 64;
 #pragma omp parallel
   {
-    std::vector<float> padded(padded_floats, 0.0f);  // border stays 0; the interior is rewritten per image
+    HostBuffer padded(padded_floats);  // border zeroed once; the interior is rewritten per image
+    std::fill(padded.data(), padded.data() + padded_floats, 0.0f);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.batch; ++n) {
       const float* image = x + n * g.in_h * g.in_w * c_count;
@@ -164,12 +167,16 @@ void conv2d_weight_gradient_direct(const Conv2dGeometry& g, const float* x, cons
   const auto padded_floats = static_cast<std::size_t>(padded_h * padded_w * c_count);
   const int threads = thread_count();
   // Per-thread partials in the packed (r, s, c, k) layout, summed in thread order afterwards.
-  std::vector<std::vector<float>> partials(static_cast<std::size_t>(threads));
+  const auto weight_floats = static_cast<std::size_t>(g.weight_numel());
+  std::vector<std::unique_ptr<HostBuffer>> partials(static_cast<std::size_t>(threads));
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float>& packed_dw = partials[static_cast<std::size_t>(omp_get_thread_num())];
-    packed_dw.assign(static_cast<std::size_t>(g.weight_numel()), 0.0f);
-    std::vector<float> padded(padded_floats, 0.0f);
+    auto& partial = partials[static_cast<std::size_t>(omp_get_thread_num())];
+    partial = std::make_unique<HostBuffer>(weight_floats);
+    float* packed_dw = partial->data();
+    std::fill(packed_dw, packed_dw + weight_floats, 0.0f);
+    HostBuffer padded(padded_floats);
+    std::fill(padded.data(), padded.data() + padded_floats, 0.0f);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.batch; ++n) {
       const float* image = x + n * g.in_h * g.in_w * c_count;
@@ -181,13 +188,14 @@ void conv2d_weight_gradient_direct(const Conv2dGeometry& g, const float* x, cons
         for (int64_t s = 0; s < g.kernel_w; ++s)
           for (int64_t cb = 0; cb < c_count; cb += 16)
             for (int64_t kb = 0; kb < k_count; kb += 16)
-              weight_gradient_block(g, padded.data(), padded_w, dy_image, r, s, cb, kb, packed_dw.data());
+              weight_gradient_block(g, padded.data(), padded_w, dy_image, r, s, cb, kb, packed_dw);
     }
   }
-  for (const std::vector<float>& packed_dw : partials) {
-    if (packed_dw.empty()) continue;
+  for (const auto& partial : partials) {
+    if (partial == nullptr) continue;
+    const float* packed_dw = partial->data();
     for (int64_t k = 0; k < k_count; ++k)
-      for (int64_t t = 0; t < taps; ++t) dw[k * taps + t] += packed_dw[static_cast<std::size_t>(t * k_count + k)];
+      for (int64_t t = 0; t < taps; ++t) dw[k * taps + t] += packed_dw[t * k_count + k];
   }
 }
 #else
