@@ -15,6 +15,10 @@
 namespace st::cpu {
 namespace {
 
+// Per-thread partial sums live in rows of this stride (floats): at least one cache line apart, so two
+// threads never write the same line (false sharing made BatchNorm scale badly on 2 cores).
+std::size_t partial_stride(std::size_t width) { return (width + 31) / 16 * 16; }
+
 void row_range(int64_t rows, int64_t& begin, int64_t& end) {
   const int thread = omp_get_thread_num(), threads = omp_get_num_threads();
   begin = rows * thread / threads;
@@ -52,7 +56,8 @@ void batchnorm_forward_train(int64_t rows, int64_t channels, const float* x, con
                              float* batch_var) {
   const int threads = thread_count();
   const auto width = static_cast<std::size_t>(channels);
-  std::vector<float> partials(static_cast<std::size_t>(threads) * width);
+  const std::size_t stride = partial_stride(width);
+  std::vector<float> partials(static_cast<std::size_t>(threads) * stride);
   std::vector<float> mean(width, 0.0f), var(width, 0.0f);
   // pass 1: mean
   std::fill(partials.begin(), partials.end(), 0.0f);
@@ -60,7 +65,7 @@ void batchnorm_forward_train(int64_t rows, int64_t channels, const float* x, con
   {
     int64_t begin = 0, end = 0;
     row_range(rows, begin, end);
-    float* partial = partials.data() + static_cast<std::size_t>(omp_get_thread_num()) * width;
+    float* partial = partials.data() + static_cast<std::size_t>(omp_get_thread_num()) * stride;
     for (int64_t row = begin; row < end; ++row) {
       const float* in = x + row * channels;
 #pragma omp simd
@@ -68,7 +73,7 @@ void batchnorm_forward_train(int64_t rows, int64_t channels, const float* x, con
     }
   }
   for (int t = 0; t < threads; ++t)
-    for (std::size_t c = 0; c < width; ++c) mean[c] += partials[static_cast<std::size_t>(t) * width + c];
+    for (std::size_t c = 0; c < width; ++c) mean[c] += partials[static_cast<std::size_t>(t) * stride + c];
   for (auto& m : mean) m /= static_cast<float>(rows);
   // pass 2: biased variance
   std::fill(partials.begin(), partials.end(), 0.0f);
@@ -76,7 +81,7 @@ void batchnorm_forward_train(int64_t rows, int64_t channels, const float* x, con
   {
     int64_t begin = 0, end = 0;
     row_range(rows, begin, end);
-    float* partial = partials.data() + static_cast<std::size_t>(omp_get_thread_num()) * width;
+    float* partial = partials.data() + static_cast<std::size_t>(omp_get_thread_num()) * stride;
     const float* mu = mean.data();
     for (int64_t row = begin; row < end; ++row) {
       const float* in = x + row * channels;
@@ -88,7 +93,7 @@ void batchnorm_forward_train(int64_t rows, int64_t channels, const float* x, con
     }
   }
   for (int t = 0; t < threads; ++t)
-    for (std::size_t c = 0; c < width; ++c) var[c] += partials[static_cast<std::size_t>(t) * width + c];
+    for (std::size_t c = 0; c < width; ++c) var[c] += partials[static_cast<std::size_t>(t) * stride + c];
   std::vector<float> scale(width), shift(width);
   for (std::size_t c = 0; c < width; ++c) {
     var[c] /= static_cast<float>(rows);
@@ -118,13 +123,14 @@ void batchnorm_backward_train(int64_t rows, int64_t channels, const float* x, co
                               const float* dy, float* dx, float* dgamma, float* dbeta) {
   const int threads = thread_count();
   const auto width = static_cast<std::size_t>(channels);
-  std::vector<float> partial_dy(static_cast<std::size_t>(threads) * width, 0.0f);
-  std::vector<float> partial_dy_xhat(static_cast<std::size_t>(threads) * width, 0.0f);
+  const std::size_t stride = partial_stride(width);
+  std::vector<float> partial_dy(static_cast<std::size_t>(threads) * stride, 0.0f);
+  std::vector<float> partial_dy_xhat(static_cast<std::size_t>(threads) * stride, 0.0f);
 #pragma omp parallel num_threads(threads)
   {
     int64_t begin = 0, end = 0;
     row_range(rows, begin, end);
-    const std::size_t offset = static_cast<std::size_t>(omp_get_thread_num()) * width;
+    const std::size_t offset = static_cast<std::size_t>(omp_get_thread_num()) * stride;
     float* sum_dy = partial_dy.data() + offset;
     float* sum_dy_xhat = partial_dy_xhat.data() + offset;
     for (int64_t row = begin; row < end; ++row) {
@@ -140,8 +146,8 @@ void batchnorm_backward_train(int64_t rows, int64_t channels, const float* x, co
   std::vector<float> total_dy(width, 0.0f), total_dy_xhat(width, 0.0f);
   for (int t = 0; t < threads; ++t)
     for (std::size_t c = 0; c < width; ++c) {
-      total_dy[c] += partial_dy[static_cast<std::size_t>(t) * width + c];
-      total_dy_xhat[c] += partial_dy_xhat[static_cast<std::size_t>(t) * width + c];
+      total_dy[c] += partial_dy[static_cast<std::size_t>(t) * stride + c];
+      total_dy_xhat[c] += partial_dy_xhat[static_cast<std::size_t>(t) * stride + c];
     }
   if (dgamma != nullptr)
     for (std::size_t c = 0; c < width; ++c) dgamma[c] += total_dy_xhat[c];
