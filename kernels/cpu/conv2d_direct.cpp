@@ -40,6 +40,31 @@ bool conv2d_direct_supported(const Conv2dGeometry& g) {
 #if defined(__AVX512F__)
 namespace {
 
+// A per-thread copy of one image at a time inside a zero border of `pad` pixels: the border is
+// zeroed once, the interior rewritten per image.
+class PaddedImage {
+ public:
+  explicit PaddedImage(const Conv2dGeometry& g)
+      : g_(g), width_(g.in_w + 2 * g.pad),
+        buffer_(static_cast<std::size_t>((g.in_h + 2 * g.pad) * width_ * g.in_channels)) {
+    std::fill(buffer_.data(), buffer_.data() + (g.in_h + 2 * g.pad) * width_ * g.in_channels, 0.0f);
+  }
+  const float* load(const float* x, int64_t n) {
+    const int64_t line = g_.in_w * g_.in_channels;
+    const float* image = x + n * g_.in_h * line;
+    for (int64_t h = 0; h < g_.in_h; ++h)
+      std::copy(image + h * line, image + (h + 1) * line,
+                buffer_.data() + ((h + g_.pad) * width_ + g_.pad) * g_.in_channels);
+    return buffer_.data();
+  }
+  int64_t width() const { return width_; }
+
+ private:
+  const Conv2dGeometry& g_;
+  int64_t width_;
+  HostBuffer buffer_;
+};
+
 struct DirectRow {
   const float* image;    // zero-padded image [padded_h, padded_w, C]
   int64_t padded_w;
@@ -104,21 +129,15 @@ void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float*
   const int64_t taps = g.kernel_h * g.kernel_w * c_count;
   for (int64_t k = 0; k < k_count; ++k)
     for (int64_t t = 0; t < taps; ++t) packed.data()[t * k_count + k] = w[k * taps + t];
-  const int64_t padded_h = g.in_h + 2 * g.pad, padded_w = g.in_w + 2 * g.pad;
-  const auto padded_floats = static_cast<std::size_t>(padded_h * padded_w * c_count);
   const bool wide = k_count % 32 == 0 && k_count >= 64;
 #pragma omp parallel
   {
-    HostBuffer padded(padded_floats);  // border zeroed once; the interior is rewritten per image
-    std::fill(padded.data(), padded.data() + padded_floats, 0.0f);
+    PaddedImage padded(g);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.batch; ++n) {
-      const float* image = x + n * g.in_h * g.in_w * c_count;
-      for (int64_t h = 0; h < g.in_h; ++h)
-        std::copy(image + h * g.in_w * c_count, image + (h + 1) * g.in_w * c_count,
-                  padded.data() + ((h + g.pad) * padded_w + g.pad) * c_count);
+      const float* image = padded.load(x, n);
       for (int64_t oh = 0; oh < oh_count; ++oh) {
-        const DirectRow row{padded.data(), padded_w, packed.data(), b,
+        const DirectRow row{image, padded.width(), packed.data(), b,
                             y + (n * oh_count + oh) * ow_count * k_count, oh, accumulate};
         if (wide) {
           direct_row<8, 2>(g, row);
@@ -163,8 +182,6 @@ void weight_gradient_block(const Conv2dGeometry& g, const float* padded, int64_t
 void conv2d_weight_gradient_direct(const Conv2dGeometry& g, const float* x, const float* dy, float* dw) {
   const int64_t k_count = g.out_channels, c_count = g.in_channels;
   const int64_t taps = g.kernel_h * g.kernel_w * c_count;
-  const int64_t padded_h = g.in_h + 2 * g.pad, padded_w = g.in_w + 2 * g.pad;
-  const auto padded_floats = static_cast<std::size_t>(padded_h * padded_w * c_count);
   const int threads = thread_count();
   // Per-thread partials in the packed (r, s, c, k) layout, summed in thread order afterwards.
   const auto weight_floats = static_cast<std::size_t>(g.weight_numel());
@@ -175,20 +192,16 @@ void conv2d_weight_gradient_direct(const Conv2dGeometry& g, const float* x, cons
     partial = std::make_unique<HostBuffer>(weight_floats);
     float* packed_dw = partial->data();
     std::fill(packed_dw, packed_dw + weight_floats, 0.0f);
-    HostBuffer padded(padded_floats);
-    std::fill(padded.data(), padded.data() + padded_floats, 0.0f);
+    PaddedImage padded(g);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.batch; ++n) {
-      const float* image = x + n * g.in_h * g.in_w * c_count;
-      for (int64_t h = 0; h < g.in_h; ++h)
-        std::copy(image + h * g.in_w * c_count, image + (h + 1) * g.in_w * c_count,
-                  padded.data() + ((h + g.pad) * padded_w + g.pad) * c_count);
+      const float* image = padded.load(x, n);
       const float* dy_image = dy + n * g.out_h() * g.out_w() * k_count;
       for (int64_t r = 0; r < g.kernel_h; ++r)
         for (int64_t s = 0; s < g.kernel_w; ++s)
           for (int64_t cb = 0; cb < c_count; cb += 16)
             for (int64_t kb = 0; kb < k_count; kb += 16)
-              weight_gradient_block(g, padded.data(), padded_w, dy_image, r, s, cb, kb, packed_dw);
+              weight_gradient_block(g, image, padded.width(), dy_image, r, s, cb, kb, packed_dw);
     }
   }
   for (const auto& partial : partials) {
