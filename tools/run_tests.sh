@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
 tools/build.sh
-cd build && ctest --output-on-failure
+cd build
+./sparsetrain_tests --test-suite=gpu 2>&1 | grep '^gpu:' || true  # the GPU suite's one-line status
+ctest --output-on-failure

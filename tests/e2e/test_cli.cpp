@@ -8,6 +8,8 @@
 #include <zlib.h>
 
 #include <chrono>
+#include <cmath>
+#include <map>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -179,6 +181,45 @@ TEST_SUITE("e2e") {
     SUBCASE("resume of a directory without checkpoint") {
       check_refused("train --resume " + (base / "empty").string(), {"--resume", "no checkpoint"});
     }
+  }
+
+  TEST_CASE("sparsetrain models --json gives the counts of ../shared/spec/models.md") {
+    const CommandResult r = run("models --json");
+    REQUIRE(r.exit_code == 0);
+    const auto models = nlohmann::json::parse(r.out);
+    const std::map<std::string, int64_t> expected = {
+        {"lenet300", 266'610}, {"lenet5", 61'706},     {"resnet20", 272'474},  {"resnet32", 466'906},
+        {"resnet56", 855'770}, {"resnet110", 1'730'714}, {"resnet20a", 269'722}, {"resnet32a", 464'154},
+        {"resnet56a", 853'018}, {"resnet110a", 1'727'962}};
+    std::size_t seen = 0;
+    for (const auto& model : models) {
+      const std::string name = model.at("name");
+      INFO(name);
+      REQUIRE(expected.count(name) == 1);
+      CHECK(model.at("parameters").get<int64_t>() == expected.at(name));
+      CHECK(model.at("reference_parameters").get<int64_t>() == expected.at(name));
+      int64_t prunable = 0;
+      for (const auto& tensor : model.at("prunable_tensors")) prunable += tensor.at("numel").get<int64_t>();
+      CHECK(prunable == model.at("prunable_parameters").get<int64_t>());
+      ++seen;
+    }
+    CHECK(seen == expected.size());
+    // lenet300: the three linear weights are its prunable tensors
+    CHECK(models[0].at("prunable_tensors").size() == 3);
+    CHECK(models[0].at("prunable_parameters").get<int64_t>() == 784 * 300 + 300 * 100 + 100 * 10);
+  }
+
+  TEST_CASE("sparsetrain bench prints one JSON line") {
+    if (!fs::exists(kFashionMnist)) {
+      MESSAGE("skipped: " << kFashionMnist << " is not installed (apt-get install dataset-fashion-mnist)");
+      return;
+    }
+    const CommandResult r = run("bench --model lenet5 --steps 3 --warmup 1 --threads 1 --json");
+    REQUIRE(r.exit_code == 0);
+    const auto line = nlohmann::json::parse(r.out);
+    CHECK(line.at("model") == "lenet5");
+    CHECK(line.at("images_per_s").get<double>() > 0.0);
+    CHECK(std::isfinite(line.at("final_loss").get<double>()));
   }
 
   TEST_CASE("a corrupt checkpoint is refused and left untouched") {

@@ -3,6 +3,8 @@
 // skips with one line.
 #include <doctest/doctest.h>
 
+#include <cstdio>
+
 #include "kernels/cuda/device.h"
 
 TEST_SUITE("gpu") {
@@ -10,13 +12,13 @@ TEST_SUITE("gpu") {
 #ifdef ST_HAVE_CUDA
     const st::cuda::DeviceInfo info = st::cuda::query_devices();
     if (info.count == 0) {
-      MESSAGE("skipped: no GPU on this machine (" << info.unavailable << ")");
+      std::fprintf(stderr, "gpu: skipped: no GPU on this machine (%s)\n", info.unavailable.c_str());
       return;
     }
     CHECK_FALSE(info.first_name.empty());
-    MESSAGE("GPU: " << info.first_name << " (" << info.count << " device(s))");
+    std::fprintf(stderr, "gpu: %s (%d device(s))\n", info.first_name.c_str(), info.count);
 #else
-    MESSAGE("skipped: built without CUDA (ST_WITH_CUDA=OFF or no nvcc)");
+    std::fprintf(stderr, "gpu: skipped: built without CUDA (ST_WITH_CUDA=OFF or no nvcc)\n");
 #endif
   }
 }
