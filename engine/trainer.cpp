@@ -18,6 +18,64 @@ namespace st {
 
 // ---- config ------------------------------------------------------------------------------------
 
+nlohmann::json schedule_to_json(const schedules::LrSchedule& s) {
+  return {{"shape", s.shape},
+          {"max_lr", s.max_lr},
+          {"min_lr", s.min_lr},
+          {"warmup_iters", s.warmup_iters},
+          {"milestones", s.milestones},
+          {"gamma", s.gamma},
+          {"half_cycle_iters", s.half_cycle_iters},
+          {"cyclical_mode", s.cyclical_mode},
+          {"cyclical_gamma", s.cyclical_gamma},
+          {"one_cycle_fraction", s.one_cycle_fraction},
+          {"one_cycle_div", s.one_cycle_div},
+          {"one_cycle_final_div", s.one_cycle_final_div},
+          {"one_cycle_anneal", s.one_cycle_anneal},
+          {"sine_alpha", s.sine_alpha},
+          {"sine_beta", s.sine_beta},
+          {"iters_per_epoch", s.iters_per_epoch}};
+}
+
+schedules::LrSchedule schedule_from_json(const nlohmann::json& j) {
+  schedules::LrSchedule s;
+  j.at("shape").get_to(s.shape);
+  j.at("max_lr").get_to(s.max_lr);
+  j.at("min_lr").get_to(s.min_lr);
+  j.at("warmup_iters").get_to(s.warmup_iters);
+  j.at("milestones").get_to(s.milestones);
+  j.at("gamma").get_to(s.gamma);
+  j.at("half_cycle_iters").get_to(s.half_cycle_iters);
+  j.at("cyclical_mode").get_to(s.cyclical_mode);
+  j.at("cyclical_gamma").get_to(s.cyclical_gamma);
+  j.at("one_cycle_fraction").get_to(s.one_cycle_fraction);
+  j.at("one_cycle_div").get_to(s.one_cycle_div);
+  j.at("one_cycle_final_div").get_to(s.one_cycle_final_div);
+  j.at("one_cycle_anneal").get_to(s.one_cycle_anneal);
+  j.at("sine_alpha").get_to(s.sine_alpha);
+  j.at("sine_beta").get_to(s.sine_beta);
+  j.at("iters_per_epoch").get_to(s.iters_per_epoch);
+  return s;
+}
+
+nlohmann::json cycle_policy_to_json(const schedules::CyclePolicy& p) {
+  return {{"kind", p.kind},           {"rewind_iter", p.rewind_iter}, {"silo_offset", p.silo_offset},
+          {"silo_alpha", p.silo_alpha}, {"silo_beta", p.silo_beta},     {"silo_delay", p.silo_delay},
+          {"prune_rate", p.prune_rate}};
+}
+
+schedules::CyclePolicy cycle_policy_from_json(const nlohmann::json& j) {
+  schedules::CyclePolicy p;
+  j.at("kind").get_to(p.kind);
+  j.at("rewind_iter").get_to(p.rewind_iter);
+  j.at("silo_offset").get_to(p.silo_offset);
+  j.at("silo_alpha").get_to(p.silo_alpha);
+  j.at("silo_beta").get_to(p.silo_beta);
+  j.at("silo_delay").get_to(p.silo_delay);
+  j.at("prune_rate").get_to(p.prune_rate);
+  return p;
+}
+
 nlohmann::json to_json(const TrainConfig& c) {
   const OptimizerConfig& o = c.optimizer;
   return {{"model", c.model},
@@ -25,10 +83,9 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"data_dir", c.data_dir},
           {"epochs", c.epochs},
           {"batch_size", c.batch_size},
-          {"schedule",
-           {{"shape", c.schedule.shape}, {"max_lr", c.schedule.max_lr}, {"min_lr", c.schedule.min_lr},
-            {"warmup_iters", c.schedule.warmup_iters}, {"milestones", c.schedule.milestones},
-            {"gamma", c.schedule.gamma}}},
+          {"schedule", schedule_to_json(c.schedule)},
+          {"cycles", cycle_policy_to_json(c.cycles)},
+          {"iters_per_cycle", c.iters_per_cycle},
           {"optimizer",
            {{"name", o.name}, {"momentum", o.momentum}, {"dampening", o.dampening}, {"nesterov", o.nesterov},
             {"weight_decay", o.weight_decay}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps},
@@ -54,13 +111,9 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.data_dir = j.at("data_dir").get<std::string>();
     c.epochs = j.at("epochs").get<int64_t>();
     c.batch_size = j.at("batch_size").get<int64_t>();
-    const auto& sc = j.at("schedule");
-    c.schedule.shape = sc.at("shape").get<std::string>();
-    c.schedule.max_lr = sc.at("max_lr").get<double>();
-    c.schedule.min_lr = sc.at("min_lr").get<double>();
-    c.schedule.warmup_iters = sc.at("warmup_iters").get<int64_t>();
-    c.schedule.milestones = sc.at("milestones").get<std::vector<int64_t>>();
-    c.schedule.gamma = sc.at("gamma").get<double>();
+    c.schedule = schedule_from_json(j.at("schedule"));
+    c.cycles = cycle_policy_from_json(j.at("cycles"));
+    c.iters_per_cycle = j.at("iters_per_cycle").get<int64_t>();
     const auto& o = j.at("optimizer");
     c.optimizer.name = o.at("name").get<std::string>();
     c.optimizer.momentum = o.at("momentum").get<float>();
@@ -106,6 +159,7 @@ void validate(const TrainConfig& c) {
   if (c.threads < 0) fail("--threads: must be >= 0, got {}", c.threads);
   if (c.checkpoint_every < 0) fail("--checkpoint-every: must be >= 0 steps, got {}", c.checkpoint_every);
   if (c.log_every < 0) fail("--log-every: must be >= 0 steps, got {}", c.log_every);
+  if (c.iters_per_cycle < 0) fail("--iters: must be >= 0, got {}", c.iters_per_cycle);
   if (c.run_dir.empty()) fail("--run-dir: must not be empty");
   make_optimizer(c.optimizer, {});  // validates the optimizer flags
 }
@@ -178,13 +232,19 @@ Trainer::Trainer(TrainConfig config) : config_(std::move(config)), model_rng_(co
   }
   train_loader_ = std::make_unique<data::BatchLoader>(train_, config_.batch_size, true, false, config_.seed, augment,
                                                       normalization_);
-  schedules::validate(config_.schedule, train_loader_->batches_per_epoch() * config_.epochs);
+  if (config_.schedule.iters_per_epoch == 0) config_.schedule.iters_per_epoch = train_loader_->batches_per_epoch();
+  schedules::validate(config_.cycles, config_.schedule, total_steps());
   model_ = models::build_model(config_.model, input_, model_rng_);
   if (config_.density < 1.0) {
     Rng mask_rng = Rng::derived(config_.seed, 0x6d61736b);  // "mask"
     pruning::apply_random_masks(model_->parameters(), config_.density, mask_rng);
   }
   optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
+}
+
+int64_t Trainer::total_steps() const {
+  return config_.iters_per_cycle > 0 ? config_.iters_per_cycle
+                                     : train_loader_->batches_per_epoch() * config_.epochs;
 }
 
 std::filesystem::path Trainer::checkpoint_path(const std::string& name) const {
@@ -337,7 +397,8 @@ TrainResult Trainer::run(bool resume) {
   std::fflush(stdout);
 
   const int64_t batches = train_loader_->batches_per_epoch();
-  const int64_t total_steps = batches * config_.epochs;
+  const int64_t total_steps = this->total_steps();
+  const int64_t epochs = (total_steps + batches - 1) / batches;
   const int64_t log_every = config_.log_every > 0 ? config_.log_every : std::max<int64_t>(1, batches / 5);
   const auto clock_start = std::chrono::steady_clock::now();
   auto elapsed = [&] {
@@ -350,11 +411,14 @@ TrainResult Trainer::run(bool resume) {
   int64_t window_images = 0, window_correct = 0;
   double window_loss = 0.0;
   int64_t window_steps = 0;
-  for (int64_t epoch = start_epoch; epoch < config_.epochs; ++epoch) {
-    for (int64_t b = (epoch == start_epoch ? start_batch : 0); b < batches; ++b) {
+  for (int64_t epoch = start_epoch; epoch < epochs; ++epoch) {
+    // The last epoch is cut short when the cycle length is not a whole number of epochs.
+    const int64_t epoch_batches = std::min(batches, total_steps - epoch * batches);
+    for (int64_t b = (epoch == start_epoch ? start_batch : 0); b < epoch_batches; ++b) {
       const int64_t batch = train_loader_->fill_batch(epoch, b, images, labels);
       int64_t correct = 0;
-      const auto lr = static_cast<float>(schedules::learning_rate(config_.schedule, global_step, total_steps));
+      const auto lr = static_cast<float>(
+          schedules::cycle_learning_rate(config_.cycles, config_.schedule, 0, global_step, total_steps));
       const float loss = train_step(images, labels, batch, lr, &correct);
       if (!std::isfinite(loss))
         fail("training diverged: loss is {} at epoch {} step {} with lr {} (lower --lr)", loss, epoch + 1,
@@ -364,7 +428,7 @@ TrainResult Trainer::run(bool resume) {
       window_correct += correct;
       window_loss += loss;
       ++window_steps;
-      if (global_step % log_every == 0 || b + 1 == batches) {
+      if (global_step % log_every == 0 || b + 1 == epoch_batches) {
         const double window_seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
         const double images_per_second = static_cast<double>(window_images) / std::max(window_seconds, 1e-9);
@@ -373,7 +437,7 @@ TrainResult Trainer::run(bool resume) {
         const double mean_loss = window_loss / static_cast<double>(window_steps);
         const double accuracy = static_cast<double>(window_correct) / static_cast<double>(window_images);
         fmt::print("epoch {}/{} step {}/{} loss {:.4f} acc {:.4f} lr {:.4g} {:.0f} img/s ETA {}\n", epoch + 1,
-                   config_.epochs, global_step, total_steps, mean_loss, accuracy, lr, images_per_second,
+                   epochs, global_step, total_steps, mean_loss, accuracy, lr, images_per_second,
                    format_duration(eta));
         std::fflush(stdout);
         metrics.write({{"event", "train"},
@@ -387,14 +451,14 @@ TrainResult Trainer::run(bool resume) {
         window_images = window_correct = window_steps = 0;
         window_loss = 0.0;
       }
-      const bool epoch_end = b + 1 == batches;
+      const bool epoch_end = b + 1 == epoch_batches;
       if (!epoch_end && config_.checkpoint_every > 0 && global_step % config_.checkpoint_every == 0)
         save("last", epoch, b + 1, global_step, elapsed());
     }
     validation = evaluate(validation_);
     test = evaluate(test_);
     fmt::print("epoch {}/{} done: val acc {:.4f} (loss {:.4f}), test acc {:.4f} (loss {:.4f}), {} elapsed\n",
-               epoch + 1, config_.epochs, validation.accuracy, validation.loss, test.accuracy, test.loss,
+               epoch + 1, epochs, validation.accuracy, validation.loss, test.accuracy, test.loss,
                format_duration(elapsed()));
     std::fflush(stdout);
     metrics.write({{"event", "eval"},
@@ -406,12 +470,12 @@ TrainResult Trainer::run(bool resume) {
                    {"test_loss", test.loss}});
     save("last", epoch + 1, 0, global_step, elapsed());
   }
-  if (start_epoch >= config_.epochs) {  // resumed a finished run: report its final state
+  if (start_epoch >= epochs) {  // resumed a finished run: report its final state
     validation = evaluate(validation_);
     test = evaluate(test_);
   }
   TrainResult result{validation, test, global_step, elapsed()};
-  save("final", config_.epochs, 0, global_step, result.seconds);
+  save("final", epochs, 0, global_step, result.seconds);
   int64_t kept_final = 0;
   for (nn::Parameter* p : model_->parameters())
     if (p->prunable()) kept_final += p->kept();

@@ -20,6 +20,7 @@
 #include "engine/optim.h"
 #include "engine/rng.h"
 #include "models/registry.h"
+#include "schedules/cycles.h"
 #include "schedules/lr_schedule.h"
 
 namespace st {
@@ -33,6 +34,8 @@ struct TrainConfig {
   // --lr is schedule.max_lr. Defaults: the default experiment's recipe (lenet300 / Fashion-MNIST
   // reaches about 0.90 test accuracy in 20 epochs with SGD momentum 0.9, weight decay 5e-4).
   schedules::LrSchedule schedule{"cosine", 0.05, 0.0, 0, {}, 0.1};
+  schedules::CyclePolicy cycles;  // across pruning cycles (driven by the pruning loop)
+  int64_t iters_per_cycle = 0;    // iterations of training (a cycle); 0 = epochs x batches per epoch
   OptimizerConfig optimizer;
   float label_smoothing = 0.0f;
   int64_t val_size = 5000;      // images held out of the training set for validation
@@ -93,6 +96,7 @@ class Trainer {
   const TrainConfig& config() const { return config_; }
   const data::BatchLoader& train_loader() const { return *train_loader_; }
   std::filesystem::path checkpoint_path(const std::string& name) const;
+  int64_t total_steps() const;  // iterations of this run (one cycle)
 
  private:
   void save(const std::string& name, int64_t epoch, int64_t batch, int64_t global_step, double seconds);

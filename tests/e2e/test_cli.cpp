@@ -209,6 +209,72 @@ TEST_SUITE("e2e") {
     CHECK(models[0].at("prunable_parameters").get<int64_t>() == 784 * 300 + 300 * 100 + 100 * 10);
   }
 
+  TEST_CASE("sparsetrain schedule prints SILO(5e-2, 5e-2, 4K, 23K, 46K, 62K) over 12 cycles as the formulas say") {
+    const CommandResult r = run("schedule --silo 'SILO(5e-2, 5e-2, 4K, 23K, 46K, 62K)' --cycles 12 --every 250 --csv");
+    REQUIRE(r.exit_code == 0);
+    std::istringstream lines(r.out);
+    std::string line;
+    std::getline(lines, line);
+    CHECK(line == "cycle,iter,lr");
+    int rows = 0, max_cycle = -1;
+    while (std::getline(lines, line)) {
+      int cycle = 0;
+      long iter = 0;
+      double lr = 0.0;
+      REQUIRE(std::sscanf(line.c_str(), "%d,%ld,%lf", &cycle, &iter, &lr) == 3);
+      // independent formula: max_lr(k) = 0.05 + 0.05 S(x_k), x_k = 1 - 0.8^(k - 1) for k > 1
+      const double x = cycle > 1 ? 1.0 - std::pow(0.8, cycle - 1) : 0.0;
+      const double s = x <= 0.0 ? 0.0 : std::pow(x, 5) / (std::pow(x, 5) + std::pow(1 - x, 5));
+      const double peak = 0.05 + 0.05 * s;
+      double expected = iter < 4000 ? peak * static_cast<double>(iter + 1) / 4000.0
+                                    : peak * (iter >= 46000 ? 0.01 : iter >= 23000 ? 0.1 : 1.0);
+      INFO(line);
+      CHECK(lr == doctest::Approx(expected).epsilon(1e-6));
+      CHECK(iter < 62000);
+      max_cycle = std::max(max_cycle, cycle);
+      ++rows;
+    }
+    CHECK(max_cycle == 11);
+    CHECK(rows == 12 * (62000 / 250 + 1));
+  }
+
+  TEST_CASE("sparsetrain schedule draws its PNG") {
+    if (std::system("/usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1") != 0) {
+      MESSAGE("skipped: /usr/bin/python3 has no matplotlib (apt-get install python3-matplotlib)");
+      return;
+    }
+    const fs::path png = fresh_dir("schedule-png") / "silo.png";
+    const CommandResult r = run("schedule --silo 'SILO(5e-2, 5e-2, 4K, 23K, 46K, 62K)' --cycles 12 --every 100 --png " +
+                                png.string());
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    const auto bytes = read_bytes(png);
+    REQUIRE(bytes.size() > 10000);
+    CHECK(bytes[1] == 'P');
+    CHECK(bytes[2] == 'N');
+    CHECK(bytes[3] == 'G');
+    CHECK(r.out.find("saturation") != std::string::npos);
+  }
+
+  TEST_CASE("bad schedule parameters are refused before any training starts") {
+    const std::string common = " --epochs 1 --threads 1 --run-dir " + (fresh_dir("bad-schedule") / "run").string();
+    for (const auto& [args, flag] : std::vector<std::pair<std::string, std::string>>{
+             {"train --lr -0.1", "--lr"},
+             {"train --schedule step --milestones 600,300", "--milestones"},
+             {"train --schedule step --milestones 300,100000", "--milestones"},
+             {"train --cycle-policy silo --silo-beta 0", "--silo-beta"},
+             {"train --cycle-policy silo --silo-beta -2", "--silo-beta"},
+             {"train --silo 'SILO(5e-2, 5e-2, 4K, 23K)'", "--silo"},
+             {"schedule --schedule cyclical", "--half-cycle-iters"}}) {
+      const CommandResult r = run(args + (args.rfind("train", 0) == 0 ? common : ""));
+      INFO(args << "\n" << r.err);
+      CHECK(r.exit_code == 2);
+      CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+      CHECK(r.err.find(flag) != std::string::npos);
+      CHECK(r.out.find("epoch") == std::string::npos);  // nothing trained
+    }
+  }
+
   TEST_CASE("sparsetrain bench prints one JSON line") {
     if (!fs::exists(kFashionMnist)) {
       MESSAGE("skipped: " << kFashionMnist << " is not installed (apt-get install dataset-fashion-mnist)");

@@ -12,7 +12,6 @@
 #include "engine/optim.h"
 #include "models/registry.h"
 #include "pruning/random_mask.h"
-#include "schedules/lr_schedule.h"
 
 using namespace st;
 
@@ -218,23 +217,6 @@ TEST_SUITE("unit") {
         if (p->mask.data()[i] == 0.0f) REQUIRE(p->value().data()[i] == 0.0f);
     }
     CHECK_THROWS_AS(pruning::apply_random_masks(model->parameters(), 1.5, rng), Error);
-  }
-
-  TEST_CASE("learning-rate shapes") {
-    schedules::LrSchedule s{"cosine", 0.1, 0.0, 10, {}, 0.1};
-    CHECK(schedules::learning_rate(s, 0, 110) == doctest::Approx(0.01));   // warmup from eta / W
-    CHECK(schedules::learning_rate(s, 9, 110) == doctest::Approx(0.1));
-    CHECK(schedules::learning_rate(s, 60, 110) == doctest::Approx(0.05));  // half way: eta / 2
-    CHECK(schedules::learning_rate(s, 110, 110) == doctest::Approx(0.0));
-    schedules::LrSchedule step{"step", 0.2, 0.0, 0, {30, 60}, 0.1};
-    CHECK(schedules::learning_rate(step, 29, 100) == doctest::Approx(0.2));
-    CHECK(schedules::learning_rate(step, 30, 100) == doctest::Approx(0.02));
-    CHECK(schedules::learning_rate(step, 99, 100) == doctest::Approx(0.002));
-    schedules::LrSchedule bad = step;
-    bad.milestones = {60, 30};
-    CHECK_THROWS_WITH_AS(schedules::validate(bad, 100), doctest::Contains("--milestones"), Error);
-    bad.milestones = {30, 100};
-    CHECK_THROWS_WITH_AS(schedules::validate(bad, 100), doctest::Contains("--milestones"), Error);
   }
 
   TEST_CASE("checkpoint round trip restores weights, masks, buffers, optimizer state and rng") {

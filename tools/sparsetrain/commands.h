@@ -5,11 +5,13 @@
 #include <string>
 
 #include "engine/trainer.h"
+#include "tools/sparsetrain/schedule_flags.h"
 
 namespace st::cli {
 
 struct TrainOptions {
   TrainConfig config;
+  ScheduleFlags schedule_flags;
   std::string resume;  // run directory to continue
 };
 void add_train_flags(CLI::App& app, TrainOptions& options);
@@ -28,5 +30,18 @@ struct BenchOptions {
 };
 void add_bench_flags(CLI::App& app, BenchOptions& options);
 int run_bench(const BenchOptions& options);
+
+struct ScheduleOptions {
+  schedules::LrSchedule shape;
+  schedules::CyclePolicy policy;
+  ScheduleFlags flags;
+  int cycles = 1;
+  int64_t iters = 8600;  // iterations of a dense cycle T (default: the default experiment's 20 x 430)
+  int64_t every = 1;     // print every N-th iteration (the last of each cycle always)
+  bool csv = false;
+  std::string png;
+};
+void add_schedule_command_flags(CLI::App& app, ScheduleOptions& options);
+int run_schedule(ScheduleOptions options);
 
 }  // namespace st::cli

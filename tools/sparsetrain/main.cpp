@@ -3,6 +3,7 @@
 //   sparsetrain train ...       train a model (flags below; --resume RUN_DIR continues a run)
 //   sparsetrain models [--json] every model with its parameter count and prunable tensors
 //   sparsetrain bench ...       time the training step (used by tools/bench against PyTorch)
+//   sparsetrain schedule ...    a learning-rate schedule across cycles as CSV or PNG
 // Every user error is one line on stderr naming the flag/file and the problem, and a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -30,6 +31,9 @@ int main(int argc, char** argv) {
   models->add_flag("--json", models_json, "print JSON instead of a table");
   CLI::App* bench = app.add_subcommand("bench", "time the training step on real data (images/s)");
   st::cli::add_bench_flags(*bench, bench_options);
+  st::cli::ScheduleOptions schedule_options;
+  CLI::App* schedule = app.add_subcommand("schedule", "print (--csv) or draw (--png) a learning-rate schedule");
+  st::cli::add_schedule_command_flags(*schedule, schedule_options);
 
   try {
     app.parse(argc, argv);
@@ -40,6 +44,7 @@ int main(int argc, char** argv) {
     if (train->parsed()) return st::cli::run_train(train_options);
     if (models->parsed()) return st::cli::run_models(models_json);
     if (bench->parsed()) return st::cli::run_bench(bench_options);
+    if (schedule->parsed()) return st::cli::run_schedule(schedule_options);
     return st::cli::run_default_experiment();
   } catch (const st::Error& e) {
     fmt::print(stderr, "sparsetrain: error: {}\n", e.what());

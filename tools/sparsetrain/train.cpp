@@ -16,15 +16,8 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
   app.add_option("--epochs", c.epochs, "training epochs")->capture_default_str();
   app.add_option("--batch", c.batch_size, "batch size")->capture_default_str();
   app.add_option("--optimizer", c.optimizer.name, "sgd | adam | adamw | rmsprop")->capture_default_str();
-  app.add_option("--lr", c.schedule.max_lr, "(peak) learning rate")->capture_default_str();
-  app.add_option("--schedule", c.schedule.shape, "learning-rate shape: constant | step | cosine")
-      ->capture_default_str();
-  app.add_option("--min-lr", c.schedule.min_lr, "final learning rate of the cosine shape")->capture_default_str();
-  app.add_option("--warmup-iters", c.schedule.warmup_iters, "linear warmup iterations (ramp from lr/W)")
-      ->capture_default_str();
-  app.add_option("--milestones", c.schedule.milestones, "step shape: iterations where lr is multiplied by gamma")
-      ->delimiter(',');
-  app.add_option("--gamma", c.schedule.gamma, "step shape: decay factor")->capture_default_str();
+  add_schedule_flags(app, c.schedule, c.cycles, options.schedule_flags);
+  app.add_option("--iters", c.iters_per_cycle, "iterations to train (a cycle); 0 = epochs x batches per epoch");
   app.add_option("--momentum", c.optimizer.momentum, "momentum (sgd, rmsprop)")->capture_default_str();
   app.add_flag("--nesterov", c.optimizer.nesterov, "Nesterov momentum (sgd)");
   app.add_option("--weight-decay", c.optimizer.weight_decay, "L2 weight decay (decoupled for adamw)")
@@ -51,6 +44,11 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
 }
 
 int run_train(TrainOptions options) {
+  if (!options.schedule_flags.silo_notation.empty()) {
+    const int64_t total = schedules::apply_silo_notation(options.schedule_flags.silo_notation, options.config.cycles,
+                                                         options.config.schedule);
+    options.config.iters_per_cycle = total;
+  }
   if (!options.resume.empty()) {
     Trainer trainer(Trainer::config_of_run(options.resume));
     trainer.run(true);
