@@ -13,6 +13,7 @@
 #include "engine/ops.h"
 #include "kernels/cuda/device.h"
 #include "pruning/random_mask.h"
+#include "schedules/oracle.h"
 
 namespace st {
 
@@ -86,6 +87,11 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"schedule", schedule_to_json(c.schedule)},
           {"cycles", cycle_policy_to_json(c.cycles)},
           {"iters_per_cycle", c.iters_per_cycle},
+          {"cycles_count", c.cycles_count},
+          {"prune",
+           {{"score", c.prune.score}, {"allocation", c.prune.allocation}, {"keep_first_dense", c.prune.keep_first_dense},
+            {"keep_last_dense", c.prune.keep_last_dense}}},
+          {"oracle_grid", c.oracle_grid},
           {"optimizer",
            {{"name", o.name}, {"momentum", o.momentum}, {"dampening", o.dampening}, {"nesterov", o.nesterov},
             {"weight_decay", o.weight_decay}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps},
@@ -114,6 +120,13 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.schedule = schedule_from_json(j.at("schedule"));
     c.cycles = cycle_policy_from_json(j.at("cycles"));
     c.iters_per_cycle = j.at("iters_per_cycle").get<int64_t>();
+    c.cycles_count = j.at("cycles_count").get<int>();
+    const auto& prune = j.at("prune");
+    prune.at("score").get_to(c.prune.score);
+    prune.at("allocation").get_to(c.prune.allocation);
+    prune.at("keep_first_dense").get_to(c.prune.keep_first_dense);
+    prune.at("keep_last_dense").get_to(c.prune.keep_last_dense);
+    j.at("oracle_grid").get_to(c.oracle_grid);
     const auto& o = j.at("optimizer");
     c.optimizer.name = o.at("name").get<std::string>();
     c.optimizer.momentum = o.at("momentum").get<float>();
@@ -160,6 +173,13 @@ void validate(const TrainConfig& c) {
   if (c.checkpoint_every < 0) fail("--checkpoint-every: must be >= 0 steps, got {}", c.checkpoint_every);
   if (c.log_every < 0) fail("--log-every: must be >= 0 steps, got {}", c.log_every);
   if (c.iters_per_cycle < 0) fail("--iters: must be >= 0, got {}", c.iters_per_cycle);
+  if (c.cycles_count < 1) fail("--cycles: must be at least 1 (cycle 0 is dense training), got {}", c.cycles_count);
+  if (c.cycles_count > 1) {
+    pruning::PruneSpec spec = c.prune;
+    spec.rate = c.cycles.prune_rate;
+    pruning::validate(spec);
+  }
+  if (c.oracle_grid_requested) schedules::validate_grid(c.oracle_grid);
   if (c.run_dir.empty()) fail("--run-dir: must not be empty");
   make_optimizer(c.optimizer, {});  // validates the optimizer flags
 }
@@ -270,38 +290,96 @@ TrainConfig Trainer::config_of_run(const std::filesystem::path& run_dir) {
   return config;
 }
 
-void Trainer::save(const std::string& name, int64_t epoch, int64_t batch, int64_t global_step, double seconds) {
+std::vector<Tensor*> Trainer::state_tensors() {
+  std::vector<Tensor*> tensors;
+  for (nn::Parameter* p : model_->parameters()) {
+    tensors.push_back(&p->value());
+    if (p->mask.defined()) tensors.push_back(&p->mask);
+  }
+  for (const nn::NamedBuffer& buffer : model_->buffers()) tensors.push_back(buffer.tensor);
+  for (auto& [slot, tensor] : optimizer_->state()) tensors.push_back(tensor);
+  return tensors;
+}
+
+Trainer::Snapshot Trainer::snapshot() {
+  Snapshot s;
+  for (Tensor* t : state_tensors()) s.tensors.push_back(t->clone());
+  for (const Tensor& t : rewind_point_) s.rewind.push_back(t.clone());
+  s.rng = model_rng_.state();
+  s.optimizer_steps = optimizer_->steps_taken();
+  return s;
+}
+
+void Trainer::restore(const Snapshot& s) {
+  const std::vector<Tensor*> tensors = state_tensors();
+  ST_CHECK(tensors.size() == s.tensors.size(), "snapshot of {} tensors restored into {}", s.tensors.size(),
+           tensors.size());
+  for (std::size_t i = 0; i < tensors.size(); ++i) tensors[i]->copy_from(s.tensors[i]);
+  rewind_point_.clear();
+  for (const Tensor& t : s.rewind) rewind_point_.push_back(t.clone());
+  model_rng_.set_state(s.rng);
+  optimizer_->set_steps_taken(s.optimizer_steps);
+}
+
+void Trainer::save(const std::string& name, const Position& position) {
   io::CheckpointContents contents;
   contents.model = model_.get();
   contents.optimizer = optimizer_.get();
   contents.rngs["model"] = &model_rng_;
+  for (std::size_t i = 0; i < rewind_point_.size(); ++i)
+    contents.extra.emplace_back(fmt::format("rewind/{}", i), &rewind_point_[i]);
   contents.config_json = to_json(config_).dump();
-  contents.position_json = nlohmann::json{{"epoch", epoch},
-                                          {"batch", batch},
-                                          {"global_step", global_step},
+  contents.position_json = nlohmann::json{{"cycle", position.cycle},
+                                          {"step", position.step},
+                                          {"data_step", position.data_step},
+                                          {"global_step", position.global_step},
                                           {"optimizer_steps", optimizer_->steps_taken()},
-                                          {"seconds", seconds}}
+                                          {"rewind_tensors", rewind_point_.size()},
+                                          {"seconds", position.seconds}}
                                .dump();
   io::save_checkpoint(checkpoint_path(name), contents);
 }
 
-nlohmann::json Trainer::load(const std::filesystem::path& path) {
+Trainer::Position Trainer::load(const std::filesystem::path& path) {
+  const auto metadata = io::read_checkpoint_metadata(path);
+  Position position;
+  std::size_t rewind_tensors = 0;
+  try {
+    const auto json = nlohmann::json::parse(metadata.at("sparsetrain.position"));
+    position.cycle = json.at("cycle").get<int>();
+    position.step = json.at("step").get<int64_t>();
+    position.data_step = json.at("data_step").get<int64_t>();
+    position.global_step = json.at("global_step").get<int64_t>();
+    position.seconds = json.value("seconds", 0.0);
+    rewind_tensors = json.at("rewind_tensors").get<std::size_t>();
+    optimizer_->set_steps_taken(json.at("optimizer_steps").get<int64_t>());
+  } catch (const std::exception& e) {
+    fail("checkpoint {}: bad sparsetrain.position metadata: {}", path.string(), e.what());
+  }
+  rewind_point_.clear();
+  if (rewind_tensors > 0)
+    for (nn::Parameter* p : model_->parameters()) rewind_point_.push_back(Tensor::empty(p->value().shape()));
+  if (rewind_tensors > 0)
+    for (const nn::NamedBuffer& b : model_->buffers()) rewind_point_.push_back(Tensor::empty(b.tensor->shape()));
+  if (rewind_point_.size() != rewind_tensors)
+    fail("checkpoint {}: {} rewind tensors for a model with {} weights and buffers", path.string(), rewind_tensors,
+         rewind_point_.size());
   io::CheckpointContents contents;
   contents.model = model_.get();
   contents.optimizer = optimizer_.get();
   contents.rngs["model"] = &model_rng_;
+  for (std::size_t i = 0; i < rewind_point_.size(); ++i)
+    contents.extra.emplace_back(fmt::format("rewind/{}", i), &rewind_point_[i]);
+  const int64_t optimizer_steps = optimizer_->steps_taken();
   io::load_checkpoint(path, contents);
-  nlohmann::json position;
-  try {
-    position = nlohmann::json::parse(contents.position_json);
-    optimizer_->set_steps_taken(position.at("optimizer_steps").get<int64_t>());
-    position.at("epoch").get<int64_t>();
-    position.at("batch").get<int64_t>();
-    position.at("global_step").get<int64_t>();
-  } catch (const nlohmann::json::exception& e) {
-    fail("checkpoint {}: bad sparsetrain.position metadata: {}", path.string(), e.what());
-  }
+  optimizer_->set_steps_taken(optimizer_steps);
   return position;
+}
+
+void Trainer::capture_rewind_point() {
+  rewind_point_.clear();
+  for (nn::Parameter* p : model_->parameters()) rewind_point_.push_back(p->value().clone());
+  for (const nn::NamedBuffer& b : model_->buffers()) rewind_point_.push_back(b.tensor->clone());
 }
 
 float Trainer::train_step(const std::vector<float>& images, const std::vector<int32_t>& labels, int64_t batch, float lr,
@@ -348,17 +426,120 @@ EvalResult Trainer::evaluate(const data::Dataset& dataset) {
   return result;
 }
 
+void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io::MetricsLog& metrics) {
+  const int64_t batches = train_loader_->batches_per_epoch();
+  const int64_t dense_iters = total_steps();
+  const int64_t cycle_iters = schedules::cycle_iters(config_.cycles, position.cycle, dense_iters);
+  const bool single_cycle = config_.cycles_count == 1;
+  const int64_t log_every = config_.log_every > 0 ? config_.log_every : std::max<int64_t>(1, batches / 5);
+  const bool rewinding = config_.cycles.kind == "weight_rewind" && config_.cycles_count > 1;
+  // The LR of this cycle: the policy's, with the peak replaced by max_lr (the oracle's branches).
+  const double policy_peak = schedules::cycle_max_lr(config_.cycles, config_.schedule, position.cycle);
+  const double peak_scale = max_lr / policy_peak;
+  std::vector<float> images;
+  std::vector<int32_t> labels;
+  auto window_start = std::chrono::steady_clock::now();
+  int64_t window_images = 0, window_correct = 0, window_steps = 0;
+  double window_loss = 0.0;
+  while (position.step < cycle_iters) {
+    if (rewinding && position.cycle == 0 && position.step == config_.cycles.rewind_iter) capture_rewind_point();
+    const int64_t epoch = position.data_step / batches, batch_index = position.data_step % batches;
+    const int64_t batch = train_loader_->fill_batch(epoch, batch_index, images, labels);
+    const double lr = peak_scale * schedules::cycle_learning_rate(config_.cycles, config_.schedule, position.cycle,
+                                                                  position.step, dense_iters);
+    int64_t correct = 0;
+    const float loss = train_step(images, labels, batch, static_cast<float>(lr), &correct);
+    if (!std::isfinite(loss))
+      fail("training diverged: loss is {} at cycle {} step {} with lr {} (lower --lr)", loss, position.cycle,
+           position.step + 1, lr);
+    ++position.step;
+    ++position.data_step;
+    ++position.global_step;
+    window_images += batch;
+    window_correct += correct;
+    window_loss += loss;
+    ++window_steps;
+    const bool epoch_end = position.data_step % batches == 0;
+    const bool cycle_end = position.step == cycle_iters;
+    if (main_line && (position.global_step % log_every == 0 || cycle_end)) {
+      const double window_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
+      const double images_per_second = static_cast<double>(window_images) / std::max(window_seconds, 1e-9);
+      const double eta = window_seconds / static_cast<double>(window_steps) *
+                         static_cast<double>(cycle_iters - position.step);
+      const double mean_loss = window_loss / static_cast<double>(window_steps);
+      const double accuracy = static_cast<double>(window_correct) / static_cast<double>(window_images);
+      const std::string where = single_cycle ? fmt::format("epoch {}/{}", epoch + 1, (cycle_iters + batches - 1) / batches)
+                                             : fmt::format("cycle {}/{} epoch {}", position.cycle,
+                                                           config_.cycles_count - 1, epoch + 1);
+      fmt::print("{} step {}/{} loss {:.4f} acc {:.4f} lr {:.4g} {:.0f} img/s ETA {}\n", where, position.step,
+                 cycle_iters, mean_loss, accuracy, lr, images_per_second, format_duration(eta));
+      std::fflush(stdout);
+      metrics.write({{"event", "train"},
+                     {"cycle", position.cycle},
+                     {"epoch", epoch + 1},
+                     {"step", position.global_step},
+                     {"loss", mean_loss},
+                     {"accuracy", accuracy},
+                     {"lr", lr},
+                     {"images_per_second", images_per_second}});
+      window_start = std::chrono::steady_clock::now();
+      window_images = window_correct = window_steps = 0;
+      window_loss = 0.0;
+    }
+    if (!main_line || cycle_end) continue;
+    if (single_cycle && epoch_end) {
+      const EvalResult validation = evaluate(validation_), test = evaluate(test_);
+      fmt::print("epoch {}/{} done: val acc {:.4f} (loss {:.4f}), test acc {:.4f} (loss {:.4f}), {} elapsed\n",
+                 epoch + 1, (cycle_iters + batches - 1) / batches, validation.accuracy, validation.loss,
+                 test.accuracy, test.loss, format_duration(elapsed()));
+      std::fflush(stdout);
+      metrics.write({{"event", "eval"},
+                     {"epoch", epoch + 1},
+                     {"step", position.global_step},
+                     {"val_accuracy", validation.accuracy},
+                     {"val_loss", validation.loss},
+                     {"test_accuracy", test.accuracy},
+                     {"test_loss", test.loss}});
+    }
+    const bool periodic = config_.checkpoint_every > 0 && position.global_step % config_.checkpoint_every == 0;
+    if (periodic || (config_.checkpoint_every == 0 && epoch_end)) {
+      position.seconds = elapsed();
+      save("last", position);
+    }
+  }
+}
+
+void Trainer::prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics) {
+  pruning::PruneSpec spec = config_.prune;
+  spec.rate = config_.cycles.prune_rate;
+  Rng prune_rng = Rng::derived(config_.seed, 0x7072756e65ULL + static_cast<uint64_t>(next_cycle));  // "prune"
+  const auto changes = pruning::prune(model_->parameters(), spec, prune_rng);
+  const double density = pruning::global_density(model_->parameters());
+  fmt::print("pruning event before cycle {} ({} {} pruning of {:.0f}% of the remaining weights):\n{}", next_cycle,
+             spec.allocation, spec.score, 100.0 * spec.rate, pruning::format_prune_table(changes));
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& c : changes)
+    layers.push_back({{"name", c.name}, {"shape", c.shape}, {"kept", c.kept_after}, {"numel", c.numel}});
+  metrics.write({{"event", "prune"}, {"cycle", next_cycle}, {"density", density}, {"layers", layers}});
+  if (config_.cycles.kind == "weight_rewind") {
+    ST_CHECK(!rewind_point_.empty(), "weight rewinding without a rewind point");
+    std::size_t i = 0;
+    for (nn::Parameter* p : model_->parameters()) {
+      p->value().copy_from(rewind_point_[i++]);
+      p->apply_mask();
+    }
+    for (const nn::NamedBuffer& b : model_->buffers()) b.tensor->copy_from(rewind_point_[i++]);
+  }
+  optimizer_->reset_state();
+}
+
 TrainResult Trainer::run(bool resume) {
   namespace fs = std::filesystem;
   const fs::path run_dir(config_.run_dir);
-  int64_t start_epoch = 0, start_batch = 0, global_step = 0;
-  double previous_seconds = 0.0;
+  Position position;
   if (resume) {
-    const nlohmann::json position = load(checkpoint_path("last"));
-    start_epoch = position.at("epoch").get<int64_t>();
-    start_batch = position.at("batch").get<int64_t>();
-    global_step = position.at("global_step").get<int64_t>();
-    previous_seconds = position.value("seconds", 0.0);
+    position = load(checkpoint_path("last"));
   } else {
     // Never lose an earlier run: a directory that holds one is refused unless --overwrite is given.
     if (fs::exists(checkpoint_path("last")) && !config_.overwrite)
@@ -368,8 +549,11 @@ TrainResult Trainer::run(bool resume) {
     fs::create_directories(run_dir);
     fs::remove(run_dir / "metrics.jsonl");
     fs::remove(run_dir / "summary.csv");
+    fs::remove(run_dir / "oracle.md");
     fs::remove_all(run_dir / "checkpoints");
   }
+  seconds_before_ = position.seconds;
+  clock_start_ = std::chrono::steady_clock::now();
   io::write_text_atomic(run_dir / "config.json", to_json(config_).dump(2) + "\n");
   io::MetricsLog metrics(run_dir / "metrics.jsonl", true);
   io::SummaryCsv summary(run_dir / "summary.csv",
@@ -377,120 +561,144 @@ TrainResult Trainer::run(bool resume) {
   const DeviceChoice device = choose_device(config_.device);
   fmt::print("sparsetrain: {} on {} ({} train / {} validation / {} test images), device {}\n", config_.model,
              config_.dataset, train_.size(), validation_.size(), test_.size(), device.description);
-  int64_t kept = 0, prunable = 0, total = 0;
+  int64_t prunable = 0, total = 0;
   for (nn::Parameter* p : model_->parameters()) {
     total += p->numel();
-    if (p->prunable()) {
-      prunable += p->numel();
-      kept += p->kept();
-    }
+    if (p->prunable()) prunable += p->numel();
   }
   fmt::print("model: {} parameters, {} prunable, density {:.4f}; run directory {}\n", total, prunable,
-             static_cast<double>(kept) / static_cast<double>(std::max<int64_t>(prunable, 1)), run_dir.string());
+             pruning::global_density(model_->parameters()), run_dir.string());
+  if (config_.cycles_count > 1)
+    fmt::print("{} cycles: policy {}, {} iterations per dense cycle, prune {:.0f}% of the remaining weights per "
+               "cycle{}\n",
+               config_.cycles_count, config_.cycles.kind, total_steps(), 100.0 * config_.cycles.prune_rate,
+               config_.oracle_grid.empty() ? "" : fmt::format(", oracle over {} max_lr values", config_.oracle_grid.size()));
   if (resume) {
-    fmt::print("resuming at epoch {} batch {} (step {})\n", start_epoch + 1, start_batch, global_step);
-    metrics.write({{"event", "resume"}, {"epoch", start_epoch}, {"batch", start_batch}, {"step", global_step}});
+    fmt::print("resuming at cycle {} step {} (step {} overall)\n", position.cycle, position.step,
+               position.global_step);
+    metrics.write({{"event", "resume"}, {"cycle", position.cycle}, {"step", position.global_step}});
   } else {
     metrics.write({{"event", "start"}, {"config", to_json(config_)}, {"device", device.description}});
-    save("last", 0, 0, 0, 0.0);
+    save("last", position);
   }
   std::fflush(stdout);
 
-  const int64_t batches = train_loader_->batches_per_epoch();
-  const int64_t total_steps = this->total_steps();
-  const int64_t epochs = (total_steps + batches - 1) / batches;
-  const int64_t log_every = config_.log_every > 0 ? config_.log_every : std::max<int64_t>(1, batches / 5);
-  const auto clock_start = std::chrono::steady_clock::now();
-  auto elapsed = [&] {
-    return previous_seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - clock_start).count();
-  };
-  std::vector<float> images;
-  std::vector<int32_t> labels;
-  EvalResult validation, test;
-  auto window_start = std::chrono::steady_clock::now();
-  int64_t window_images = 0, window_correct = 0;
-  double window_loss = 0.0;
-  int64_t window_steps = 0;
-  for (int64_t epoch = start_epoch; epoch < epochs; ++epoch) {
-    // The last epoch is cut short when the cycle length is not a whole number of epochs.
-    const int64_t epoch_batches = std::min(batches, total_steps - epoch * batches);
-    for (int64_t b = (epoch == start_epoch ? start_batch : 0); b < epoch_batches; ++b) {
-      const int64_t batch = train_loader_->fill_batch(epoch, b, images, labels);
-      int64_t correct = 0;
-      const auto lr = static_cast<float>(
-          schedules::cycle_learning_rate(config_.cycles, config_.schedule, 0, global_step, total_steps));
-      const float loss = train_step(images, labels, batch, lr, &correct);
-      if (!std::isfinite(loss))
-        fail("training diverged: loss is {} at epoch {} step {} with lr {} (lower --lr)", loss, epoch + 1,
-             global_step + 1, lr);
-      ++global_step;
-      window_images += batch;
-      window_correct += correct;
-      window_loss += loss;
-      ++window_steps;
-      if (global_step % log_every == 0 || b + 1 == epoch_batches) {
-        const double window_seconds =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
-        const double images_per_second = static_cast<double>(window_images) / std::max(window_seconds, 1e-9);
-        const double seconds_per_step = window_seconds / static_cast<double>(window_steps);
-        const double eta = seconds_per_step * static_cast<double>(total_steps - global_step);
-        const double mean_loss = window_loss / static_cast<double>(window_steps);
-        const double accuracy = static_cast<double>(window_correct) / static_cast<double>(window_images);
-        fmt::print("epoch {}/{} step {}/{} loss {:.4f} acc {:.4f} lr {:.4g} {:.0f} img/s ETA {}\n", epoch + 1,
-                   epochs, global_step, total_steps, mean_loss, accuracy, lr, images_per_second,
-                   format_duration(eta));
+  TrainResult result;
+  std::vector<schedules::OracleCycle> oracle_cycles;
+  for (int cycle = position.cycle; cycle < config_.cycles_count; ++cycle) {
+    CycleResult cycle_result;
+    cycle_result.cycle = cycle;
+    cycle_result.density = pruning::global_density(model_->parameters());
+    const int64_t steps_before = position.global_step;
+    const double seconds_start = elapsed();
+    if (config_.oracle_grid.empty()) {
+      cycle_result.max_lr = schedules::cycle_max_lr(config_.cycles, config_.schedule, cycle);
+      train_cycle(position, cycle_result.max_lr, true, metrics);
+      cycle_result.validation = evaluate(validation_);
+      cycle_result.test = evaluate(test_);
+    } else {
+      // The oracle: every max_lr of the grid trains this cycle from the same state; the best on
+      // validation continues. A resumed oracle cycle restarts its branches from the cycle start.
+      const Position start{cycle, 0, position.data_step, position.global_step, 0.0};
+      const Snapshot at_start = snapshot();
+      std::vector<schedules::OracleBranch> branches;
+      Snapshot best_state;
+      Position best_position;
+      double best_val = -1.0;
+      for (double lr : config_.oracle_grid) {
+        restore(at_start);
+        Position branch = start;
+        train_cycle(branch, lr, false, metrics);
+        const EvalResult val = evaluate(validation_), test = evaluate(test_);
+        branches.push_back({lr, val.accuracy, test.accuracy});
+        fmt::print("oracle cycle {} max_lr {:.4g}: val acc {:.4f}, test acc {:.4f}\n", cycle, lr, val.accuracy,
+                   test.accuracy);
         std::fflush(stdout);
-        metrics.write({{"event", "train"},
-                       {"epoch", epoch + 1},
-                       {"step", global_step},
-                       {"loss", mean_loss},
-                       {"accuracy", accuracy},
-                       {"lr", lr},
-                       {"images_per_second", images_per_second}});
-        window_start = std::chrono::steady_clock::now();
-        window_images = window_correct = window_steps = 0;
-        window_loss = 0.0;
+        metrics.write({{"event", "oracle_branch"},
+                       {"cycle", cycle},
+                       {"max_lr", lr},
+                       {"val_accuracy", val.accuracy},
+                       {"test_accuracy", test.accuracy}});
+        if (val.accuracy > best_val) {
+          best_val = val.accuracy;
+          best_state = snapshot();
+          best_position = branch;
+          cycle_result.validation = val;
+          cycle_result.test = test;
+          cycle_result.max_lr = lr;
+        }
       }
-      const bool epoch_end = b + 1 == epoch_batches;
-      if (!epoch_end && config_.checkpoint_every > 0 && global_step % config_.checkpoint_every == 0)
-        save("last", epoch, b + 1, global_step, elapsed());
+      restore(best_state);
+      position = best_position;
+      schedules::CyclePolicy silo = config_.cycles;
+      silo.kind = "silo";
+      oracle_cycles.push_back(schedules::summarize_oracle_cycle(cycle, cycle_result.density, branches,
+                                                                schedules::silo_max_lr(silo, cycle)));
+      io::write_text_atomic(run_dir / "oracle.md",
+                            fmt::format("# Oracle: best max_lr per pruning cycle\n\nSILO parameters: offset {}, "
+                                        "alpha {}, beta {}, d {}, p {}\n\n{}",
+                                        silo.silo_offset, silo.silo_alpha, silo.silo_beta, silo.silo_delay,
+                                        silo.prune_rate, schedules::oracle_report_markdown(oracle_cycles)));
     }
-    validation = evaluate(validation_);
-    test = evaluate(test_);
-    fmt::print("epoch {}/{} done: val acc {:.4f} (loss {:.4f}), test acc {:.4f} (loss {:.4f}), {} elapsed\n",
-               epoch + 1, epochs, validation.accuracy, validation.loss, test.accuracy, test.loss,
-               format_duration(elapsed()));
+    cycle_result.seconds = elapsed() - seconds_start;
+    cycle_result.steps = position.global_step - steps_before;
+    result.cycles.push_back(cycle_result);
+    if (config_.cycles_count > 1)
+      fmt::print("cycle {} done: density {:.4f}, max_lr {:.4g}, val acc {:.4f}, test acc {:.4f}\n", cycle,
+                 cycle_result.density, cycle_result.max_lr, cycle_result.validation.accuracy,
+                 cycle_result.test.accuracy);
+    metrics.write({{"event", "cycle_end"},
+                   {"cycle", cycle},
+                   {"density", cycle_result.density},
+                   {"max_lr", cycle_result.max_lr},
+                   {"val_accuracy", cycle_result.validation.accuracy},
+                   {"test_accuracy", cycle_result.test.accuracy},
+                   {"step", position.global_step}});
+    summary.write_row({std::to_string(cycle), fmt::format("{:.6f}", cycle_result.density),
+                       fmt::format("{:.6g}", cycle_result.max_lr),
+                       fmt::format("{:.4f}", cycle_result.validation.accuracy),
+                       fmt::format("{:.4f}", cycle_result.test.accuracy), fmt::format("{:.1f}", cycle_result.seconds),
+                       std::to_string(cycle_result.steps)});
+    if (cycle + 1 < config_.cycles_count) {
+      prune_for_next_cycle(cycle + 1, metrics);
+      position.cycle = cycle + 1;
+      position.step = 0;
+    }
+    position.seconds = elapsed();
+    save("last", position);
     std::fflush(stdout);
-    metrics.write({{"event", "eval"},
-                   {"epoch", epoch + 1},
-                   {"step", global_step},
-                   {"val_accuracy", validation.accuracy},
-                   {"val_loss", validation.loss},
-                   {"test_accuracy", test.accuracy},
-                   {"test_loss", test.loss}});
-    save("last", epoch + 1, 0, global_step, elapsed());
   }
-  if (start_epoch >= epochs) {  // resumed a finished run: report its final state
-    validation = evaluate(validation_);
-    test = evaluate(test_);
+  if (result.cycles.empty()) {  // resumed a finished run: report its final state
+    CycleResult last;
+    last.cycle = position.cycle;
+    last.density = pruning::global_density(model_->parameters());
+    last.validation = evaluate(validation_);
+    last.test = evaluate(test_);
+    result.cycles.push_back(last);
   }
-  TrainResult result{validation, test, global_step, elapsed()};
-  save("final", epochs, 0, global_step, result.seconds);
-  int64_t kept_final = 0;
-  for (nn::Parameter* p : model_->parameters())
-    if (p->prunable()) kept_final += p->kept();
-  const double density = static_cast<double>(kept_final) / static_cast<double>(std::max<int64_t>(prunable, 1));
-  summary.write_row({"0", fmt::format("{:.6f}", density), fmt::format("{}", config_.schedule.max_lr),
-                     fmt::format("{:.4f}", validation.accuracy), fmt::format("{:.4f}", test.accuracy),
-                     fmt::format("{:.1f}", result.seconds), std::to_string(global_step)});
+  result.validation = result.cycles.back().validation;
+  result.test = result.cycles.back().test;
+  result.steps = position.global_step;
+  result.seconds = elapsed();
+  save("final", position);
   metrics.write({{"event", "end"},
-                 {"step", global_step},
-                 {"val_accuracy", validation.accuracy},
-                 {"test_accuracy", test.accuracy},
+                 {"step", position.global_step},
+                 {"val_accuracy", result.validation.accuracy},
+                 {"test_accuracy", result.test.accuracy},
                  {"seconds", result.seconds}});
-  fmt::print("final: test accuracy {:.4f}, validation accuracy {:.4f}, {} steps in {}\n", test.accuracy,
-             validation.accuracy, global_step, format_duration(result.seconds));
+  if (config_.cycles_count > 1) {
+    fmt::print("\n{:>5} {:>9} {:>9} {:>8} {:>8}\n", "cycle", "density", "max_lr", "val", "test");
+    for (const CycleResult& c : result.cycles)
+      fmt::print("{:>5} {:>9.4f} {:>9.4g} {:>8.4f} {:>8.4f}\n", c.cycle, c.density, c.max_lr, c.validation.accuracy,
+                 c.test.accuracy);
+  }
+  fmt::print("final: test accuracy {:.4f}, validation accuracy {:.4f}, {} steps in {}\n", result.test.accuracy,
+             result.validation.accuracy, result.steps, format_duration(result.seconds));
   return result;
+}
+
+double Trainer::elapsed() const {
+  return seconds_before_ + std::chrono::duration<double>(std::chrono::steady_clock::now() - clock_start_).count();
 }
 
 }  // namespace st

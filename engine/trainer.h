@@ -20,10 +20,14 @@
 #include "engine/optim.h"
 #include "engine/rng.h"
 #include "models/registry.h"
+#include "pruning/prune.h"
 #include "schedules/cycles.h"
 #include "schedules/lr_schedule.h"
 
 namespace st {
+namespace io {
+class MetricsLog;
+}
 
 struct TrainConfig {
   std::string model = "lenet300";
@@ -47,8 +51,14 @@ struct TrainConfig {
   int threads = 0;              // 0: OpenMP's default (all cores)
   std::string run_dir = "runs/default";
   bool overwrite = false;        // allow a fresh run in a directory that holds an earlier run
-  int64_t checkpoint_every = 0;  // steps between checkpoints; 0 = at the end of every epoch
+  int64_t checkpoint_every = 0;  // steps between checkpoints; 0 = at the end of every epoch / cycle
   int64_t log_every = 0;         // steps between progress lines; 0 = about 5 per epoch
+  // Iterative pruning: `cycles` trainings (cycle 0 dense), each later one after pruning
+  // cycles.prune_rate of the remaining weights; the LR per cycle follows `cycles` (the policy).
+  int cycles_count = 1;
+  pruning::PruneSpec prune;        // rate is taken from cycles.prune_rate
+  std::vector<double> oracle_grid;  // non-empty: the oracle, one branch per max_lr per cycle
+  bool oracle_grid_requested = false;  // --oracle or --oracle-grid given (an empty grid is then an error)
 };
 
 nlohmann::json to_json(const TrainConfig& config);
@@ -62,10 +72,19 @@ struct EvalResult {
   int64_t count = 0;
 };
 
-struct TrainResult {
+struct CycleResult {
+  int cycle = 0;
+  double density = 1.0, max_lr = 0.0;
   EvalResult validation, test;
+  double seconds = 0.0;
+  int64_t steps = 0;
+};
+
+struct TrainResult {
+  EvalResult validation, test;  // of the last cycle
   int64_t steps = 0;
   double seconds = 0.0;
+  std::vector<CycleResult> cycles;
 };
 
 // Which device a run uses, and why (printed at start).
@@ -79,7 +98,7 @@ class Trainer {
  public:
   explicit Trainer(TrainConfig config);
 
-  // Trains from the beginning (fresh run directory contents) or, with resume, from
+  // Trains every cycle from the beginning (fresh run directory) or, with resume, from
   // run_dir/checkpoints/last.safetensors.
   TrainResult run(bool resume);
   // Reads the config saved in a run directory's last checkpoint (for `train --resume`).
@@ -99,8 +118,32 @@ class Trainer {
   int64_t total_steps() const;  // iterations of this run (one cycle)
 
  private:
-  void save(const std::string& name, int64_t epoch, int64_t batch, int64_t global_step, double seconds);
-  nlohmann::json load(const std::filesystem::path& path);
+  // Where a run is: cycle, iteration inside it, position in the data stream, steps so far.
+  struct Position {
+    int cycle = 0;
+    int64_t step = 0, data_step = 0, global_step = 0;
+    double seconds = 0.0;
+  };
+  // Everything a branch of the oracle restarts from.
+  struct Snapshot {
+    std::vector<Tensor> tensors;  // parameters, masks, buffers, optimizer state (in that order)
+    std::vector<Tensor> rewind;   // the rewind point, if captured
+    Rng::State rng;
+    int64_t optimizer_steps = 0;
+  };
+  std::vector<Tensor*> state_tensors();
+  Snapshot snapshot();
+  void restore(const Snapshot& snapshot);
+
+  void save(const std::string& name, const Position& position);
+  Position load(const std::filesystem::path& path);
+  // Trains cycle `position.cycle` from `position.step` to its end with peak max_lr; checkpoints
+  // and logs when `main_line` (not inside oracle branches).
+  void train_cycle(Position& position, double max_lr, bool main_line, io::MetricsLog& metrics);
+  void capture_rewind_point();
+  double elapsed() const;  // seconds of this run, including those before a resume
+  // Between cycles: prune, rewind or keep the weights, reset the optimizer.
+  void prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics);
 
   TrainConfig config_;
   data::Dataset train_, validation_, test_;
@@ -111,6 +154,9 @@ class Trainer {
   Rng model_rng_;  // initialisation, then dropout: saved in checkpoints
   std::unique_ptr<nn::Module> model_;
   std::unique_ptr<Optimizer> optimizer_;
+  std::vector<Tensor> rewind_point_;  // weights and buffers at iteration t_k of cycle 0 (weight_rewind)
+  std::chrono::steady_clock::time_point clock_start_;
+  double seconds_before_ = 0.0;
 };
 
 }  // namespace st

@@ -37,6 +37,7 @@ void save_checkpoint(const std::filesystem::path& path, const CheckpointContents
   if (contents.optimizer != nullptr)
     for (auto& [slot, tensor] : contents.optimizer->state()) add_tensor(file, "optim/" + slot, *tensor);
   for (const auto& [name, rng] : contents.rngs) file.add_u64("rng/" + name, {4}, rng->state().data());
+  for (const auto& [name, tensor] : contents.extra) add_tensor(file, "extra/" + name, *tensor);
   std::filesystem::create_directories(path.parent_path());
   write_safetensors(path, file);
 }
@@ -60,6 +61,7 @@ void load_checkpoint(const std::filesystem::path& path, CheckpointContents& cont
     if (words.size() != 4) fail("checkpoint {}: rng/{} has {} words, expected 4", path.string(), name, words.size());
     rng->set_state({words[0], words[1], words[2], words[3]});
   }
+  for (auto& [name, tensor] : contents.extra) restore_tensor(file, "extra/" + name, *tensor);
   contents.config_json = file.metadata.count("sparsetrain.config") ? file.metadata.at("sparsetrain.config") : "";
   contents.position_json = file.metadata.count("sparsetrain.position") ? file.metadata.at("sparsetrain.position") : "";
 }

@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "engine/nn.h"
 #include "engine/optim.h"
@@ -23,6 +25,7 @@ struct CheckpointContents {
   nn::Module* model = nullptr;
   Optimizer* optimizer = nullptr;     // may be null (weights-only checkpoint)
   std::map<std::string, Rng*> rngs;   // named generators
+  std::vector<std::pair<std::string, Tensor*>> extra;  // other tensors (e.g. the rewind point), "extra/<name>"
   std::string config_json;            // the resolved run config
   std::string position_json;          // where in the run this checkpoint was taken
 };

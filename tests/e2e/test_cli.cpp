@@ -107,7 +107,7 @@ std::map<std::string, std::vector<uint8_t>> weights_of(const fs::path& checkpoin
   std::map<std::string, std::vector<uint8_t>> weights;
   for (const auto& record : st::io::read_safetensors(checkpoint).tensors)
     if (record.name.rfind("param/", 0) == 0 || record.name.rfind("buffer/", 0) == 0 ||
-        record.name.rfind("optim/", 0) == 0)
+        record.name.rfind("optim/", 0) == 0 || record.name.rfind("mask/", 0) == 0)
       weights[record.name] = record.bytes;
   return weights;
 }
@@ -343,9 +343,18 @@ TEST_SUITE("e2e") {
       MESSAGE("skipped: " << kFashionMnist << " is not installed (apt-get install dataset-fashion-mnist)");
       return;
     }
-    const std::string common =
-        " --model lenet5 --epochs 3 --train-limit 4000 --val-size 500 --batch 64 --threads 2 --seed 11"
-        " --checkpoint-every 5 --log-every 20";
+    std::string common;
+    int64_t kill_after = 0;
+    SUBCASE("one dense run, killed mid-epoch") {
+      common = " --model lenet5 --epochs 3 --train-limit 4000 --val-size 500 --batch 64 --threads 2 --seed 11"
+               " --checkpoint-every 5 --log-every 20";
+      kill_after = 30;
+    }
+    SUBCASE("IMP with weight rewinding, killed in the second cycle (after a pruning event)") {
+      common = " --model lenet5 --epochs 1 --cycles 3 --cycle-policy weight_rewind --rewind-iter 10 --prune-rate 0.3"
+               " --train-limit 4000 --val-size 500 --batch 64 --threads 2 --seed 5 --checkpoint-every 5";
+      kill_after = 70;  // cycle 0 has 55 steps
+    }
     const fs::path reference = fresh_dir("kill-reference"), killed = fresh_dir("kill-resumed");
     REQUIRE(run("train" + common + " --run-dir " + reference.string()).exit_code == 0);
 
@@ -367,7 +376,7 @@ TEST_SUITE("e2e") {
       try {
         const auto metadata = st::io::read_checkpoint_metadata(last);
         const auto position = nlohmann::json::parse(metadata.at("sparsetrain.position"));
-        if (position.at("global_step").get<int64_t>() >= 30) {
+        if (position.at("global_step").get<int64_t>() >= kill_after) {
           step_at_kill = position.at("global_step").get<int64_t>();
           break;
         }
@@ -379,13 +388,13 @@ TEST_SUITE("e2e") {
     int status = 0;
     waitpid(child, &status, 0);
     REQUIRE(WIFSIGNALED(status));
-    REQUIRE(step_at_kill >= 30);
+    REQUIRE(step_at_kill >= kill_after);
     CHECK_FALSE(fs::exists(killed / "checkpoints" / "final.safetensors"));  // it really was cut off
 
     const CommandResult resumed = run("train --resume " + killed.string());
     INFO(resumed.out << resumed.err);
     REQUIRE(resumed.exit_code == 0);
-    CHECK(resumed.out.find("resuming at epoch") != std::string::npos);
+    CHECK(resumed.out.find("resuming at cycle") != std::string::npos);
     const auto expected = weights_of(reference / "checkpoints" / "final.safetensors");
     const auto actual = weights_of(killed / "checkpoints" / "final.safetensors");
     REQUIRE(expected.size() > 10);

@@ -229,13 +229,13 @@ TEST_SUITE("unit") {
     auto optimizer = make_optimizer(OptimizerConfig{}, model->parameters());
     for (auto& [slot, tensor] : optimizer->state()) tensor->fill(0.25f);
     for (auto& buffer : model->buffers()) buffer.tensor->fill(1.5f);
-    io::CheckpointContents saved{model.get(), optimizer.get(), {{"model", &rng}}, "{\"a\":1}", "{\"b\":2}"};
+    io::CheckpointContents saved{model.get(), optimizer.get(), {{"model", &rng}}, {}, "{\"a\":1}", "{\"b\":2}"};
     io::save_checkpoint(dir / "c.safetensors", saved);
 
     Rng other(99);
     auto restored = models::build_model("resnet20", {1, 32, 32, 10}, other);
     auto restored_optimizer = make_optimizer(OptimizerConfig{}, restored->parameters());
-    io::CheckpointContents loaded{restored.get(), restored_optimizer.get(), {{"model", &other}}, "", ""};
+    io::CheckpointContents loaded{restored.get(), restored_optimizer.get(), {{"model", &other}}, {}, "", ""};
     io::load_checkpoint(dir / "c.safetensors", loaded);
     CHECK(loaded.config_json == "{\"a\":1}");
     CHECK(loaded.position_json == "{\"b\":2}");
@@ -249,7 +249,7 @@ TEST_SUITE("unit") {
     for (auto& [slot, tensor] : restored_optimizer->state()) CHECK(tensor->data()[0] == 0.25f);
     // A different architecture is refused with the tensor named.
     auto wrong = models::build_model("resnet32", {1, 32, 32, 10}, other);
-    io::CheckpointContents mismatch{wrong.get(), nullptr, {}, "", ""};
+    io::CheckpointContents mismatch{wrong.get(), nullptr, {}, {}, "", ""};
     CHECK_THROWS_WITH_AS(io::load_checkpoint(dir / "c.safetensors", mismatch), doctest::Contains("layer1.3"), Error);
     fs::remove_all(dir);
   }

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "engine/error.h"
+#include "schedules/oracle.h"
 #include "tools/sparsetrain/commands.h"
 
 namespace st::cli {
@@ -17,7 +18,21 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
   app.add_option("--batch", c.batch_size, "batch size")->capture_default_str();
   app.add_option("--optimizer", c.optimizer.name, "sgd | adam | adamw | rmsprop")->capture_default_str();
   add_schedule_flags(app, c.schedule, c.cycles, options.schedule_flags);
-  app.add_option("--iters", c.iters_per_cycle, "iterations to train (a cycle); 0 = epochs x batches per epoch");
+  app.add_option("--iters", c.iters_per_cycle, "iterations of a dense cycle; 0 = epochs x batches per epoch");
+  app.add_option("--cycles", c.cycles_count, "training cycles: 1 = dense; K + 1 = dense + K pruning cycles (IMP)")
+      ->capture_default_str();
+  app.add_option("--prune-score", c.prune.score, "pruning score: magnitude | random")->capture_default_str();
+  app.add_option("--prune-allocation", c.prune.allocation, "global (one threshold) | layerwise (same fraction)")
+      ->capture_default_str();
+  app.add_flag("--keep-first-dense", c.prune.keep_first_dense, "never prune the first prunable tensor");
+  app.add_flag("--keep-last-dense", c.prune.keep_last_dense, "never prune the last prunable tensor");
+  app.add_flag("--oracle", options.oracle, "the oracle: per cycle, one branch per max_lr of the grid; keep the best "
+                                           "on validation (grid: --oracle-grid or --oracle-min/max/size)");
+  app.add_option("--oracle-grid", c.oracle_grid, "explicit max_lr values of the oracle")->delimiter(',');
+  app.add_option("--oracle-min", options.oracle_min, "oracle grid: smallest max_lr")->capture_default_str();
+  app.add_option("--oracle-max", options.oracle_max, "oracle grid: largest max_lr")->capture_default_str();
+  app.add_option("--oracle-size", options.oracle_size, "oracle grid: number of log-spaced values")
+      ->capture_default_str();
   app.add_option("--momentum", c.optimizer.momentum, "momentum (sgd, rmsprop)")->capture_default_str();
   app.add_flag("--nesterov", c.optimizer.nesterov, "Nesterov momentum (sgd)");
   app.add_option("--weight-decay", c.optimizer.weight_decay, "L2 weight decay (decoupled for adamw)")
@@ -44,6 +59,11 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
 }
 
 int run_train(TrainOptions options) {
+  TrainConfig& c = options.config;
+  if (options.oracle || !c.oracle_grid.empty()) {
+    c.oracle_grid_requested = true;
+    if (c.oracle_grid.empty()) c.oracle_grid = schedules::log_grid(options.oracle_min, options.oracle_max, options.oracle_size);
+  }
   if (!options.schedule_flags.silo_notation.empty()) {
     const int64_t total = schedules::apply_silo_notation(options.schedule_flags.silo_notation, options.config.cycles,
                                                          options.config.schedule);
