@@ -9,7 +9,7 @@
 namespace st::schedules {
 
 std::vector<double> log_grid(double low, double high, int count) {
-  if (count < 1) fail("--oracle-grid-size: must be at least 1, got {}", count);
+  if (count < 1) fail("--oracle-size: the grid needs at least 1 value, got {}", count);
   if (!(low > 0.0) || !(high >= low)) fail("--oracle-min/--oracle-max: need 0 < min <= max, got {} and {}", low, high);
   std::vector<double> grid;
   for (int i = 0; i < count; ++i) {

@@ -275,6 +275,60 @@ TEST_SUITE("e2e") {
     }
   }
 
+  TEST_CASE("the oracle on lenet300 writes its per-cycle table") {
+    if (!fs::exists(kFashionMnist)) {
+      MESSAGE("skipped: " << kFashionMnist << " is not installed (apt-get install dataset-fashion-mnist)");
+      return;
+    }
+    const fs::path run_dir = fresh_dir("oracle");
+    const CommandResult r = run("train --model lenet300 --epochs 1 --train-limit 6000 --val-size 1000 --cycles 3 "
+                                "--oracle --oracle-size 3 --oracle-min 1e-3 --oracle-max 1e-1 --run-dir " +
+                                run_dir.string());
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    const std::string report = read_text(run_dir / "oracle.md");
+    for (const std::string row : {"| 0 | 1.0000 |", "| 1 | 0.8000 |", "| 2 | 0.6400 |"})
+      CHECK(report.find(row) != std::string::npos);
+    CHECK(report.find("SILO max_lr(k)") != std::string::npos);
+    // every branch was trained and logged: 3 cycles x 3 max_lr values
+    std::ifstream metrics(run_dir / "metrics.jsonl");
+    std::string line;
+    int branches = 0;
+    while (std::getline(metrics, line))
+      if (nlohmann::json::parse(line).at("event") == "oracle_branch") ++branches;
+    CHECK(branches == 9);
+    const std::string summary = read_text(run_dir / "summary.csv");
+    CHECK(std::count(summary.begin(), summary.end(), '\n') == 4);  // header + 3 cycles
+    check_refused("train --oracle --oracle-size 0 --run-dir " + (run_dir / "x").string(), {"--oracle-size"});
+    check_refused("train --cycles 2 --prune-rate 1.5 --run-dir " + (run_dir / "y").string(), {"--prune-rate"});
+  }
+
+  TEST_CASE("IMP density after K cycles is (1 - p)^K and masked weights stay zero") {
+    if (!fs::exists(kFashionMnist)) {
+      MESSAGE("skipped: " << kFashionMnist << " is not installed (apt-get install dataset-fashion-mnist)");
+      return;
+    }
+    const fs::path run_dir = fresh_dir("imp");
+    const CommandResult r = run("train --model lenet300 --epochs 1 --train-limit 3000 --val-size 500 --cycles 4 "
+                                "--cycle-policy lr_rewind --rewind-iter 5 --prune-rate 0.2 --run-dir " +
+                                run_dir.string());
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    const auto file = st::io::read_safetensors(run_dir / "checkpoints" / "final.safetensors");
+    int64_t kept = 0, total = 0;
+    for (const auto& record : file.tensors) {
+      if (record.name.rfind("mask/", 0) != 0) continue;
+      const auto mask = file.f32(record.name);
+      const auto weights = file.f32("param/" + record.name.substr(5));
+      for (std::size_t i = 0; i < mask.size(); ++i) {
+        kept += mask[i] != 0.0f ? 1 : 0;
+        if (mask[i] == 0.0f) REQUIRE(weights[i] == 0.0f);
+      }
+      total += static_cast<int64_t>(mask.size());
+    }
+    CHECK(static_cast<double>(kept) == doctest::Approx(0.8 * 0.8 * 0.8 * static_cast<double>(total)).epsilon(1e-4));
+  }
+
   TEST_CASE("sparsetrain bench prints one JSON line") {
     if (!fs::exists(kFashionMnist)) {
       MESSAGE("skipped: " << kFashionMnist << " is not installed (apt-get install dataset-fashion-mnist)");

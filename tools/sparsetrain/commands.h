@@ -16,6 +16,7 @@ struct TrainOptions {
   bool oracle = false;
   double oracle_min = 1e-4, oracle_max = 1e-1;  // the SILO paper's default grid: 10 log-spaced values
   int oracle_size = 10;
+  bool lr_search = false;
 };
 void add_train_flags(CLI::App& app, TrainOptions& options);
 int run_train(TrainOptions options);

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "engine/error.h"
+#include "engine/io/metrics.h"
 #include "schedules/oracle.h"
 #include "tools/sparsetrain/commands.h"
 
@@ -33,6 +34,9 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
   app.add_option("--oracle-max", options.oracle_max, "oracle grid: largest max_lr")->capture_default_str();
   app.add_option("--oracle-size", options.oracle_size, "oracle grid: number of log-spaced values")
       ->capture_default_str();
+  app.add_flag("--lr-search", options.lr_search,
+               "baseline LR grid search (the SILO paper's protocol): one whole run per lr of the oracle grid flags, "
+               "best mean validation accuracy over the cycles wins");
   app.add_option("--momentum", c.optimizer.momentum, "momentum (sgd, rmsprop)")->capture_default_str();
   app.add_flag("--nesterov", c.optimizer.nesterov, "Nesterov momentum (sgd)");
   app.add_option("--weight-decay", c.optimizer.weight_decay, "L2 weight decay (decoupled for adamw)")
@@ -58,6 +62,49 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
   app.add_option("--resume", options.resume, "continue the run in this directory from its last checkpoint");
 }
 
+namespace {
+
+// One complete run per learning rate, each in run_dir/lr-<lr>/; the lr with the best mean validation
+// accuracy over the cycles is reported (test accuracy is shown, never used to choose).
+int run_lr_search(TrainOptions& options) {
+  const TrainConfig base = options.config;
+  if (base.oracle_grid_requested)
+    fail("--lr-search: takes its grid from --oracle-min/--oracle-max/--oracle-size; do not combine it with --oracle");
+  const std::vector<double> grid = schedules::log_grid(options.oracle_min, options.oracle_max, options.oracle_size);
+  schedules::validate_grid(grid);
+  struct Row {
+    double lr, mean_val, last_val, last_test;
+  };
+  std::vector<Row> rows;
+  for (double lr : grid) {
+    TrainConfig c = base;
+    c.schedule.max_lr = lr;
+    c.cycles.silo_offset = lr;  // SILO's base peak follows the searched lr
+    c.run_dir = (std::filesystem::path(base.run_dir) / fmt::format("lr-{:.3g}", lr)).string();
+    fmt::print("\n=== lr search: lr {:.4g} -> {}\n", lr, c.run_dir);
+    Trainer trainer(c);
+    const TrainResult result = trainer.run(false);
+    double sum = 0.0;
+    for (const CycleResult& cycle : result.cycles) sum += cycle.validation.accuracy;
+    rows.push_back({lr, sum / static_cast<double>(result.cycles.size()), result.validation.accuracy,
+                    result.test.accuracy});
+  }
+  const Row* best = &rows.front();
+  for (const Row& r : rows)
+    if (r.mean_val > best->mean_val) best = &r;
+  std::string table = "| lr | mean val acc over cycles | last-cycle val acc | last-cycle test acc |\n|---:|---:|---:|---:|\n";
+  for (const Row& r : rows)
+    table += fmt::format("| {:.4g}{} | {:.4f} | {:.4f} | {:.4f} |\n", r.lr, &r == best ? " (best)" : "", r.mean_val,
+                         r.last_val, r.last_test);
+  io::write_text_atomic(std::filesystem::path(base.run_dir) / "lr_search.md",
+                        "# Learning-rate grid search (validation accuracy)\n\n" + table);
+  fmt::print("\nlr search: best lr {:.4g} (mean validation accuracy {:.4f}); table in {}/lr_search.md\n{}", best->lr,
+             best->mean_val, base.run_dir, table);
+  return 0;
+}
+
+}  // namespace
+
 int run_train(TrainOptions options) {
   TrainConfig& c = options.config;
   if (options.oracle || !c.oracle_grid.empty()) {
@@ -74,6 +121,7 @@ int run_train(TrainOptions options) {
     trainer.run(true);
     return 0;
   }
+  if (options.lr_search) return run_lr_search(options);
   Trainer trainer(options.config);
   trainer.run(false);
   return 0;
