@@ -28,6 +28,13 @@ namespace {
 
 const fs::path kFashionMnist = "/usr/share/datasets/fashion-mnist";
 
+// Tests on the real data set skip with one line where Debian's dataset-fashion-mnist is missing.
+#define SKIP_WITHOUT_FASHION_MNIST()                                                                   \
+  if (!fs::exists(kFashionMnist)) {                                                                    \
+    MESSAGE("skipped: " << kFashionMnist << " is not installed (apt-get install dataset-fashion-mnist)"); \
+    return;                                                                                            \
+  }
+
 struct CommandResult {
   int exit_code = -1;
   std::string out, err;
@@ -276,10 +283,7 @@ TEST_SUITE("e2e") {
   }
 
   TEST_CASE("the oracle on lenet300 writes its per-cycle table") {
-    if (!fs::exists(kFashionMnist)) {
-      MESSAGE("skipped: " << kFashionMnist << " is not installed (apt-get install dataset-fashion-mnist)");
-      return;
-    }
+    SKIP_WITHOUT_FASHION_MNIST();
     const fs::path run_dir = fresh_dir("oracle");
     const CommandResult r = run("train --model lenet300 --epochs 1 --train-limit 6000 --val-size 1000 --cycles 3 "
                                 "--oracle --oracle-size 3 --oracle-min 1e-3 --oracle-max 1e-1 --run-dir " +
@@ -304,10 +308,7 @@ TEST_SUITE("e2e") {
   }
 
   TEST_CASE("IMP density after K cycles is (1 - p)^K and masked weights stay zero") {
-    if (!fs::exists(kFashionMnist)) {
-      MESSAGE("skipped: " << kFashionMnist << " is not installed (apt-get install dataset-fashion-mnist)");
-      return;
-    }
+    SKIP_WITHOUT_FASHION_MNIST();
     const fs::path run_dir = fresh_dir("imp");
     const CommandResult r = run("train --model lenet300 --epochs 1 --train-limit 3000 --val-size 500 --cycles 4 "
                                 "--cycle-policy lr_rewind --rewind-iter 5 --prune-rate 0.2 --run-dir " +
@@ -330,10 +331,7 @@ TEST_SUITE("e2e") {
   }
 
   TEST_CASE("sparsetrain bench prints one JSON line") {
-    if (!fs::exists(kFashionMnist)) {
-      MESSAGE("skipped: " << kFashionMnist << " is not installed (apt-get install dataset-fashion-mnist)");
-      return;
-    }
+    SKIP_WITHOUT_FASHION_MNIST();
     const CommandResult r = run("bench --model lenet5 --steps 3 --warmup 1 --threads 1 --json");
     REQUIRE(r.exit_code == 0);
     const auto line = nlohmann::json::parse(r.out);
@@ -343,10 +341,7 @@ TEST_SUITE("e2e") {
   }
 
   TEST_CASE("a corrupt checkpoint is refused and left untouched") {
-    if (!fs::exists(kFashionMnist)) {
-      MESSAGE("skipped: " << kFashionMnist << " is not installed (apt-get install dataset-fashion-mnist)");
-      return;
-    }
+    SKIP_WITHOUT_FASHION_MNIST();
     const fs::path run_dir = fresh_dir("corrupt-checkpoint");
     const CommandResult first = run("train --model lenet300 --epochs 1 --train-limit 2000 --val-size 500 --threads 1 --run-dir " +
                                     run_dir.string());
@@ -365,10 +360,7 @@ TEST_SUITE("e2e") {
   }
 
   TEST_CASE("lenet300 learns Fashion-MNIST") {
-    if (!fs::exists(kFashionMnist)) {
-      MESSAGE("skipped: " << kFashionMnist << " is not installed (apt-get install dataset-fashion-mnist)");
-      return;
-    }
+    SKIP_WITHOUT_FASHION_MNIST();
     const fs::path run_dir = fresh_dir("learns");
     const CommandResult r = run("train --model lenet300 --epochs 2 --train-limit 12000 --val-size 2000 --run-dir " +
                                 run_dir.string());
@@ -393,10 +385,7 @@ TEST_SUITE("e2e") {
   }
 
   TEST_CASE("a run killed with SIGKILL and resumed ends bit-identical to the uninterrupted run") {
-    if (!fs::exists(kFashionMnist)) {
-      MESSAGE("skipped: " << kFashionMnist << " is not installed (apt-get install dataset-fashion-mnist)");
-      return;
-    }
+    SKIP_WITHOUT_FASHION_MNIST();
     std::string common;
     int64_t kill_after = 0;
     SUBCASE("one dense run, killed mid-epoch") {
