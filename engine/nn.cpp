@@ -111,7 +111,9 @@ Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t 
 }
 
 Variable Conv2d::forward(const Variable& x) {
-  return ops::conv2d(x, weight_->variable, bias_ ? bias_->variable : Variable(), stride_, pad_, groups_);
+  Variable y = ops::conv2d(x, weight_->variable, bias_ ? bias_->variable : Variable(), stride_, pad_, groups_);
+  weight_->uses_per_sample = y.shape()[1] * y.shape()[2];
+  return y;
 }
 
 BatchNorm2d::BatchNorm2d(int64_t channels, bool fused_relu, float momentum, float eps)

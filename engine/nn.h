@@ -22,6 +22,9 @@ struct Parameter {
   Variable variable;
   Tensor mask;       // defined for prunable tensors: 1 = kept, 0 = pruned
   ParameterKind kind = ParameterKind::Bias;
+  // Output positions each weight is applied at per sample (conv: out_h * out_w, set by the last
+  // forward; linear: 1): FLOPs of the layer = 2 * kept weights * uses_per_sample.
+  int64_t uses_per_sample = 1;
 
   bool prunable() const { return kind == ParameterKind::ConvWeight || kind == ParameterKind::LinearWeight; }
   Tensor& value() { return variable.value(); }

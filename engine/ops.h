@@ -32,7 +32,8 @@ Variable add_relu(const Variable& a, const Variable& b);  // max(0, a + b): the 
 Variable max_pool2d(const Variable& x, int64_t kernel, int64_t stride, int64_t pad = 0);
 Variable avg_pool2d(const Variable& x, int64_t kernel, int64_t stride, int64_t pad = 0);
 Variable global_avg_pool(const Variable& x);  // [N, H, W, C] -> [N, C]
-Variable flatten(const Variable& x);          // [N, ...] -> [N, prod(...)] (NHWC order)
+Variable flatten(const Variable& x);
+Variable scale(const Variable& x, float factor);  // factor * x (e.g. logits / temperature)          // [N, ...] -> [N, prod(...)] (NHWC order)
 // Inverted dropout: in training, zero each element with probability p and scale survivors by 1/(1-p).
 Variable dropout(const Variable& x, float p, bool training, Rng& rng);
 // Option-A ResNet shortcut: x[:, ::stride, ::stride, :] with channels zero-padded to out_channels.

@@ -92,6 +92,16 @@ nlohmann::json to_json(const TrainConfig& c) {
            {{"score", c.prune.score}, {"allocation", c.prune.allocation}, {"keep_first_dense", c.prune.keep_first_dense},
             {"keep_last_dense", c.prune.keep_last_dense}}},
           {"oracle_grid", c.oracle_grid},
+          {"score_batches", c.score_batches},
+          {"control", c.control},
+          {"init_score", c.init_score},
+          {"init_density", c.init_density},
+          {"synflow_rounds", c.synflow_rounds},
+          {"early_rounds", c.early_rounds},
+          {"early_sparsity", c.early_sparsity},
+          {"gmp",
+           {{"initial_sparsity", c.gmp.initial_sparsity}, {"final_sparsity", c.gmp.final_sparsity},
+            {"start_iter", c.gmp.start_iter}, {"interval_iters", c.gmp.interval_iters}, {"steps", c.gmp.steps}}},
           {"optimizer",
            {{"name", o.name}, {"momentum", o.momentum}, {"dampening", o.dampening}, {"nesterov", o.nesterov},
             {"weight_decay", o.weight_decay}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps},
@@ -127,6 +137,19 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     prune.at("keep_first_dense").get_to(c.prune.keep_first_dense);
     prune.at("keep_last_dense").get_to(c.prune.keep_last_dense);
     j.at("oracle_grid").get_to(c.oracle_grid);
+    j.at("score_batches").get_to(c.score_batches);
+    j.at("control").get_to(c.control);
+    j.at("init_score").get_to(c.init_score);
+    j.at("init_density").get_to(c.init_density);
+    j.at("synflow_rounds").get_to(c.synflow_rounds);
+    j.at("early_rounds").get_to(c.early_rounds);
+    j.at("early_sparsity").get_to(c.early_sparsity);
+    const auto& gmp = j.at("gmp");
+    gmp.at("initial_sparsity").get_to(c.gmp.initial_sparsity);
+    gmp.at("final_sparsity").get_to(c.gmp.final_sparsity);
+    gmp.at("start_iter").get_to(c.gmp.start_iter);
+    gmp.at("interval_iters").get_to(c.gmp.interval_iters);
+    gmp.at("steps").get_to(c.gmp.steps);
     const auto& o = j.at("optimizer");
     c.optimizer.name = o.at("name").get<std::string>();
     c.optimizer.momentum = o.at("momentum").get<float>();
@@ -180,6 +203,26 @@ void validate(const TrainConfig& c) {
     pruning::validate(spec);
   }
   if (c.oracle_grid_requested) schedules::validate_grid(c.oracle_grid);
+  if (c.prune.allocation != "global" && c.prune.allocation != "layerwise" && c.prune.allocation != "er" &&
+      c.prune.allocation != "erk")
+    fail("--prune-allocation: unknown allocation '{}' (known: global, layerwise, er, erk)", c.prune.allocation);
+  if (!pruning::is_known_score(c.prune.score))
+    fail("--prune-score: unknown score '{}' (known: magnitude, random, snip, lp_biased, grasp, hg, abs_hg, synflow, "
+         "lap)",
+         c.prune.score);
+  if (c.score_batches < 1) fail("--score-batches: must be at least 1, got {}", c.score_batches);
+  if (c.control != "none" && c.control != "reinit" && c.control != "random_mask")
+    fail("--control: unknown IMP control '{}' (known: none, reinit, random_mask)", c.control);
+  if (!c.init_score.empty()) {
+    if (!pruning::is_known_score(c.init_score))
+      fail("--prune-at-init: unknown score '{}' (known: magnitude, random, snip, lp_biased, grasp, hg, abs_hg, "
+           "synflow, lap)",
+           c.init_score);
+    if (!(c.init_density > 0.0 && c.init_density < 1.0))
+      fail("--init-density: must be in (0, 1), got {}", c.init_density);
+    if (c.synflow_rounds < 1) fail("--synflow-rounds: must be at least 1, got {}", c.synflow_rounds);
+  }
+  if (c.early_rounds > 0) schedules::early_round_rate(c.early_rounds, c.early_sparsity);
   if (c.run_dir.empty()) fail("--run-dir: must not be empty");
   make_optimizer(c.optimizer, {});  // validates the optimizer flags
 }
@@ -254,6 +297,10 @@ Trainer::Trainer(TrainConfig config) : config_(std::move(config)), model_rng_(co
                                                       normalization_);
   if (config_.schedule.iters_per_epoch == 0) config_.schedule.iters_per_epoch = train_loader_->batches_per_epoch();
   schedules::validate(config_.cycles, config_.schedule, total_steps());
+  if (config_.gmp.final_sparsity > 0.0) schedules::validate(config_.gmp, total_steps());
+  if (config_.early_rounds > 0 && config_.early_rounds * train_loader_->batches_per_epoch() >= total_steps())
+    fail("--early-rounds: {} rounds of one epoch each do not fit in the {} iterations of training",
+         config_.early_rounds, total_steps());
   model_ = models::build_model(config_.model, input_, model_rng_);
   if (config_.density < 1.0) {
     Rng mask_rng = Rng::derived(config_.seed, 0x6d61736b);  // "mask"
@@ -442,6 +489,7 @@ void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io:
   int64_t window_images = 0, window_correct = 0, window_steps = 0;
   double window_loss = 0.0;
   while (position.step < cycle_iters) {
+    if (position.cycle == 0) prune_during_training(position, metrics);
     if (rewinding && position.cycle == 0 && position.step == config_.cycles.rewind_iter) capture_rewind_point();
     const int64_t epoch = position.data_step / batches, batch_index = position.data_step % batches;
     const int64_t batch = train_loader_->fill_batch(epoch, batch_index, images, labels);
@@ -508,30 +556,6 @@ void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io:
       save("last", position);
     }
   }
-}
-
-void Trainer::prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics) {
-  pruning::PruneSpec spec = config_.prune;
-  spec.rate = config_.cycles.prune_rate;
-  Rng prune_rng = Rng::derived(config_.seed, 0x7072756e65ULL + static_cast<uint64_t>(next_cycle));  // "prune"
-  const auto changes = pruning::prune(model_->parameters(), spec, prune_rng);
-  const double density = pruning::global_density(model_->parameters());
-  fmt::print("pruning event before cycle {} ({} {} pruning of {:.0f}% of the remaining weights):\n{}", next_cycle,
-             spec.allocation, spec.score, 100.0 * spec.rate, pruning::format_prune_table(changes));
-  nlohmann::json layers = nlohmann::json::array();
-  for (const auto& c : changes)
-    layers.push_back({{"name", c.name}, {"shape", c.shape}, {"kept", c.kept_after}, {"numel", c.numel}});
-  metrics.write({{"event", "prune"}, {"cycle", next_cycle}, {"density", density}, {"layers", layers}});
-  if (config_.cycles.kind == "weight_rewind") {
-    ST_CHECK(!rewind_point_.empty(), "weight rewinding without a rewind point");
-    std::size_t i = 0;
-    for (nn::Parameter* p : model_->parameters()) {
-      p->value().copy_from(rewind_point_[i++]);
-      p->apply_mask();
-    }
-    for (const nn::NamedBuffer& b : model_->buffers()) b.tensor->copy_from(rewind_point_[i++]);
-  }
-  optimizer_->reset_state();
 }
 
 TrainResult Trainer::run(bool resume) {
@@ -659,12 +683,13 @@ TrainResult Trainer::run(bool resume) {
                        fmt::format("{:.4f}", cycle_result.validation.accuracy),
                        fmt::format("{:.4f}", cycle_result.test.accuracy), fmt::format("{:.1f}", cycle_result.seconds),
                        std::to_string(cycle_result.steps)});
+    position.seconds = elapsed();
     if (cycle + 1 < config_.cycles_count) {
       prune_for_next_cycle(cycle + 1, metrics);
       position.cycle = cycle + 1;
       position.step = 0;
+      save(fmt::format("cycle-{}", cycle + 1), position);  // the pruned (and rewound) network of each cycle
     }
-    position.seconds = elapsed();
     save("last", position);
     std::fflush(stdout);
   }

@@ -3,8 +3,9 @@
 // (and the thread count): resuming from any checkpoint reproduces the uninterrupted run bit for bit.
 //
 // Run directory: config.json (the resolved config), metrics.jsonl (one JSON object per event),
-// summary.csv (one row per cycle), checkpoints/last.safetensors (latest position) and
-// checkpoints/final.safetensors (end of training).
+// summary.csv (one row per cycle), checkpoints/last.safetensors (latest position),
+// checkpoints/cycle-<k>.safetensors (the network at the start of pruning cycle k, after pruning and
+// rewinding) and checkpoints/final.safetensors (end of training).
 #pragma once
 
 #include <chrono>
@@ -23,6 +24,8 @@
 #include "pruning/prune.h"
 #include "schedules/cycles.h"
 #include "schedules/lr_schedule.h"
+#include "schedules/sparsity.h"
+#include "pruning/scores.h"
 
 namespace st {
 namespace io {
@@ -57,6 +60,18 @@ struct TrainConfig {
   // cycles.prune_rate of the remaining weights; the LR per cycle follows `cycles` (the policy).
   int cycles_count = 1;
   pruning::PruneSpec prune;        // rate is taken from cycles.prune_rate
+  int64_t score_batches = 1;       // minibatches averaged by gradient scores
+  std::string control = "none";    // IMP controls: none | reinit (surviving weights re-drawn) | random_mask
+  // Pruning at initialisation (one shot before training; synflow in `synflow_rounds` rounds with an
+  // exponential density schedule), then the mask stays fixed.
+  std::string init_score;          // empty: none
+  double init_density = 0.1;
+  int synflow_rounds = 100;
+  // Early pruning (Lubana & Dick 2021): `early_rounds` rounds at the ends of the first epochs,
+  // reaching `early_sparsity` after the last.
+  int early_rounds = 0;
+  double early_sparsity = 0.5;
+  schedules::GmpSchedule gmp;      // gradual magnitude pruning when gmp.final_sparsity > 0
   std::vector<double> oracle_grid;  // non-empty: the oracle, one branch per max_lr per cycle
   bool oracle_grid_requested = false;  // --oracle or --oracle-grid given (an empty grid is then an error)
 };
@@ -142,8 +157,14 @@ class Trainer {
   void train_cycle(Position& position, double max_lr, bool main_line, io::MetricsLog& metrics);
   void capture_rewind_point();
   double elapsed() const;  // seconds of this run, including those before a resume
-  // Between cycles: prune, rewind or keep the weights, reset the optimizer.
+  // Between cycles: prune, rewind or keep the weights (or the controls), reset the optimizer.
   void prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics);
+  // At the start of a step of cycle 0: pruning at initialisation, early-pruning rounds, GMP.
+  void prune_during_training(const Position& position, io::MetricsLog& metrics);
+  pruning::ScoreData score_data(int64_t stream);
+  std::vector<Tensor> compute_scores(const std::string& name, int64_t stream);
+  void report_prune_event(const std::string& what, int cycle, int64_t step,
+                          const std::vector<pruning::LayerChange>& changes, io::MetricsLog& metrics);
 
   TrainConfig config_;
   data::Dataset train_, validation_, test_;

@@ -1,11 +1,11 @@
-// One pruning event: score the kept weights of every prunable tensor and remove the lowest-scored
-// fraction `rate` of the REMAINING weights (so K events at rate p leave (1 - p)^K), then zero them.
-//   allocation global:    one threshold over all eligible tensors (open_lth's sparse_global)
-//   allocation layerwise: the same fraction removed from every eligible tensor
-//   scores: magnitude |w|, random (seeded). Higher score = keep; ties are broken by index (the
-//   earlier weight of equal score is removed first), so the result is deterministic.
+// One pruning event: given a score per weight of every prunable tensor (higher = keep; see
+// scores.h), keep the target number of weights according to the allocation (allocation.h) and zero
+// the rest. Only weights still kept compete; ties are broken by index (the earlier weight of equal
+// score goes first), so the result is deterministic.
+//   prune_fraction:    remove `rate` of the REMAINING weights (K events at rate p leave (1 - p)^K)
+//   prune_to_density:  keep `density` of all weights of the eligible tensors (pruning at init, GMP)
 // keep_first_dense / keep_last_dense exclude the first / last prunable tensor (in model order).
-// A removal that would leave a tensor with no weight is refused with an error naming it.
+// A selection that would leave a tensor with no weight is refused with an error naming it.
 #pragma once
 
 #include <string>
@@ -18,8 +18,8 @@ namespace st::pruning {
 
 struct PruneSpec {
   double rate = 0.2;
-  std::string score = "magnitude";  // magnitude | random
-  std::string allocation = "global";  // global | layerwise
+  std::string score = "magnitude";    // see scores.h
+  std::string allocation = "global";  // global | layerwise | er | erk
   bool keep_first_dense = false;
   bool keep_last_dense = false;
 };
@@ -28,11 +28,19 @@ struct LayerChange {
   std::string name;
   Shape shape;
   int64_t numel = 0, kept_before = 0, kept_after = 0;
+  int64_t uses_per_sample = 1;  // for FLOPs: 2 * kept * uses_per_sample per sample
 };
 
 void validate(const PruneSpec& spec);
-std::vector<LayerChange> prune(const std::vector<nn::Parameter*>& parameters, const PruneSpec& spec, Rng& rng);
-// Per-layer table (shape, kept, density before/after) and the global density, for logs.
+std::vector<nn::Parameter*> prunable_of(const std::vector<nn::Parameter*>& parameters);
+
+// scores[i] belongs to prunable_of(parameters)[i].
+std::vector<LayerChange> prune_fraction(const std::vector<nn::Parameter*>& parameters,
+                                        const std::vector<Tensor>& scores, const PruneSpec& spec);
+std::vector<LayerChange> prune_to_density(const std::vector<nn::Parameter*>& parameters,
+                                          const std::vector<Tensor>& scores, double density, const PruneSpec& spec);
+
+// Per-layer table (shape, kept, density and FLOPs before/after) and the global density, for logs.
 std::string format_prune_table(const std::vector<LayerChange>& changes);
 double global_density(const std::vector<nn::Parameter*>& parameters);
 

@@ -1,4 +1,4 @@
-// relu, add, add_relu, flatten, dropout.
+// relu, add, add_relu, flatten, scale, dropout.
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "engine/ops/record.h"
@@ -47,6 +47,16 @@ Variable flatten(const Variable& x) {
   Variable y(x.value().reshape({batch, x.value().numel() / batch}), recording);
   detail::record_backward(recording, y, [x](Tensor& dy) mutable {
     cpu::accumulate(dy.numel(), dy.data(), x.grad_buffer().data());
+  });
+  return y;
+}
+
+Variable scale(const Variable& x, float factor) {
+  const bool recording = should_record({&x});
+  Variable y(Tensor::empty(x.shape()), recording);
+  cpu::scale_forward(x.value().numel(), x.value().data(), factor, y.value().data());
+  detail::record_backward(recording, y, [x, factor](Tensor& dy) mutable {
+    cpu::scale_backward(dy.numel(), dy.data(), factor, x.grad_buffer().data());
   });
   return y;
 }

@@ -50,6 +50,16 @@ void scale_by_mask(int64_t n, const float* x, const float* scale, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale[i];
 }
 
+void scale_forward(int64_t n, const float* x, float factor, float* y) {
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+  for (int64_t i = 0; i < n; ++i) y[i] = factor * x[i];
+}
+
+void scale_backward(int64_t n, const float* dy, float factor, float* dx) {
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+  for (int64_t i = 0; i < n; ++i) dx[i] += factor * dy[i];
+}
+
 void accumulate_scaled_by_mask(int64_t n, const float* dy, const float* scale, float* dx) {
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * scale[i];

@@ -63,6 +63,8 @@ void accumulate(int64_t n, const float* source, float* destination);       // de
 // sums[c] += sum over rows of x[row, c] (deterministic: per-thread row ranges, combined in order)
 void column_sums(int64_t rows, int64_t cols, const float* x, float* sums);
 void scale_by_mask(int64_t n, const float* x, const float* scale, float* y);  // y = x * scale (dropout)
+void scale_forward(int64_t n, const float* x, float factor, float* y);            // y = factor x
+void scale_backward(int64_t n, const float* dy, float factor, float* dx);         // dx += factor dy
 void accumulate_scaled_by_mask(int64_t n, const float* dy, const float* scale, float* dx);
 
 // ---- pooling.cpp (average pooling counts padded zeros, as PyTorch's default) ---------------------

@@ -217,6 +217,12 @@ TEST_SUITE("grad") {
                     {param(random_tensor({2, 4, 3, 5}, rng))});
   }
 
+  TEST_CASE("scale") {
+    Rng rng(18);
+    check_gradients([](std::vector<Variable>& v) { return ops::scale(v[0], -0.37f); },
+                    {param(random_tensor({3, 5}, rng))});
+  }
+
   TEST_CASE("dropout (fixed mask)") {
     Rng data_rng(11);
     Rng dropout_rng(0);

@@ -22,9 +22,32 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
   app.add_option("--iters", c.iters_per_cycle, "iterations of a dense cycle; 0 = epochs x batches per epoch");
   app.add_option("--cycles", c.cycles_count, "training cycles: 1 = dense; K + 1 = dense + K pruning cycles (IMP)")
       ->capture_default_str();
-  app.add_option("--prune-score", c.prune.score, "pruning score: magnitude | random")->capture_default_str();
-  app.add_option("--prune-allocation", c.prune.allocation, "global (one threshold) | layerwise (same fraction)")
+  app.add_option("--prune-score", c.prune.score,
+                 "score (higher = keep): magnitude | random | snip | lp_biased | grasp | hg | abs_hg | synflow | lap")
       ->capture_default_str();
+  app.add_option("--prune-allocation", c.prune.allocation,
+                 "global (one threshold) | layerwise (same fraction) | er | erk (Evci et al. 2020)")
+      ->capture_default_str();
+  app.add_option("--score-batches", c.score_batches, "minibatches averaged by gradient scores")->capture_default_str();
+  app.add_option("--control", c.control, "IMP control: none | reinit (re-draw surviving weights) | random_mask "
+                                         "(same per-layer densities)")
+      ->capture_default_str();
+  app.add_option("--prune-at-init", c.init_score, "pruning at initialisation with this score (snip, grasp, synflow, "
+                                                  "random, ...), then a fixed mask");
+  app.add_option("--init-density", c.init_density, "density after pruning at initialisation")->capture_default_str();
+  app.add_option("--synflow-rounds", c.synflow_rounds, "SynFlow rounds (exponential density schedule)")
+      ->capture_default_str();
+  app.add_option("--early-rounds", c.early_rounds, "early pruning: rounds at the ends of the first epochs (0 = off)")
+      ->capture_default_str();
+  app.add_option("--early-sparsity", c.early_sparsity, "early pruning: sparsity after the last round")
+      ->capture_default_str();
+  app.add_option("--gmp-final-sparsity", c.gmp.final_sparsity, "gradual magnitude pruning: final sparsity (0 = off)")
+      ->capture_default_str();
+  app.add_option("--gmp-initial-sparsity", c.gmp.initial_sparsity, "GMP: initial sparsity")->capture_default_str();
+  app.add_option("--gmp-start", c.gmp.start_iter, "GMP: first pruning iteration t0")->capture_default_str();
+  app.add_option("--gmp-interval", c.gmp.interval_iters, "GMP: iterations between pruning steps")
+      ->capture_default_str();
+  app.add_option("--gmp-steps", c.gmp.steps, "GMP: pruning steps n after t0")->capture_default_str();
   app.add_flag("--keep-first-dense", c.prune.keep_first_dense, "never prune the first prunable tensor");
   app.add_flag("--keep-last-dense", c.prune.keep_last_dense, "never prune the last prunable tensor");
   app.add_flag("--oracle", options.oracle, "the oracle: per cycle, one branch per max_lr of the grid; keep the best "

@@ -1,0 +1,150 @@
+// The pruning events of a run (Trainer methods; the scores, allocations and schedules they use are in
+// pruning/ and schedules/): between IMP cycles, and inside the first training cycle for pruning at
+// initialisation, early pruning in rounds and gradual magnitude pruning. Every event prints and logs
+// the per-layer table (shape, kept, density and FLOPs before/after) and the global density.
+#include <fmt/format.h>
+
+#include "engine/error.h"
+#include "engine/io/metrics.h"
+#include "engine/trainer.h"
+#include "pruning/random_mask.h"
+
+namespace st {
+
+pruning::ScoreData Trainer::score_data(int64_t stream) {
+  // Batches for scores come from their own deterministic epoch of the data order (not the training
+  // stream), so scoring does not disturb training and a resumed run scores the same batches.
+  const int64_t epoch = 1'000'000 + stream;
+  pruning::ScoreData data;
+  data.sample_shape = {1, input_.height, input_.width, input_.channels};
+  data.batch = [this, epoch](int64_t index, Tensor& images, std::vector<int32_t>& labels) {
+    std::vector<float> pixels;
+    const int64_t batches = train_loader_->batches_per_epoch();
+    const int64_t count = train_loader_->fill_batch(epoch + index / batches, index % batches, pixels, labels);
+    images = Tensor::empty({count, input_.height, input_.width, input_.channels});
+    std::copy(pixels.begin(), pixels.begin() + images.numel(), images.data());
+    labels.resize(static_cast<std::size_t>(count));
+  };
+  data.balanced_batch = [this, epoch](int64_t per_class, Tensor& images, std::vector<int32_t>& labels) {
+    const int64_t classes = input_.num_classes, sample = input_.height * input_.width * input_.channels;
+    std::vector<int64_t> taken(static_cast<std::size_t>(classes), 0);
+    std::vector<float> chosen;
+    labels.clear();
+    std::vector<float> pixels;
+    std::vector<int32_t> batch_labels;
+    for (int64_t b = 0; b < train_loader_->batches_per_epoch() && static_cast<int64_t>(labels.size()) < per_class * classes;
+         ++b) {
+      const int64_t count = train_loader_->fill_batch(epoch, b, pixels, batch_labels);
+      for (int64_t i = 0; i < count; ++i) {
+        const int32_t label = batch_labels[static_cast<std::size_t>(i)];
+        if (taken[static_cast<std::size_t>(label)] >= per_class) continue;
+        ++taken[static_cast<std::size_t>(label)];
+        labels.push_back(label);
+        chosen.insert(chosen.end(), pixels.begin() + i * sample, pixels.begin() + (i + 1) * sample);
+      }
+    }
+    const auto count = static_cast<int64_t>(labels.size());
+    images = Tensor::empty({count, input_.height, input_.width, input_.channels});
+    std::copy(chosen.begin(), chosen.end(), images.data());
+  };
+  return data;
+}
+
+std::vector<Tensor> Trainer::compute_scores(const std::string& name, int64_t stream) {
+  pruning::ScoreOptions options;
+  options.name = name;
+  options.batches = config_.score_batches;
+  Rng rng = Rng::derived(config_.seed, 0x73636f7265ULL + static_cast<uint64_t>(stream));  // "score"
+  return pruning::compute_scores(*model_, options, score_data(stream), rng);
+}
+
+void Trainer::report_prune_event(const std::string& what, int cycle, int64_t step,
+                                 const std::vector<pruning::LayerChange>& changes, io::MetricsLog& metrics) {
+  const double density = pruning::global_density(model_->parameters());
+  fmt::print("pruning event ({}), cycle {} step {}: global density {:.4f}\n{}", what, cycle, step, density,
+             pruning::format_prune_table(changes));
+  std::fflush(stdout);
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& c : changes)
+    layers.push_back({{"name", c.name},
+                      {"shape", c.shape},
+                      {"kept_before", c.kept_before},
+                      {"kept", c.kept_after},
+                      {"numel", c.numel},
+                      {"flops_before", 2 * c.kept_before * c.uses_per_sample},
+                      {"flops_after", 2 * c.kept_after * c.uses_per_sample}});
+  metrics.write({{"event", "prune"}, {"what", what}, {"cycle", cycle}, {"step", step}, {"density", density},
+                 {"layers", layers}});
+}
+
+void Trainer::prune_during_training(const Position& position, io::MetricsLog& metrics) {
+  const int64_t step = position.step;
+  pruning::PruneSpec spec = config_.prune;
+  if (!config_.init_score.empty() && step == 0) {
+    // One shot before training; SynFlow iteratively: density_r = D^(r / R), r = 1..R (Tanaka et al. 2020).
+    const int rounds = config_.init_score == "synflow" ? config_.synflow_rounds : 1;
+    std::vector<pruning::LayerChange> first;
+    for (int r = 1; r <= rounds; ++r) {
+      const double density = std::pow(config_.init_density, static_cast<double>(r) / rounds);
+      auto changes = pruning::prune_to_density(model_->parameters(), compute_scores(config_.init_score, r), density,
+                                               spec);
+      if (r == 1) first = changes;
+      for (std::size_t i = 0; i < changes.size() && r == rounds; ++i) first[i].kept_after = changes[i].kept_after;
+    }
+    report_prune_event("pruning at initialisation: " + config_.init_score, 0, step, first, metrics);
+  }
+  const int64_t batches = train_loader_->batches_per_epoch();
+  if (config_.early_rounds > 0 && step > 0 && step % batches == 0 && step / batches <= config_.early_rounds) {
+    spec.rate = schedules::early_round_rate(config_.early_rounds, config_.early_sparsity);
+    const auto round = static_cast<int>(step / batches);
+    const auto changes = pruning::prune_fraction(model_->parameters(), compute_scores(spec.score, 100 + round), spec);
+    report_prune_event(fmt::format("early pruning round {}/{}: {}", round, config_.early_rounds, spec.score), 0, step,
+                       changes, metrics);
+  }
+  if (schedules::is_gmp_step(config_.gmp, step)) {
+    const double sparsity = schedules::gmp_sparsity(config_.gmp, step);
+    if (sparsity > 0.0) {
+      const auto changes =
+          pruning::prune_to_density(model_->parameters(), compute_scores("magnitude", 0), 1.0 - sparsity, spec);
+      report_prune_event(fmt::format("gradual magnitude pruning to sparsity {:.4f}", sparsity), 0, step, changes,
+                         metrics);
+    }
+  }
+}
+
+void Trainer::prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics) {
+  pruning::PruneSpec spec = config_.prune;
+  spec.rate = config_.cycles.prune_rate;
+  const auto changes =
+      pruning::prune_fraction(model_->parameters(), compute_scores(spec.score, 1000 + next_cycle), spec);
+  if (config_.control == "random_mask") {
+    // Control: a random mask with the same per-layer densities as the one IMP just found.
+    Rng rng = Rng::derived(config_.seed, 0x72616e646f6dULL + static_cast<uint64_t>(next_cycle));  // "random"
+    std::size_t t = 0;
+    for (nn::Parameter* p : pruning::prunable_of(model_->parameters())) {
+      pruning::apply_random_masks({p}, static_cast<double>(changes[t++].kept_after) / static_cast<double>(p->numel()),
+                                  rng);
+    }
+  }
+  report_prune_event(fmt::format("IMP, {} {} {:.0f}% of the remaining{}", spec.allocation, spec.score,
+                                 100.0 * spec.rate, config_.control == "none" ? "" : ", control " + config_.control),
+                     next_cycle, 0, changes, metrics);
+  if (config_.cycles.kind == "weight_rewind") {
+    ST_CHECK(!rewind_point_.empty(), "weight rewinding without a rewind point");
+    std::size_t i = 0;
+    for (nn::Parameter* p : model_->parameters()) p->value().copy_from(rewind_point_[i++]);
+    for (const nn::NamedBuffer& b : model_->buffers()) b.tensor->copy_from(rewind_point_[i++]);
+  }
+  if (config_.control == "reinit") {
+    // Control: the surviving weights are re-drawn from the initialisation distribution.
+    Rng rng = Rng::derived(config_.seed, 0x7265696e6974ULL + static_cast<uint64_t>(next_cycle));  // "reinit"
+    auto fresh = models::build_model(config_.model, input_, rng);
+    const auto fresh_parameters = fresh->parameters();
+    const auto parameters = model_->parameters();
+    for (std::size_t i = 0; i < parameters.size(); ++i) parameters[i]->value().copy_from(fresh_parameters[i]->value());
+  }
+  for (nn::Parameter* p : model_->parameters()) p->apply_mask();
+  optimizer_->reset_state();
+}
+
+}  // namespace st
