@@ -330,6 +330,38 @@ TEST_SUITE("e2e") {
     CHECK(static_cast<double>(kept) == doctest::Approx(0.8 * 0.8 * 0.8 * static_cast<double>(total)).epsilon(1e-4));
   }
 
+  TEST_CASE("after a weight rewind the surviving weights equal their values at t_k") {
+    SKIP_WITHOUT_FASHION_MNIST();
+    const std::string common = " --model lenet300 --schedule constant --lr 0.05 --train-limit 3000 --val-size 500"
+                               " --batch 64 --threads 2 --seed 9";
+    const fs::path at_tk = fresh_dir("rewind-tk"), imp = fresh_dir("rewind-imp");
+    REQUIRE(run("train" + common + " --iters 3 --run-dir " + at_tk.string()).exit_code == 0);
+    REQUIRE(run("train" + common + " --epochs 1 --cycles 2 --cycle-policy weight_rewind --rewind-iter 3 --prune-rate 0.5"
+                " --run-dir " + imp.string())
+                .exit_code == 0);
+    const auto theta = st::io::read_safetensors(at_tk / "checkpoints" / "final.safetensors");
+    const auto rewound = st::io::read_safetensors(imp / "checkpoints" / "cycle-1.safetensors");
+    int64_t survivors = 0, pruned = 0;
+    for (const auto& record : theta.tensors) {
+      if (record.name.rfind("param/", 0) != 0) continue;
+      const std::string name = record.name.substr(6);
+      const auto expected = theta.f32(record.name), actual = rewound.f32(record.name);
+      const auto* mask = rewound.find("mask/" + name);
+      const std::vector<float> keep = mask ? rewound.f32("mask/" + name) : std::vector<float>(expected.size(), 1.0f);
+      for (std::size_t i = 0; i < expected.size(); ++i) {
+        if (keep[i] != 0.0f) {
+          ++survivors;
+          REQUIRE(actual[i] == expected[i]);  // bit-identical to theta at t_k = 3
+        } else {
+          ++pruned;
+          REQUIRE(actual[i] == 0.0f);
+        }
+      }
+    }
+    CHECK(survivors > 100000);
+    CHECK(pruned > 100000);
+  }
+
   TEST_CASE("sparsetrain bench prints one JSON line") {
     SKIP_WITHOUT_FASHION_MNIST();
     const CommandResult r = run("bench --model lenet5 --steps 3 --warmup 1 --threads 1 --json");
