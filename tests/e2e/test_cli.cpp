@@ -362,6 +362,42 @@ TEST_SUITE("e2e") {
     CHECK(pruned > 100000);
   }
 
+  TEST_CASE("every pruning method runs from sparsetrain train and reaches its density") {
+    SKIP_WITHOUT_FASHION_MNIST();
+    const std::string common = " --model lenet5 --epochs 2 --train-limit 3000 --val-size 500 --batch 64 --threads 2";
+    const std::vector<std::pair<std::string, double>> runs = {
+        {"--prune-at-init snip --init-density 0.1", 0.1},
+        {"--prune-at-init grasp --init-density 0.2", 0.2},
+        {"--prune-at-init synflow --init-density 0.1 --synflow-rounds 10", 0.1},
+        {"--prune-at-init random --init-density 0.1 --prune-allocation erk", 0.1},
+        {"--prune-at-init lap --init-density 0.3 --prune-allocation layerwise", 0.3},
+        {"--early-rounds 1 --early-sparsity 0.75 --prune-score abs_hg", 0.25},
+        {"--gmp-final-sparsity 0.8 --gmp-start 10 --gmp-interval 10 --gmp-steps 5", 0.2},
+        {"--cycles 3 --cycle-policy weight_rewind --rewind-iter 2 --control reinit --prune-rate 0.5", 0.25},
+        {"--cycles 3 --cycle-policy finetune --control random_mask --prune-rate 0.5 --prune-score snip", 0.25}};
+    for (const auto& [flags, density] : runs) {
+      const fs::path run_dir = fresh_dir("methods");
+      const CommandResult r = run("train " + flags + common + " --run-dir " + run_dir.string());
+      INFO(flags << "\n" << r.err << r.out.substr(r.out.size() > 2000 ? r.out.size() - 2000 : 0));
+      REQUIRE(r.exit_code == 0);
+      CHECK(r.out.find("pruning event") != std::string::npos);
+      CHECK(r.out.find("MFLOP") != std::string::npos);
+      const auto file = st::io::read_safetensors(run_dir / "checkpoints" / "final.safetensors");
+      int64_t kept = 0, total = 0;
+      for (const auto& record : file.tensors) {
+        if (record.name.rfind("mask/", 0) != 0) continue;
+        const auto mask = file.f32(record.name);
+        const auto weights = file.f32("param/" + record.name.substr(5));
+        for (std::size_t i = 0; i < mask.size(); ++i) {
+          kept += mask[i] != 0.0f ? 1 : 0;
+          if (mask[i] == 0.0f) REQUIRE(weights[i] == 0.0f);
+        }
+        total += static_cast<int64_t>(mask.size());
+      }
+      CHECK(static_cast<double>(kept) / static_cast<double>(total) == doctest::Approx(density).epsilon(2e-3));
+    }
+  }
+
   TEST_CASE("sparsetrain bench prints one JSON line") {
     SKIP_WITHOUT_FASHION_MNIST();
     const CommandResult r = run("bench --model lenet5 --steps 3 --warmup 1 --threads 1 --json");
