@@ -164,7 +164,8 @@ class Trainer {
   pruning::ScoreData score_data(int64_t stream);
   std::vector<Tensor> compute_scores(const std::string& name, int64_t stream);
   void report_prune_event(const std::string& what, int cycle, int64_t step,
-                          const std::vector<pruning::LayerChange>& changes, io::MetricsLog& metrics);
+                          const std::vector<pruning::LayerChange>& changes, const pruning::Histogram& scores,
+                          io::MetricsLog& metrics);
 
   TrainConfig config_;
   data::Dataset train_, validation_, test_;

@@ -3,6 +3,7 @@
 // initialisation, early pruning in rounds and gradual magnitude pruning. Every event prints and logs
 // the per-layer table (shape, kept, density and FLOPs before/after) and the global density.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "engine/error.h"
 #include "engine/io/metrics.h"
@@ -59,7 +60,8 @@ std::vector<Tensor> Trainer::compute_scores(const std::string& name, int64_t str
 }
 
 void Trainer::report_prune_event(const std::string& what, int cycle, int64_t step,
-                                 const std::vector<pruning::LayerChange>& changes, io::MetricsLog& metrics) {
+                                 const std::vector<pruning::LayerChange>& changes, const pruning::Histogram& scores,
+                                 io::MetricsLog& metrics) {
   const double density = pruning::global_density(model_->parameters());
   fmt::print("pruning event ({}), cycle {} step {}: global density {:.4f}\n{}", what, cycle, step, density,
              pruning::format_prune_table(changes));
@@ -73,8 +75,16 @@ void Trainer::report_prune_event(const std::string& what, int cycle, int64_t ste
                       {"numel", c.numel},
                       {"flops_before", 2 * c.kept_before * c.uses_per_sample},
                       {"flops_after", 2 * c.kept_after * c.uses_per_sample}});
-  metrics.write({{"event", "prune"}, {"what", what}, {"cycle", cycle}, {"step", step}, {"density", density},
-                 {"layers", layers}});
+  if (!scores.counts.empty())
+    fmt::print("score histogram ({} bins, Sturges) over [{:.4g}, {:.4g}]: {}\n", scores.counts.size(), scores.low,
+               scores.high, fmt::join(scores.counts, " "));
+  metrics.write({{"event", "prune"},
+                 {"what", what},
+                 {"cycle", cycle},
+                 {"step", step},
+                 {"density", density},
+                 {"layers", layers},
+                 {"score_histogram", {{"low", scores.low}, {"high", scores.high}, {"counts", scores.counts}}}});
 }
 
 void Trainer::prune_during_training(const Position& position, io::MetricsLog& metrics) {
@@ -84,30 +94,35 @@ void Trainer::prune_during_training(const Position& position, io::MetricsLog& me
     // One shot before training; SynFlow iteratively: density_r = D^(r / R), r = 1..R (Tanaka et al. 2020).
     const int rounds = config_.init_score == "synflow" ? config_.synflow_rounds : 1;
     std::vector<pruning::LayerChange> first;
+    pruning::Histogram histogram;
     for (int r = 1; r <= rounds; ++r) {
       const double density = std::pow(config_.init_density, static_cast<double>(r) / rounds);
-      auto changes = pruning::prune_to_density(model_->parameters(), compute_scores(config_.init_score, r), density,
-                                               spec);
+      const std::vector<Tensor> scores = compute_scores(config_.init_score, r);
+      if (r == 1) histogram = pruning::score_histogram(model_->parameters(), scores);
+      auto changes = pruning::prune_to_density(model_->parameters(), scores, density, spec);
       if (r == 1) first = changes;
       for (std::size_t i = 0; i < changes.size() && r == rounds; ++i) first[i].kept_after = changes[i].kept_after;
     }
-    report_prune_event("pruning at initialisation: " + config_.init_score, 0, step, first, metrics);
+    report_prune_event("pruning at initialisation: " + config_.init_score, 0, step, first, histogram, metrics);
   }
   const int64_t batches = train_loader_->batches_per_epoch();
   if (config_.early_rounds > 0 && step > 0 && step % batches == 0 && step / batches <= config_.early_rounds) {
     spec.rate = schedules::early_round_rate(config_.early_rounds, config_.early_sparsity);
     const auto round = static_cast<int>(step / batches);
-    const auto changes = pruning::prune_fraction(model_->parameters(), compute_scores(spec.score, 100 + round), spec);
+    const std::vector<Tensor> scores = compute_scores(spec.score, 100 + round);
+    const pruning::Histogram histogram = pruning::score_histogram(model_->parameters(), scores);
+    const auto changes = pruning::prune_fraction(model_->parameters(), scores, spec);
     report_prune_event(fmt::format("early pruning round {}/{}: {}", round, config_.early_rounds, spec.score), 0, step,
-                       changes, metrics);
+                       changes, histogram, metrics);
   }
   if (schedules::is_gmp_step(config_.gmp, step)) {
     const double sparsity = schedules::gmp_sparsity(config_.gmp, step);
     if (sparsity > 0.0) {
-      const auto changes =
-          pruning::prune_to_density(model_->parameters(), compute_scores("magnitude", 0), 1.0 - sparsity, spec);
+      const std::vector<Tensor> scores = compute_scores("magnitude", 0);
+      const pruning::Histogram histogram = pruning::score_histogram(model_->parameters(), scores);
+      const auto changes = pruning::prune_to_density(model_->parameters(), scores, 1.0 - sparsity, spec);
       report_prune_event(fmt::format("gradual magnitude pruning to sparsity {:.4f}", sparsity), 0, step, changes,
-                         metrics);
+                         histogram, metrics);
     }
   }
 }
@@ -115,8 +130,9 @@ void Trainer::prune_during_training(const Position& position, io::MetricsLog& me
 void Trainer::prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics) {
   pruning::PruneSpec spec = config_.prune;
   spec.rate = config_.cycles.prune_rate;
-  const auto changes =
-      pruning::prune_fraction(model_->parameters(), compute_scores(spec.score, 1000 + next_cycle), spec);
+  const std::vector<Tensor> scores = compute_scores(spec.score, 1000 + next_cycle);
+  const pruning::Histogram histogram = pruning::score_histogram(model_->parameters(), scores);
+  const auto changes = pruning::prune_fraction(model_->parameters(), scores, spec);
   if (config_.control == "random_mask") {
     // Control: a random mask with the same per-layer densities as the one IMP just found.
     Rng rng = Rng::derived(config_.seed, 0x72616e646f6dULL + static_cast<uint64_t>(next_cycle));  // "random"
@@ -128,7 +144,7 @@ void Trainer::prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics) {
   }
   report_prune_event(fmt::format("IMP, {} {} {:.0f}% of the remaining{}", spec.allocation, spec.score,
                                  100.0 * spec.rate, config_.control == "none" ? "" : ", control " + config_.control),
-                     next_cycle, 0, changes, metrics);
+                     next_cycle, 0, changes, histogram, metrics);
   if (config_.cycles.kind == "weight_rewind") {
     ST_CHECK(!rewind_point_.empty(), "weight rewinding without a rewind point");
     std::size_t i = 0;

@@ -136,6 +136,27 @@ double global_density(const std::vector<nn::Parameter*>& parameters) {
   return total == 0 ? 1.0 : static_cast<double>(kept) / static_cast<double>(total);
 }
 
+Histogram score_histogram(const std::vector<nn::Parameter*>& parameters, const std::vector<Tensor>& scores) {
+  const std::vector<nn::Parameter*> prunable = prunable_of(parameters);
+  std::vector<float> values;
+  for (std::size_t t = 0; t < prunable.size() && t < scores.size(); ++t)
+    for (int64_t i = 0; i < prunable[t]->numel(); ++i)
+      if (prunable[t]->mask.data()[i] != 0.0f && std::isfinite(scores[t].data()[i])) values.push_back(scores[t].data()[i]);
+  Histogram h;
+  if (values.empty()) return h;
+  const auto [low, high] = std::minmax_element(values.begin(), values.end());
+  h.low = *low;
+  h.high = *high;
+  const auto bins = static_cast<std::size_t>(std::ceil(std::log2(static_cast<double>(values.size())))) + 1;
+  h.counts.assign(bins, 0);
+  const double width = (h.high - h.low) / static_cast<double>(bins);
+  for (float v : values) {
+    const auto bin = width > 0.0 ? static_cast<std::size_t>((v - h.low) / width) : 0;
+    ++h.counts[std::min(bin, bins - 1)];
+  }
+  return h;
+}
+
 std::string format_prune_table(const std::vector<LayerChange>& changes) {
   std::string text = fmt::format("{:<28} {:>16} {:>9} {:>9} {:>8} {:>8} {:>11} {:>11}\n", "layer", "shape", "kept",
                                  "of", "before", "after", "MFLOP bef.", "MFLOP aft.");

@@ -44,4 +44,12 @@ std::vector<LayerChange> prune_to_density(const std::vector<nn::Parameter*>& par
 std::string format_prune_table(const std::vector<LayerChange>& changes);
 double global_density(const std::vector<nn::Parameter*>& parameters);
 
+// Histogram of the scores of the weights still kept (before an event), bins by Sturges' rule
+// (ceil(log2 n) + 1 equal-width bins over [min, max]).
+struct Histogram {
+  double low = 0.0, high = 0.0;
+  std::vector<int64_t> counts;
+};
+Histogram score_histogram(const std::vector<nn::Parameter*>& parameters, const std::vector<Tensor>& scores);
+
 }  // namespace st::pruning

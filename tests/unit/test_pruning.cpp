@@ -221,6 +221,19 @@ TEST_SUITE("unit") {
     }
   }
 
+  TEST_CASE("score histogram with Sturges' bins over the kept weights") {
+    Rng rng(9);
+    auto net = mlp({4, 2, 1}, rng);
+    const auto p = net->parameters();
+    set_values(p[0], {1, 2, 3, 4, 5, 6, 7, 8});
+    set_values(p[1], {100, 200});
+    p[1]->mask.fill(0.0f);  // pruned weights do not count
+    const Histogram h = score_histogram(p, compute_scores(*net, ScoreOptions{}, {}, rng));
+    CHECK(h.low == 1.0);
+    CHECK(h.high == 8.0);
+    CHECK(h.counts == std::vector<int64_t>{2, 2, 2, 2});  // n = 8: ceil(log2 8) + 1 = 4 bins
+  }
+
   TEST_CASE("ER and ERK densities follow the formula, with the dense-layer re-solve") {
     const std::vector<TensorBudget> conv_and_linear = {{{16, 3, 3, 3}, 432, 432}, {{10, 512}, 5120, 5120}};
     // ERK ratio (C + K + kh + kw) / (C K kh kw); ER drops the kernel dims; linear (in + out) / (in out)
