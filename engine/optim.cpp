@@ -104,6 +104,14 @@ void Optimizer::reset_state() {
   steps_taken_ = 0;
 }
 
+void Optimizer::reset_state_at(const nn::Parameter& parameter, const std::vector<int64_t>& indices) {
+  const std::string prefix = parameter.name + ".";
+  for (auto& [slot, tensor] : state()) {
+    if (slot.compare(0, prefix.size(), prefix) != 0 || slot.find('.', prefix.size()) != std::string::npos) continue;
+    for (int64_t i : indices) tensor->data()[i] = 0.0f;
+  }
+}
+
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& c, std::vector<nn::Parameter*> parameters) {
   if (c.weight_decay < 0.0f) fail("--weight-decay: must be >= 0, got {}", c.weight_decay);
   if (c.momentum < 0.0f || c.momentum >= 1.0f) fail("--momentum: must be in [0, 1), got {}", c.momentum);

@@ -31,6 +31,8 @@ class Optimizer {
   virtual std::vector<std::pair<std::string, Tensor*>> state() = 0;
   // Zeroes every state tensor and the step count (a new pruning cycle restarts the optimizer).
   void reset_state();
+  // Zeroes the optimizer state of the given elements of one parameter (weights grown by RigL/SET).
+  void reset_state_at(const nn::Parameter& parameter, const std::vector<int64_t>& indices);
   int64_t steps_taken() const { return steps_taken_; }
   void set_steps_taken(int64_t steps) { steps_taken_ = steps; }
   const std::vector<nn::Parameter*>& parameters() const { return parameters_; }

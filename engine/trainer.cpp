@@ -93,6 +93,8 @@ nlohmann::json to_json(const TrainConfig& c) {
             {"keep_last_dense", c.prune.keep_last_dense}}},
           {"oracle_grid", c.oracle_grid},
           {"score_batches", c.score_batches},
+          {"dst",
+           {{"method", c.dst}, {"interval", c.dst_interval}, {"alpha", c.dst_alpha}, {"end_fraction", c.dst_end_fraction}}},
           {"control", c.control},
           {"init_score", c.init_score},
           {"init_density", c.init_density},
@@ -138,6 +140,11 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     prune.at("keep_last_dense").get_to(c.prune.keep_last_dense);
     j.at("oracle_grid").get_to(c.oracle_grid);
     j.at("score_batches").get_to(c.score_batches);
+    const auto& dst = j.at("dst");
+    dst.at("method").get_to(c.dst);
+    dst.at("interval").get_to(c.dst_interval);
+    dst.at("alpha").get_to(c.dst_alpha);
+    dst.at("end_fraction").get_to(c.dst_end_fraction);
     j.at("control").get_to(c.control);
     j.at("init_score").get_to(c.init_score);
     j.at("init_density").get_to(c.init_density);
@@ -223,6 +230,16 @@ void validate(const TrainConfig& c) {
     if (c.synflow_rounds < 1) fail("--synflow-rounds: must be at least 1, got {}", c.synflow_rounds);
   }
   if (c.early_rounds > 0) schedules::early_round_rate(c.early_rounds, c.early_sparsity);
+  if (!c.dst.empty()) {
+    if (c.dst != "rigl" && c.dst != "set") fail("--dst: unknown method '{}' (known: rigl, set)", c.dst);
+    if (c.dst_interval <= 0) fail("--dst-interval: must be positive, got {}", c.dst_interval);
+    if (!(c.dst_alpha > 0.0 && c.dst_alpha < 1.0)) fail("--dst-alpha: must be in (0, 1), got {}", c.dst_alpha);
+    if (!(c.dst_end_fraction > 0.0 && c.dst_end_fraction <= 1.0))
+      fail("--dst-end: must be in (0, 1], got {}", c.dst_end_fraction);
+    if (!(c.init_density > 0.0 && c.init_density < 1.0))
+      fail("--init-density: must be in (0, 1), got {}", c.init_density);
+    if (c.cycles_count > 1) fail("--dst: dynamic sparse training runs one cycle (got --cycles {})", c.cycles_count);
+  }
   if (c.run_dir.empty()) fail("--run-dir: must not be empty");
   make_optimizer(c.optimizer, {});  // validates the optimizer flags
 }
@@ -430,7 +447,7 @@ void Trainer::capture_rewind_point() {
 }
 
 float Trainer::train_step(const std::vector<float>& images, const std::vector<int32_t>& labels, int64_t batch, float lr,
-                          int64_t* correct) {
+                          int64_t* correct, const std::function<void()>& after_backward) {
   Tensor input = Tensor::empty({batch, input_.height, input_.width, input_.channels});
   std::copy(images.begin(), images.begin() + input.numel(), input.data());
   std::vector<int32_t> batch_labels(labels.begin(), labels.begin() + batch);
@@ -444,6 +461,7 @@ float Trainer::train_step(const std::vector<float>& images, const std::vector<in
     loss = ops::softmax_cross_entropy(logits, batch_labels, config_.label_smoothing);
   }
   tape.backward(loss);
+  if (after_backward) after_backward();
   optimizer_->step(lr);
   if (correct != nullptr) *correct = ops::count_correct(logits.value(), batch_labels);
   return loss.value().item();
@@ -496,7 +514,10 @@ void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io:
     const double lr = peak_scale * schedules::cycle_learning_rate(config_.cycles, config_.schedule, position.cycle,
                                                                   position.step, dense_iters);
     int64_t correct = 0;
-    const float loss = train_step(images, labels, batch, static_cast<float>(lr), &correct);
+    std::function<void()> after_backward;
+    if (position.cycle == 0 && is_dst_update(position))
+      after_backward = [this, &position, &metrics] { dst_update(position, metrics); };
+    const float loss = train_step(images, labels, batch, static_cast<float>(lr), &correct, after_backward);
     if (!std::isfinite(loss))
       fail("training diverged: loss is {} at cycle {} step {} with lr {} (lower --lr)", loss, position.cycle,
            position.step + 1, lr);

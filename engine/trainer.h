@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -72,6 +73,12 @@ struct TrainConfig {
   int early_rounds = 0;
   double early_sparsity = 0.5;
   schedules::GmpSchedule gmp;      // gradual magnitude pruning when gmp.final_sparsity > 0
+  // Dynamic sparse training (RigL / SET): a random mask at init_density with the allocation of
+  // `prune` (erk or layerwise), updated every dst_interval steps until dst_end_fraction of training.
+  std::string dst;                 // empty | rigl | set
+  int64_t dst_interval = 100;
+  double dst_alpha = 0.3;
+  double dst_end_fraction = 0.75;
   std::vector<double> oracle_grid;  // non-empty: the oracle, one branch per max_lr per cycle
   bool oracle_grid_requested = false;  // --oracle or --oracle-grid given (an empty grid is then an error)
 };
@@ -121,8 +128,9 @@ class Trainer {
 
   // One optimization step on a batch already in memory; returns the loss and counts correct answers.
   // lr: the learning rate of this step.
+  // after_backward (optional) runs between the backward pass and the optimizer step (RigL's growth).
   float train_step(const std::vector<float>& images, const std::vector<int32_t>& labels, int64_t batch, float lr,
-                   int64_t* correct);
+                   int64_t* correct, const std::function<void()>& after_backward = {});
   EvalResult evaluate(const data::Dataset& dataset);
 
   nn::Module& model() { return *model_; }
@@ -161,6 +169,8 @@ class Trainer {
   void prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics);
   // At the start of a step of cycle 0: pruning at initialisation, early-pruning rounds, GMP.
   void prune_during_training(const Position& position, io::MetricsLog& metrics);
+  bool is_dst_update(const Position& position) const;
+  void dst_update(const Position& position, io::MetricsLog& metrics);  // after the backward of that step
   pruning::ScoreData score_data(int64_t stream);
   std::vector<Tensor> compute_scores(const std::string& name, int64_t stream);
   void report_prune_event(const std::string& what, int cycle, int64_t step,

@@ -8,6 +8,7 @@
 #include "engine/error.h"
 #include "engine/io/metrics.h"
 #include "engine/trainer.h"
+#include "pruning/dynamic.h"
 #include "pruning/random_mask.h"
 
 namespace st {
@@ -90,6 +91,12 @@ void Trainer::report_prune_event(const std::string& what, int cycle, int64_t ste
 void Trainer::prune_during_training(const Position& position, io::MetricsLog& metrics) {
   const int64_t step = position.step;
   pruning::PruneSpec spec = config_.prune;
+  if (!config_.dst.empty() && config_.init_score.empty() && step == 0) {
+    // Dynamic sparse training starts from a random mask with the configured allocation (ERK or uniform).
+    const std::vector<Tensor> scores = compute_scores("random", 0);
+    const auto changes = pruning::prune_to_density(model_->parameters(), scores, config_.init_density, spec);
+    report_prune_event("initial random mask for " + config_.dst, 0, step, changes, {}, metrics);
+  }
   if (!config_.init_score.empty() && step == 0) {
     // One shot before training; SynFlow iteratively: density_r = D^(r / R), r = 1..R (Tanaka et al. 2020).
     const int rounds = config_.init_score == "synflow" ? config_.synflow_rounds : 1;
@@ -125,6 +132,38 @@ void Trainer::prune_during_training(const Position& position, io::MetricsLog& me
                          histogram, metrics);
     }
   }
+}
+
+bool Trainer::is_dst_update(const Position& position) const {
+  if (config_.dst.empty() || position.step == 0 || position.step % config_.dst_interval != 0) return false;
+  const auto end = static_cast<int64_t>(config_.dst_end_fraction * static_cast<double>(total_steps()));
+  return position.step < end;
+}
+
+void Trainer::dst_update(const Position& position, io::MetricsLog& metrics) {
+  const auto end = static_cast<int64_t>(config_.dst_end_fraction * static_cast<double>(total_steps()));
+  const double fraction = schedules::rigl_drop_fraction(config_.dst_alpha, position.step, end);
+  const std::vector<nn::Parameter*> prunable = pruning::prunable_of(model_->parameters());
+  std::vector<Tensor> gradients;
+  for (nn::Parameter* p : prunable) gradients.push_back(p->grad());
+  Rng rng = Rng::derived(config_.seed, 0x647374ULL + static_cast<uint64_t>(position.step));  // "dst"
+  const auto updates = pruning::drop_and_grow(prunable, gradients, fraction, config_.dst, rng);
+  int64_t moved = 0;
+  nlohmann::json layers = nlohmann::json::array();
+  for (std::size_t t = 0; t < prunable.size(); ++t) {
+    optimizer_->reset_state_at(*prunable[t], updates[t].changed);
+    moved += updates[t].grown;
+    layers.push_back({{"name", updates[t].name}, {"active", updates[t].active}, {"dropped", updates[t].dropped},
+                      {"grown", updates[t].grown}});
+  }
+  fmt::print("{} update at step {}: drop fraction {:.4f}, {} weights moved, density {:.4f}\n", config_.dst,
+             position.step, fraction, moved, pruning::global_density(model_->parameters()));
+  metrics.write({{"event", "dst_update"},
+                 {"method", config_.dst},
+                 {"step", position.step},
+                 {"fraction", fraction},
+                 {"moved", moved},
+                 {"layers", layers}});
 }
 
 void Trainer::prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics) {

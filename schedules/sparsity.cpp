@@ -40,4 +40,9 @@ double early_round_rate(int rounds, double final_sparsity) {
   return 1.0 - std::pow(1.0 - final_sparsity, 1.0 / rounds);
 }
 
+double rigl_drop_fraction(double alpha, int64_t iter, int64_t end_iter) {
+  if (iter >= end_iter || end_iter <= 0) return 0.0;
+  return 0.5 * alpha * (1.0 + std::cos(3.14159265358979323846 * static_cast<double>(iter) / static_cast<double>(end_iter)));
+}
+
 }  // namespace st::schedules

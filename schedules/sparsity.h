@@ -25,4 +25,7 @@ double gmp_sparsity(const GmpSchedule& gmp, int64_t iter);
 
 double early_round_rate(int rounds, double final_sparsity);
 
+// RigL's drop fraction (Evci et al. 2020): f(t) = (alpha / 2)(1 + cos(pi t / T_end)), 0 from T_end on.
+double rigl_drop_fraction(double alpha, int64_t iter, int64_t end_iter);
+
 }  // namespace st::schedules

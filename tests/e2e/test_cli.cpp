@@ -398,6 +398,40 @@ TEST_SUITE("e2e") {
     }
   }
 
+  TEST_CASE("RigL and SET in training keep each layer's non-zero count constant") {
+    SKIP_WITHOUT_FASHION_MNIST();
+    for (const std::string method : {"rigl", "set"}) {
+      const fs::path run_dir = fresh_dir("dst-" + method);
+      const CommandResult r = run("train --model lenet300 --dst " + method +
+                                  " --init-density 0.1 --prune-allocation erk --dst-interval 20 --epochs 2"
+                                  " --train-limit 6000 --val-size 1000 --threads 2 --run-dir " + run_dir.string());
+      INFO(r.out << r.err);
+      REQUIRE(r.exit_code == 0);
+      std::ifstream metrics(run_dir / "metrics.jsonl");
+      std::string line;
+      std::map<std::string, int64_t> initial;
+      int updates = 0;
+      while (std::getline(metrics, line)) {
+        const auto event = nlohmann::json::parse(line);
+        if (event.at("event") == "prune")
+          for (const auto& layer : event.at("layers")) initial[layer.at("name")] = layer.at("kept").get<int64_t>();
+        if (event.at("event") != "dst_update") continue;
+        ++updates;
+        CHECK(event.at("moved").get<int64_t>() > 0);
+        for (const auto& layer : event.at("layers")) {
+          CHECK(layer.at("active").get<int64_t>() == initial.at(layer.at("name")));
+          CHECK(layer.at("grown").get<int64_t>() == layer.at("dropped").get<int64_t>());
+        }
+      }
+      CHECK(updates == 2);  // steps 20 and 40: updates stop at T_end = 0.75 * 80 iterations
+      const auto file = st::io::read_safetensors(run_dir / "checkpoints" / "final.safetensors");
+      for (const auto& [name, kept] : initial) {
+        const auto mask = file.f32("mask/" + name);
+        CHECK(std::count_if(mask.begin(), mask.end(), [](float m) { return m != 0.0f; }) == kept);
+      }
+    }
+  }
+
   TEST_CASE("sparsetrain bench prints one JSON line") {
     SKIP_WITHOUT_FASHION_MNIST();
     const CommandResult r = run("bench --model lenet5 --steps 3 --warmup 1 --threads 1 --json");

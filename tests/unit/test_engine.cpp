@@ -131,6 +131,19 @@ TEST_SUITE("unit") {
     }
   }
 
+  TEST_CASE("reset_state_at zeroes the optimizer state of chosen elements only") {
+    nn::Parameter p;
+    p.name = "layer.weight";
+    p.kind = nn::ParameterKind::LinearWeight;
+    p.variable = Variable(Tensor::full({4}, 1.0f), true);
+    OptimizerConfig config;
+    config.name = "adam";
+    auto adam = make_optimizer(config, {&p});
+    for (auto& [slot, tensor] : adam->state()) tensor->fill(0.5f);
+    adam->reset_state_at(p, {1, 3});
+    for (auto& [slot, tensor] : adam->state()) CHECK(tensor->to_vector() == std::vector<float>{0.5f, 0, 0.5f, 0});
+  }
+
   TEST_CASE("every optimizer keeps masked weights and their state exactly 0 through many steps") {
     for (const std::string name : {"sgd", "adam", "adamw", "rmsprop"}) {
       Rng rng(5);

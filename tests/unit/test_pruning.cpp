@@ -6,6 +6,7 @@
 #include "engine/error.h"
 #include "engine/nn.h"
 #include "pruning/allocation.h"
+#include "pruning/dynamic.h"
 #include "pruning/prune.h"
 #include "pruning/scores.h"
 #include "schedules/sparsity.h"
@@ -286,5 +287,60 @@ TEST_SUITE("unit") {
     CHECK_FALSE(schedules::is_gmp_step(g, 160));
     const double r = schedules::early_round_rate(3, 0.7);
     CHECK(1.0 - std::pow(1.0 - r, 3) == doctest::Approx(0.7));
+  }
+}
+
+TEST_SUITE("unit") {
+  TEST_CASE("RigL drops the smallest active weights, grows the largest-gradient inactive ones at exactly 0") {
+    Rng rng(10);
+    auto net = mlp({4, 2}, rng);
+    nn::Parameter* w = net->parameters()[0];
+    set_values(w, {0.9f, -0.1f, 0.5f, 0.0f, 0.0f, 0.3f, 0.0f, -0.7f});
+    w->mask = Tensor::from_vector({2, 4}, {1, 1, 1, 0, 0, 1, 0, 1});  // 5 active
+    const Tensor gradient = Tensor::from_vector({2, 4}, {0.0f, 0.0f, 0.0f, 2.0f, -5.0f, 0.0f, 1.0f, 0.0f});
+    const auto updates = drop_and_grow({w}, {gradient}, 0.4, "rigl", rng);  // k = round(0.4 * 5) = 2
+    CHECK(updates[0].dropped == 2);
+    CHECK(updates[0].grown == 2);
+    // dropped: -0.1 (index 1) and 0.3 (index 5); grown: |g| = 5 (index 4) and 2 (index 3)
+    CHECK(w->mask.to_vector() == std::vector<float>{1, 0, 1, 1, 1, 0, 0, 1});
+    CHECK(w->value().data()[3] == 0.0f);
+    CHECK(w->value().data()[4] == 0.0f);
+    CHECK(w->value().data()[1] == 0.0f);
+    CHECK(w->kept() == 5);
+  }
+
+  TEST_CASE("RigL and SET keep every layer's non-zero count exactly constant") {
+    for (const std::string method : {"rigl", "set"}) {
+      Rng rng(11);
+      auto net = mlp({30, 20, 10}, rng);
+      const auto prunable = prunable_of(net->parameters());
+      PruneSpec spec;
+      spec.allocation = "erk";
+      prune_to_density(net->parameters(), compute_scores(*net, ScoreOptions{"random"}, {}, rng), 0.2, spec);
+      std::vector<int64_t> counts;
+      for (nn::Parameter* p : prunable) counts.push_back(p->kept());
+      for (int update = 0; update < 20; ++update) {
+        std::vector<Tensor> gradients;
+        for (nn::Parameter* p : prunable) {
+          Tensor g = Tensor::empty(p->value().shape());
+          for (int64_t i = 0; i < g.numel(); ++i) g.data()[i] = rng.normal();
+          gradients.push_back(g);
+          for (int64_t i = 0; i < p->numel(); ++i)  // training moves the active weights
+            if (p->mask.data()[i] != 0.0f) p->value().data()[i] += 0.1f * rng.normal();
+        }
+        const auto updates = drop_and_grow(prunable, gradients, 0.3, method, rng);
+        for (std::size_t t = 0; t < prunable.size(); ++t) {
+          INFO(method << " update " << update << " tensor " << t);
+          CHECK(prunable[t]->kept() == counts[t]);
+          CHECK(updates[t].grown == updates[t].dropped);
+          CHECK(updates[t].grown > 0);
+          for (int64_t i = 0; i < prunable[t]->numel(); ++i)
+            if (prunable[t]->mask.data()[i] == 0.0f) REQUIRE(prunable[t]->value().data()[i] == 0.0f);
+        }
+      }
+    }
+    CHECK(schedules::rigl_drop_fraction(0.3, 0, 750) == doctest::Approx(0.3));
+    CHECK(schedules::rigl_drop_fraction(0.3, 375, 750) == doctest::Approx(0.15));
+    CHECK(schedules::rigl_drop_fraction(0.3, 750, 750) == 0.0);
   }
 }

@@ -48,6 +48,12 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
   app.add_option("--gmp-interval", c.gmp.interval_iters, "GMP: iterations between pruning steps")
       ->capture_default_str();
   app.add_option("--gmp-steps", c.gmp.steps, "GMP: pruning steps n after t0")->capture_default_str();
+  app.add_option("--dst", c.dst, "dynamic sparse training: rigl | set (random mask at --init-density with "
+                                 "--prune-allocation erk|layerwise)");
+  app.add_option("--dst-interval", c.dst_interval, "DST: steps between mask updates (dT)")->capture_default_str();
+  app.add_option("--dst-alpha", c.dst_alpha, "DST: initial drop fraction alpha (cosine decay)")->capture_default_str();
+  app.add_option("--dst-end", c.dst_end_fraction, "DST: last update at this fraction of training (T_end)")
+      ->capture_default_str();
   app.add_flag("--keep-first-dense", c.prune.keep_first_dense, "never prune the first prunable tensor");
   app.add_flag("--keep-last-dense", c.prune.keep_last_dense, "never prune the last prunable tensor");
   app.add_flag("--oracle", options.oracle, "the oracle: per cycle, one branch per max_lr of the grid; keep the best "
