@@ -49,6 +49,8 @@ std::vector<NamedBuffer> Module::buffers() {
   return result;
 }
 
+std::vector<ChannelGroup> Module::channel_groups() { return {}; }
+
 int64_t Module::parameter_count() {
   int64_t total = 0;
   for (Parameter* p : parameters()) total += p->numel();
@@ -125,6 +127,13 @@ BatchNorm2d::BatchNorm2d(int64_t channels, bool fused_relu, float momentum, floa
   register_buffer("running_var", &running_var_);
 }
 
+void BatchNorm2d::add_channel_slices(std::vector<ChannelSlice>& producers) {
+  producers.push_back({gamma_, nullptr, 0, false});
+  producers.push_back({beta_, nullptr, 0, false});
+  producers.push_back({nullptr, &running_mean_, 0, false});
+  producers.push_back({nullptr, &running_var_, 0, false});
+}
+
 Variable BatchNorm2d::forward(const Variable& x) {
   return ops::batchnorm(x, gamma_->variable, beta_->variable, running_mean_, running_var_, training(), momentum_,
                         eps_, fused_relu_);
@@ -136,6 +145,43 @@ Variable AvgPool2d::forward(const Variable& x) { return ops::avg_pool2d(x, kerne
 Variable GlobalAvgPool::forward(const Variable& x) { return ops::global_avg_pool(x); }
 Variable Flatten::forward(const Variable& x) { return ops::flatten(x); }
 Variable Dropout::forward(const Variable& x) { return ops::dropout(x, p_, training(), *rng_); }
+
+std::vector<ChannelGroup> Sequential::channel_groups() {
+  parameters();  // assigns the full names
+  std::vector<ChannelGroup> groups;
+  ChannelGroup pending;
+  bool open = false, flattened = false;
+  for (Module* layer : layers_) {
+    Parameter* weight = nullptr;
+    Parameter* bias = nullptr;
+    int input_axis = 1;
+    if (auto* linear = dynamic_cast<Linear*>(layer)) {
+      weight = &linear->weight();
+      bias = linear->bias();
+    } else if (auto* conv = dynamic_cast<Conv2d*>(layer)) {
+      if (conv->groups() != 1) fail("structured pruning: grouped convolution {} is not supported in a chain",
+                                    conv->weight().name);
+      weight = &conv->weight();
+      bias = conv->bias();
+      input_axis = 3;
+    } else if (auto* norm = dynamic_cast<BatchNorm2d*>(layer)) {
+      if (open) norm->add_channel_slices(pending.producers);
+      continue;
+    } else {
+      if (dynamic_cast<Flatten*>(layer) != nullptr) flattened = true;
+      continue;  // ReLU, pooling, dropout, flatten: channels pass through
+    }
+    if (open) {
+      pending.consumers.push_back({weight, nullptr, input_axis, flattened && input_axis == 1});
+      groups.push_back(pending);
+    }
+    pending = ChannelGroup{weight->name, weight->value().dim(0), {{weight, nullptr, 0, false}}, {}};
+    if (bias != nullptr) pending.producers.push_back({bias, nullptr, 0, false});
+    open = true;
+    flattened = false;
+  }
+  return groups;
+}
 
 Variable Sequential::forward(const Variable& x) {
   Variable h = x;

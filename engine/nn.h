@@ -39,6 +39,23 @@ struct NamedBuffer {
   Tensor* tensor;
 };
 
+// Structured pruning: a set of channels that must be removed together. Producers hold one slice per
+// channel along `axis` (conv/linear weight rows, biases, BatchNorm parameters and statistics);
+// consumers read the channels along `axis` (the next layers' input channels). A consumer after an
+// NHWC flatten reads channel c at every position i with i % period == c (period = channel count).
+struct ChannelSlice {
+  Parameter* parameter = nullptr;  // either a parameter ...
+  Tensor* buffer = nullptr;        // ... or a buffer
+  int axis = 0;
+  bool flattened = false;
+};
+
+struct ChannelGroup {
+  std::string name;
+  int64_t channels = 0;
+  std::vector<ChannelSlice> producers, consumers;
+};
+
 class Module {
  public:
   virtual ~Module() = default;
@@ -49,6 +66,9 @@ class Module {
 
   // Every parameter of the tree in registration order (depth first), with full names.
   std::vector<Parameter*> parameters();
+  // The coupled channel groups structured pruning may shrink; models that describe none cannot be
+  // pruned structurally (the default).
+  virtual std::vector<ChannelGroup> channel_groups();
   std::vector<NamedBuffer> buffers();
   int64_t parameter_count();
 
@@ -80,6 +100,7 @@ class Linear : public Module {
   Linear(int64_t in, int64_t out, bool bias, Rng& rng);
   Variable forward(const Variable& x) override;
   Parameter& weight() { return *weight_; }
+  Parameter* bias() { return bias_; }
  private:
   Parameter* weight_;
   Parameter* bias_ = nullptr;
@@ -91,6 +112,7 @@ class Conv2d : public Module {
          int64_t groups = 1);
   Variable forward(const Variable& x) override;
   Parameter& weight() { return *weight_; }
+  Parameter* bias() { return bias_; }
   int64_t stride() const { return stride_; }
   int64_t pad() const { return pad_; }
   int64_t groups() const { return groups_; }
@@ -106,6 +128,8 @@ class BatchNorm2d : public Module {
   explicit BatchNorm2d(int64_t channels, bool fused_relu = false, float momentum = 0.1f, float eps = 1e-5f);
   bool fused_relu() const { return fused_relu_; }
   Variable forward(const Variable& x) override;
+  // Producer slices of its channels: gamma, beta and the running statistics.
+  void add_channel_slices(std::vector<ChannelSlice>& producers);
  private:
   Parameter* gamma_;
   Parameter* beta_;
@@ -164,6 +188,10 @@ class Sequential : public Module {
     return reference;
   }
   Variable forward(const Variable& x) override;
+  // Chain analysis: each conv/linear layer's output channels (with the BatchNorms after it) are
+  // consumed by the next conv/linear layer (through ReLU, pooling, dropout and flatten); the last
+  // layer's outputs are the model's outputs and are never pruned.
+  std::vector<ChannelGroup> channel_groups() override;
  private:
   std::vector<Module*> layers_;
 };

@@ -10,6 +10,7 @@
 #include "engine/error.h"
 #include "engine/io/checkpoint.h"
 #include "engine/io/metrics.h"
+#include "engine/io/safetensors.h"
 #include "engine/ops.h"
 #include "kernels/cuda/device.h"
 #include "pruning/random_mask.h"
@@ -93,6 +94,7 @@ nlohmann::json to_json(const TrainConfig& c) {
             {"keep_last_dense", c.prune.keep_last_dense}}},
           {"oracle_grid", c.oracle_grid},
           {"score_batches", c.score_batches},
+          {"structured", {{"fraction", c.structured_fraction}, {"score", c.structured_score}}},
           {"dst",
            {{"method", c.dst}, {"interval", c.dst_interval}, {"alpha", c.dst_alpha}, {"end_fraction", c.dst_end_fraction}}},
           {"control", c.control},
@@ -140,6 +142,8 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     prune.at("keep_last_dense").get_to(c.prune.keep_last_dense);
     j.at("oracle_grid").get_to(c.oracle_grid);
     j.at("score_batches").get_to(c.score_batches);
+    j.at("structured").at("fraction").get_to(c.structured_fraction);
+    j.at("structured").at("score").get_to(c.structured_score);
     const auto& dst = j.at("dst");
     dst.at("method").get_to(c.dst);
     dst.at("interval").get_to(c.dst_interval);
@@ -230,6 +234,12 @@ void validate(const TrainConfig& c) {
     if (c.synflow_rounds < 1) fail("--synflow-rounds: must be at least 1, got {}", c.synflow_rounds);
   }
   if (c.early_rounds > 0) schedules::early_round_rate(c.early_rounds, c.early_sparsity);
+  if (c.structured_fraction != 0.0) {
+    pruning::validate(pruning::StructuredSpec{c.structured_fraction, c.structured_score});
+    if (c.cycles_count < 2) fail("--structured-prune: needs --cycles 2 or more (pruning happens between cycles)");
+    if (c.cycles.kind == "weight_rewind")
+      fail("--structured-prune: weight rewinding cannot restore weights of removed channels; use lr_rewind or finetune");
+  }
   if (!c.dst.empty()) {
     if (c.dst != "rigl" && c.dst != "set") fail("--dst: unknown method '{}' (known: rigl, set)", c.dst);
     if (c.dst_interval <= 0) fail("--dst-interval: must be positive, got {}", c.dst_interval);
@@ -428,6 +438,16 @@ Trainer::Position Trainer::load(const std::filesystem::path& path) {
   if (rewind_point_.size() != rewind_tensors)
     fail("checkpoint {}: {} rewind tensors for a model with {} weights and buffers", path.string(), rewind_tensors,
          rewind_point_.size());
+  if (config_.structured_fraction > 0.0) {
+    // A structurally pruned run saved smaller tensors: shrink the fresh model to them first.
+    std::map<std::string, Shape> shapes;
+    for (const auto& record : io::read_safetensors(path).tensors)
+      if (record.name.rfind("param/", 0) == 0) shapes[record.name.substr(6)] = record.shape;
+    pruning::resize_to_shapes(*model_, shapes);
+    const int64_t steps = optimizer_->steps_taken();
+    optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
+    optimizer_->set_steps_taken(steps);
+  }
   io::CheckpointContents contents;
   contents.model = model_.get();
   contents.optimizer = optimizer_.get();
@@ -688,16 +708,21 @@ TrainResult Trainer::run(bool resume) {
     cycle_result.seconds = elapsed() - seconds_start;
     cycle_result.steps = position.global_step - steps_before;
     result.cycles.push_back(cycle_result);
+    const double ms_per_step =
+        1e3 * cycle_result.seconds / static_cast<double>(std::max<int64_t>(cycle_result.steps, 1));
     if (config_.cycles_count > 1)
-      fmt::print("cycle {} done: density {:.4f}, max_lr {:.4g}, val acc {:.4f}, test acc {:.4f}\n", cycle,
-                 cycle_result.density, cycle_result.max_lr, cycle_result.validation.accuracy,
-                 cycle_result.test.accuracy);
+      fmt::print("cycle {} done: density {:.4f}, max_lr {:.4g}, val acc {:.4f}, test acc {:.4f}, {} parameters, "
+                 "{:.1f} ms/step\n",
+                 cycle, cycle_result.density, cycle_result.max_lr, cycle_result.validation.accuracy,
+                 cycle_result.test.accuracy, model_->parameter_count(), ms_per_step);
     metrics.write({{"event", "cycle_end"},
                    {"cycle", cycle},
                    {"density", cycle_result.density},
                    {"max_lr", cycle_result.max_lr},
                    {"val_accuracy", cycle_result.validation.accuracy},
                    {"test_accuracy", cycle_result.test.accuracy},
+                   {"parameters", model_->parameter_count()},
+                   {"ms_per_step", ms_per_step},
                    {"step", position.global_step}});
     summary.write_row({std::to_string(cycle), fmt::format("{:.6f}", cycle_result.density),
                        fmt::format("{:.6g}", cycle_result.max_lr),

@@ -27,6 +27,7 @@
 #include "schedules/lr_schedule.h"
 #include "schedules/sparsity.h"
 #include "pruning/scores.h"
+#include "pruning/structured.h"
 
 namespace st {
 namespace io {
@@ -75,6 +76,10 @@ struct TrainConfig {
   schedules::GmpSchedule gmp;      // gradual magnitude pruning when gmp.final_sparsity > 0
   // Dynamic sparse training (RigL / SET): a random mask at init_density with the allocation of
   // `prune` (erk or layerwise), updated every dst_interval steps until dst_end_fraction of training.
+  // Structured pruning between cycles (instead of unstructured IMP): physically remove this fraction
+  // of the channels of every coupled channel group, by a filter score (pruning/structured.h).
+  double structured_fraction = 0.0;
+  std::string structured_score = "l1";
   std::string dst;                 // empty | rigl | set
   int64_t dst_interval = 100;
   double dst_alpha = 0.3;
@@ -134,6 +139,9 @@ class Trainer {
   EvalResult evaluate(const data::Dataset& dataset);
 
   nn::Module& model() { return *model_; }
+  // Physically removes filters now (and rebuilds the optimizer for the new shapes); returns the
+  // per-group channel counts. Used between cycles and by `sparsetrain bench --structured`.
+  std::vector<pruning::GroupChange> prune_filters(const pruning::StructuredSpec& spec, int64_t stream);
   Optimizer& optimizer() { return *optimizer_; }
   const TrainConfig& config() const { return config_; }
   const data::BatchLoader& train_loader() const { return *train_loader_; }

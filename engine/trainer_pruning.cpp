@@ -166,7 +166,47 @@ void Trainer::dst_update(const Position& position, io::MetricsLog& metrics) {
                  {"layers", layers}});
 }
 
+std::vector<pruning::GroupChange> Trainer::prune_filters(const pruning::StructuredSpec& spec, int64_t stream) {
+  const auto changes = pruning::prune_filters(*model_, spec, score_data(stream));
+  optimizer_ = make_optimizer(config_.optimizer, model_->parameters());  // state tensors of the new shapes
+  return changes;
+}
+
 void Trainer::prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics) {
+  if (config_.structured_fraction > 0.0) {
+    const int64_t params_before = model_->parameter_count(), flops_before = pruning::flops_per_sample(*model_);
+    std::vector<std::pair<std::string, Shape>> shapes_before;
+    for (nn::Parameter* p : pruning::prunable_of(model_->parameters()))
+      shapes_before.emplace_back(p->name, p->value().shape());
+    const auto groups = prune_filters({config_.structured_fraction, config_.structured_score}, 1000 + next_cycle);
+    const int64_t params_after = model_->parameter_count(), flops_after = pruning::flops_per_sample(*model_);
+    std::string table = fmt::format("{:<34} {:>9} {:>9}\n", "channel group", "before", "after");
+    for (const auto& g : groups) table += fmt::format("{:<34} {:>9} {:>9}\n", g.name, g.channels_before, g.channels_after);
+    table += fmt::format("{:<28} {:>16} {:>16} {:>10} {:>10}\n", "layer", "shape before", "shape after", "params",
+                         "MFLOP aft.");
+    std::size_t i = 0;
+    for (nn::Parameter* p : pruning::prunable_of(model_->parameters())) {
+      table += fmt::format("{:<28} {:>16} {:>16} {:>10} {:>10.3f}\n", p->name, shape_string(shapes_before[i++].second),
+                           shape_string(p->value().shape()), p->numel(),
+                           2e-6 * static_cast<double>(p->kept() * p->uses_per_sample));
+    }
+    fmt::print("structured pruning before cycle {} ({} of the channels of every group by {}):\n{}"
+               "parameters {} -> {} ({:.3f}x), MFLOPs per sample {:.3f} -> {:.3f} ({:.3f}x)\n",
+               next_cycle, config_.structured_fraction, config_.structured_score, table, params_before, params_after,
+               static_cast<double>(params_before) / static_cast<double>(params_after), 1e-6 * static_cast<double>(flops_before),
+               1e-6 * static_cast<double>(flops_after), static_cast<double>(flops_before) / static_cast<double>(std::max<int64_t>(flops_after, 1)));
+    nlohmann::json json_groups = nlohmann::json::array();
+    for (const auto& g : groups)
+      json_groups.push_back({{"name", g.name}, {"before", g.channels_before}, {"after", g.channels_after}});
+    metrics.write({{"event", "structured_prune"},
+                   {"cycle", next_cycle},
+                   {"groups", json_groups},
+                   {"parameters_before", params_before},
+                   {"parameters_after", params_after},
+                   {"flops_before", flops_before},
+                   {"flops_after", flops_after}});
+    return;
+  }
   pruning::PruneSpec spec = config_.prune;
   spec.rate = config_.cycles.prune_rate;
   const std::vector<Tensor> scores = compute_scores(spec.score, 1000 + next_cycle);

@@ -23,9 +23,32 @@ class BasicBlock : public nn::Module {
     projection_needed_ = stride != 1 || in != out;
     if (projection_needed_ && shortcut == Shortcut::B) {
       auto projection = std::make_unique<nn::Sequential>();
-      projection->add(std::make_unique<nn::Conv2d>(in, out, 1, stride, 0, false, rng));
-      projection->add(std::make_unique<nn::BatchNorm2d>(out));
+      projection_conv_ = &projection->add(std::make_unique<nn::Conv2d>(in, out, 1, stride, 0, false, rng));
+      projection_bn_ = &projection->add(std::make_unique<nn::BatchNorm2d>(out));
       projection_ = &register_module("shortcut", std::move(projection));
+    }
+  }
+
+  bool has_projection() const { return projection_ != nullptr; }
+  // Channel groups (structured pruning): conv1's filters are internal to the block; its input channels,
+  // conv2's filters and the shortcut belong to the residual streams the block reads and writes.
+  nn::ChannelGroup internal_group() {
+    nn::ChannelGroup group{conv1_->weight().name, conv1_->weight().value().dim(0), {}, {}};
+    group.producers.push_back({&conv1_->weight(), nullptr, 0, false});
+    bn1_->add_channel_slices(group.producers);
+    group.consumers.push_back({&conv2_->weight(), nullptr, 3, false});
+    return group;
+  }
+  void add_stream_consumers(nn::ChannelGroup& input_stream) {
+    input_stream.consumers.push_back({&conv1_->weight(), nullptr, 3, false});
+    if (projection_conv_ != nullptr) input_stream.consumers.push_back({&projection_conv_->weight(), nullptr, 3, false});
+  }
+  void add_stream_producers(nn::ChannelGroup& output_stream) {
+    output_stream.producers.push_back({&conv2_->weight(), nullptr, 0, false});
+    bn2_->add_channel_slices(output_stream.producers);
+    if (projection_conv_ != nullptr) {
+      output_stream.producers.push_back({&projection_conv_->weight(), nullptr, 0, false});
+      projection_bn_->add_channel_slices(output_stream.producers);
     }
   }
 
@@ -47,11 +70,13 @@ class BasicBlock : public nn::Module {
   nn::Conv2d* conv2_;
   nn::BatchNorm2d* bn2_;
   nn::Sequential* projection_ = nullptr;
+  nn::Conv2d* projection_conv_ = nullptr;
+  nn::BatchNorm2d* projection_bn_ = nullptr;
 };
 
 class CifarResNet : public nn::Module {
  public:
-  CifarResNet(int depth, Shortcut shortcut, const InputSpec& input, Rng& rng) {
+  CifarResNet(int depth, Shortcut shortcut, const InputSpec& input, Rng& rng) : shortcut_(shortcut) {
     const int blocks = (depth - 2) / 6;
     conv1_ = &register_module("conv1", std::make_unique<nn::Conv2d>(input.channels, 16, 3, 1, 1, false, rng));
     bn1_ = &register_module("bn1", std::make_unique<nn::BatchNorm2d>(16, true));
@@ -61,12 +86,43 @@ class CifarResNet : public nn::Module {
       auto layer = std::make_unique<nn::Sequential>();
       for (int b = 0; b < blocks; ++b) {
         const int64_t stride = (stage > 0 && b == 0) ? 2 : 1;
-        layer->add(std::make_unique<BasicBlock>(in, widths[stage], stride, shortcut, rng));
+        blocks_.push_back(&layer->add(std::make_unique<BasicBlock>(in, widths[stage], stride, shortcut, rng)));
         in = widths[stage];
       }
       stages_[stage] = &register_module("layer" + std::to_string(stage + 1), std::move(layer));
     }
     fc_ = &register_module("fc", std::make_unique<nn::Linear>(64, input.num_classes, true, rng));
+  }
+
+  // Residual streams: the stem's channels run through every block of stage 1 (identity shortcuts
+  // add them), so the stem, each block's conv2 + bn2 and the readers of the stream are one group; a
+  // projection shortcut starts a new stream. The last stream is read by fc.
+  std::vector<nn::ChannelGroup> channel_groups() override {
+    if (shortcut_ == Shortcut::A)
+      fail("structured pruning: option-A shortcuts (zero-padded identity) fix the channel arithmetic; use the "
+           "option-B model (resnetN instead of resnetNa)");
+    parameters();  // assigns the full names
+    std::vector<nn::ChannelGroup> groups;
+    nn::ChannelGroup stream{"conv1 stream", conv1_->weight().value().dim(0), {}, {}};
+    stream.producers.push_back({&conv1_->weight(), nullptr, 0, false});
+    bn1_->add_channel_slices(stream.producers);
+    for (BasicBlock* block : blocks_) {
+      block->add_stream_consumers(stream);
+      if (block->has_projection()) {
+        groups.push_back(stream);
+        nn::ChannelGroup next{"", 0, {}, {}};
+        block->add_stream_producers(next);
+        next.name = next.producers.front().parameter->name + " stream";
+        next.channels = next.producers.front().parameter->value().dim(0);
+        stream = next;
+      } else {
+        block->add_stream_producers(stream);
+      }
+      groups.push_back(block->internal_group());
+    }
+    stream.consumers.push_back({&fc_->weight(), nullptr, 1, false});
+    groups.push_back(stream);
+    return groups;
   }
 
   Variable forward(const Variable& x) override {
@@ -80,6 +136,8 @@ class CifarResNet : public nn::Module {
   nn::BatchNorm2d* bn1_;
   nn::Sequential* stages_[3] = {nullptr, nullptr, nullptr};
   nn::Linear* fc_;
+  Shortcut shortcut_;
+  std::vector<BasicBlock*> blocks_;
 };
 
 }  // namespace

@@ -11,7 +11,7 @@
 namespace st::pruning {
 namespace {
 
-const char* const kScores[] = {"magnitude", "random", "snip", "lp_biased", "grasp", "hg", "abs_hg", "synflow", "lap"};
+const char* const kScores[] = {"magnitude", "random", "snip", "lp_biased", "grasp", "hg", "abs_hg", "synflow", "lap", "wg"};
 
 // Restores weights, BatchNorm statistics and the training mode when scoring is done.
 class ModelGuard {
@@ -139,7 +139,7 @@ bool is_known_score(const std::string& name) {
 }
 
 bool score_needs_data(const std::string& name) {
-  return name == "snip" || name == "lp_biased" || name == "grasp" || name == "hg" || name == "abs_hg";
+  return name == "snip" || name == "lp_biased" || name == "grasp" || name == "hg" || name == "abs_hg" || name == "wg";
 }
 
 std::vector<Tensor> gradient(nn::Module& model, const LossFunction& loss) {
@@ -237,6 +237,7 @@ std::vector<Tensor> compute_scores(nn::Module& model, const ScoreOptions& o, con
   const std::vector<Tensor> g = gradient(model, loss);
   if (o.name == "snip") return elementwise(model, g, [](float w, float c) { return std::fabs(w * c); });
   if (o.name == "lp_biased") return elementwise(model, g, [](float w, float c) { return std::fabs(w * w * c); });
+  if (o.name == "wg") return elementwise(model, g, [](float w, float c) { return w * c; });
   const std::vector<Tensor> hg = hessian_vector_product(model, loss, g, o.hvp_step);
   if (o.name == "abs_hg") return elementwise(model, hg, [](float w, float c) { return std::fabs(w * c); });
   return elementwise(model, hg, [](float w, float c) { return w * c; });  // grasp (keep -S) and hg

@@ -12,6 +12,7 @@
 //   synflow        |w * dR/dw| with every parameter replaced by its absolute value, an all-ones input
 //                  and R = sum of the outputs (Tanaka et al. 2020; data-free; BatchNorm in eval mode).
 //                  The iterative 100-round schedule is the caller's (pruning at initialisation).
+//   wg             w * g, signed (the first-order Taylor term; Taylor filter scores are |sum of w g|)
 //   lap            lookahead pruning (Park et al. 2020): |w| * ||weights feeding w's input unit in the
 //                  previous layer|| * ||weights reading w's output unit in the next layer|| (channel
 //                  norms for conv; a missing or shape-mismatched neighbour counts as 1)

@@ -500,6 +500,11 @@ TEST_SUITE("e2e") {
                " --train-limit 4000 --val-size 500 --batch 64 --threads 2 --seed 5 --checkpoint-every 5";
       kill_after = 70;  // cycle 0 has 55 steps
     }
+    SUBCASE("structured pruning, killed in the second cycle (a physically shrunk network)") {
+      common = " --model lenet5 --epochs 1 --cycles 2 --cycle-policy finetune --structured-prune 0.5"
+               " --train-limit 4000 --val-size 500 --batch 64 --threads 2 --seed 6 --checkpoint-every 5";
+      kill_after = 70;
+    }
     const fs::path reference = fresh_dir("kill-reference"), killed = fresh_dir("kill-resumed");
     REQUIRE(run("train" + common + " --run-dir " + reference.string()).exit_code == 0);
 

@@ -19,6 +19,8 @@ void add_bench_flags(CLI::App& app, BenchOptions& o) {
   app.add_option("--threads", o.threads, "CPU threads (0 = all cores)")->capture_default_str();
   app.add_option("--lr", o.lr, "SGD learning rate (momentum 0.9, weight decay 5e-4)")->capture_default_str();
   app.add_flag("--json", o.json, "print one JSON line");
+  app.add_option("--structured", o.structured,
+                 "also time the step after physically removing this fraction of the channels of every group (l1)");
 }
 
 int run_bench(const BenchOptions& o) {
@@ -44,30 +46,52 @@ int run_bench(const BenchOptions& o) {
     sizes[i] = loader.fill_batch(s / loader.batches_per_epoch(), s % loader.batches_per_epoch(), images[i], labels[i]);
   }
   float loss = 0.0f;
-  for (int64_t s = 0; s < o.warmup; ++s) {
-    const auto i = static_cast<std::size_t>(s);
-    loss = trainer.train_step(images[i], labels[i], sizes[i], o.lr, nullptr);
+  // Warmup steps, then the timed ones; returns images per second.
+  auto time_steps = [&]() {
+    for (int64_t s = 0; s < o.warmup; ++s) {
+      const auto i = static_cast<std::size_t>(s);
+      loss = trainer.train_step(images[i], labels[i], sizes[i], o.lr, nullptr);
+    }
+    int64_t timed_images = 0;
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t s = o.warmup; s < total; ++s) {
+      const auto i = static_cast<std::size_t>(s);
+      loss = trainer.train_step(images[i], labels[i], sizes[i], o.lr, nullptr);
+      timed_images += sizes[i];
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return static_cast<double>(timed_images) / seconds;
+  };
+  const double images_per_second = time_steps();
+  nlohmann::json result{{"model", o.model},     {"batch", o.batch},         {"steps", o.steps},
+                        {"images_per_s", images_per_second}, {"final_loss", loss},
+                        {"parameters", trainer.model().parameter_count()},
+                        {"flops_per_sample", pruning::flops_per_sample(trainer.model())}};
+  if (o.structured > 0.0) {
+    trainer.prune_filters({o.structured, "l1"}, 0);
+    const double shrunk = time_steps();
+    result["structured"] = {{"fraction", o.structured},
+                            {"images_per_s", shrunk},
+                            {"parameters", trainer.model().parameter_count()},
+                            {"flops_per_sample", pruning::flops_per_sample(trainer.model())},
+                            {"speedup", shrunk / images_per_second}};
   }
-  int64_t timed_images = 0;
-  const auto start = std::chrono::steady_clock::now();
-  for (int64_t s = o.warmup; s < total; ++s) {
-    const auto i = static_cast<std::size_t>(s);
-    loss = trainer.train_step(images[i], labels[i], sizes[i], o.lr, nullptr);
-    timed_images += sizes[i];
-  }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const double images_per_second = static_cast<double>(timed_images) / seconds;
   if (o.json) {
-    fmt::print("{}\n", nlohmann::json{{"model", o.model},
-                                      {"batch", o.batch},
-                                      {"steps", o.steps},
-                                      {"images_per_s", images_per_second},
-                                      {"seconds", seconds},
-                                      {"final_loss", loss}}
-                           .dump());
-  } else {
-    fmt::print("{}: batch {}, {} steps in {:.3f} s: {:.1f} images/s (loss {:.4f})\n", o.model, o.batch, o.steps,
-               seconds, images_per_second, loss);
+    fmt::print("{}\n", result.dump());
+    return 0;
+  }
+  fmt::print("{}: batch {}, {} steps: {:.1f} images/s (loss {:.4f}), {} parameters, {:.3f} MFLOPs per sample\n",
+             o.model, o.batch, o.steps, images_per_second, loss, result["parameters"].get<int64_t>(),
+             1e-6 * result["flops_per_sample"].get<double>());
+  if (o.structured > 0.0) {
+    const auto& st = result["structured"];
+    fmt::print("after removing {} of the channels of every group: {:.1f} images/s ({:.2f}x), {} parameters ({:.2f}x "
+               "fewer), {:.3f} MFLOPs per sample ({:.2f}x fewer)\n",
+               o.structured, st["images_per_s"].get<double>(), st["speedup"].get<double>(),
+               st["parameters"].get<int64_t>(),
+               result["parameters"].get<double>() / st["parameters"].get<double>(),
+               1e-6 * st["flops_per_sample"].get<double>(),
+               result["flops_per_sample"].get<double>() / st["flops_per_sample"].get<double>());
   }
   return 0;
 }

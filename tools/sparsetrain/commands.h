@@ -31,6 +31,7 @@ struct BenchOptions {
   int threads = 0;
   float lr = 0.05f;
   bool json = false;
+  double structured = 0.0;
 };
 void add_bench_flags(CLI::App& app, BenchOptions& options);
 int run_bench(const BenchOptions& options);

@@ -48,6 +48,10 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
   app.add_option("--gmp-interval", c.gmp.interval_iters, "GMP: iterations between pruning steps")
       ->capture_default_str();
   app.add_option("--gmp-steps", c.gmp.steps, "GMP: pruning steps n after t0")->capture_default_str();
+  app.add_option("--structured-prune", c.structured_fraction,
+                 "between cycles, physically remove this fraction of the channels of every channel group");
+  app.add_option("--structured-score", c.structured_score,
+                 "filter score: l1 | l2 | snip | lp_biased | hg | abs_hg | taylor")->capture_default_str();
   app.add_option("--dst", c.dst, "dynamic sparse training: rigl | set (random mask at --init-density with "
                                  "--prune-allocation erk|layerwise)");
   app.add_option("--dst-interval", c.dst_interval, "DST: steps between mask updates (dT)")->capture_default_str();
