@@ -94,6 +94,9 @@ nlohmann::json to_json(const TrainConfig& c) {
             {"keep_last_dense", c.prune.keep_last_dense}}},
           {"oracle_grid", c.oracle_grid},
           {"score_batches", c.score_batches},
+          {"select",
+           {{"method", c.select_method}, {"tolerance", c.select_tolerance}, {"candidates", c.select_candidates},
+            {"finetune_steps", c.select_finetune_steps}, {"eval", c.select_eval}}},
           {"structured", {{"fraction", c.structured_fraction}, {"score", c.structured_score}}},
           {"dst",
            {{"method", c.dst}, {"interval", c.dst_interval}, {"alpha", c.dst_alpha}, {"end_fraction", c.dst_end_fraction}}},
@@ -142,6 +145,12 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     prune.at("keep_last_dense").get_to(c.prune.keep_last_dense);
     j.at("oracle_grid").get_to(c.oracle_grid);
     j.at("score_batches").get_to(c.score_batches);
+    const auto& select = j.at("select");
+    select.at("method").get_to(c.select_method);
+    select.at("tolerance").get_to(c.select_tolerance);
+    select.at("candidates").get_to(c.select_candidates);
+    select.at("finetune_steps").get_to(c.select_finetune_steps);
+    select.at("eval").get_to(c.select_eval);
     j.at("structured").at("fraction").get_to(c.structured_fraction);
     j.at("structured").at("score").get_to(c.structured_score);
     const auto& dst = j.at("dst");
@@ -239,6 +248,17 @@ void validate(const TrainConfig& c) {
     if (c.cycles_count < 2) fail("--structured-prune: needs --cycles 2 or more (pruning happens between cycles)");
     if (c.cycles.kind == "weight_rewind")
       fail("--structured-prune: weight rewinding cannot restore weights of removed channels; use lr_rewind or finetune");
+  }
+  if (!c.select_method.empty()) {
+    if (c.select_method != "gfs" && c.select_method != "magnitude")
+      fail("--select: unknown method '{}' (known: gfs, magnitude)", c.select_method);
+    if (!(c.select_tolerance >= 0.0 && c.select_tolerance < 1.0))
+      fail("--select-tolerance: must be in [0, 1), got {}", c.select_tolerance);
+    if (c.select_candidates < 1) fail("--select-candidates: must be at least 1, got {}", c.select_candidates);
+    if (c.select_finetune_steps < 0) fail("--select-finetune-steps: must be >= 0, got {}", c.select_finetune_steps);
+    if (c.select_eval < 1) fail("--select-eval: must be at least 1 image, got {}", c.select_eval);
+    if (c.cycles_count < 2) fail("--select: needs --cycles 2 or more (selection happens between cycles)");
+    if (c.cycles.kind == "weight_rewind") fail("--select: use lr_rewind or finetune, not weight rewinding");
   }
   if (!c.dst.empty()) {
     if (c.dst != "rigl" && c.dst != "set") fail("--dst: unknown method '{}' (known: rigl, set)", c.dst);
@@ -438,7 +458,7 @@ Trainer::Position Trainer::load(const std::filesystem::path& path) {
   if (rewind_point_.size() != rewind_tensors)
     fail("checkpoint {}: {} rewind tensors for a model with {} weights and buffers", path.string(), rewind_tensors,
          rewind_point_.size());
-  if (config_.structured_fraction > 0.0) {
+  if (config_.structured_fraction > 0.0 || !config_.select_method.empty()) {
     // A structurally pruned run saved smaller tensors: shrink the fresh model to them first.
     std::map<std::string, Shape> shapes;
     for (const auto& record : io::read_safetensors(path).tensors)

@@ -80,6 +80,14 @@ struct TrainConfig {
   // of the channels of every coupled channel group, by a filter score (pruning/structured.h).
   double structured_fraction = 0.0;
   std::string structured_score = "l1";
+  // Unit selection between cycles, layer by layer (pruning/greedy.h): gfs (greedy forward selection)
+  // or magnitude, until the accuracy on the first select_eval training images reaches
+  // (1 - select_tolerance) of the trained network's; select_finetune_steps of SGD after each layer.
+  std::string select_method;       // empty | gfs | magnitude
+  double select_tolerance = 0.02;
+  int select_candidates = 50;
+  int64_t select_finetune_steps = 100;
+  int64_t select_eval = 5000;
   std::string dst;                 // empty | rigl | set
   int64_t dst_interval = 100;
   double dst_alpha = 0.3;
@@ -177,6 +185,7 @@ class Trainer {
   void prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics);
   // At the start of a step of cycle 0: pruning at initialisation, early-pruning rounds, GMP.
   void prune_during_training(const Position& position, io::MetricsLog& metrics);
+  void select_units(int next_cycle, io::MetricsLog& metrics);
   bool is_dst_update(const Position& position) const;
   void dst_update(const Position& position, io::MetricsLog& metrics);  // after the backward of that step
   pruning::ScoreData score_data(int64_t stream);

@@ -8,7 +8,9 @@
 #include "engine/error.h"
 #include "engine/io/metrics.h"
 #include "engine/trainer.h"
+#include "engine/ops.h"
 #include "pruning/dynamic.h"
+#include "pruning/greedy.h"
 #include "pruning/random_mask.h"
 
 namespace st {
@@ -172,7 +174,87 @@ std::vector<pruning::GroupChange> Trainer::prune_filters(const pruning::Structur
   return changes;
 }
 
+void Trainer::select_units(int next_cycle, io::MetricsLog& metrics) {
+  // The selection set: the first select_eval training images (accuracy), and fresh training
+  // minibatches from a stream of their own (losses of the candidates).
+  data::Dataset selection = train_;
+  const int64_t count = std::min<int64_t>(config_.select_eval, train_.size());
+  selection.labels.resize(static_cast<std::size_t>(count));
+  selection.pixels.resize(static_cast<std::size_t>(count * train_.pixels_per_image()));
+  const pruning::ScoreData data = score_data(2000 + next_cycle);
+  model_->train(false);
+  const double original = evaluate(selection).accuracy;
+  const double target = (1.0 - config_.select_tolerance) * original;
+  const pruning::SelectionHooks hooks{
+      [&](int64_t iteration) {
+        Tensor images;
+        std::vector<int32_t> labels;
+        data.batch(iteration, images, labels);
+        model_->train(false);
+        return static_cast<double>(
+            ops::softmax_cross_entropy(model_->forward(Variable(images)), labels).value().item());
+      },
+      [&] { return evaluate(selection).accuracy; }};
+  Rng rng = Rng::derived(config_.seed, 0x676673ULL + static_cast<uint64_t>(next_cycle));  // "gfs"
+  fmt::print("unit selection ({}) before cycle {}: accuracy on {} training images {:.4f}, target {:.4f} "
+             "(tolerance {})\n",
+             config_.select_method, next_cycle, count, original, target, config_.select_tolerance);
+  fmt::print("{:<24} {:>7} {:>8} {:>12} {:>14} {:>12}\n", "layer", "units", "selected", "acc selected",
+             "acc finetuned", "loss evals");
+  nlohmann::json layers = nlohmann::json::array();
+  const std::size_t group_count = model_->channel_groups().size();
+  if (group_count == 0) fail("--select: this model describes no channel groups");
+  int64_t finetune_batch = 0;
+  for (std::size_t g = 0; g < group_count; ++g) {
+    const std::vector<nn::ChannelGroup> groups = model_->channel_groups();
+    const nn::ChannelGroup& group = groups[g];
+    const pruning::Selection chosen = config_.select_method == "gfs"
+                                          ? pruning::greedy_forward_selection(group, hooks, target,
+                                                                              config_.select_candidates, rng)
+                                          : pruning::magnitude_selection(group, hooks, target);
+    std::vector<std::vector<int64_t>> keep(groups.size());
+    for (std::size_t i = 0; i < groups.size(); ++i) {
+      keep[i].resize(static_cast<std::size_t>(groups[i].channels));
+      for (int64_t c = 0; c < groups[i].channels; ++c) keep[i][static_cast<std::size_t>(c)] = c;
+    }
+    keep[g] = chosen.units;
+    pruning::shrink(groups, keep);  // the consumers already carry the selection's scale
+    optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
+    // Brief fine-tuning after each layer (Ye et al.), at a tenth of the peak learning rate.
+    for (int64_t step = 0; step < config_.select_finetune_steps; ++step, ++finetune_batch) {
+      Tensor images;
+      std::vector<int32_t> labels;
+      data.batch(100000 + finetune_batch, images, labels);
+      std::vector<float> pixels(images.data(), images.data() + images.numel());
+      train_step(pixels, labels, images.dim(0), static_cast<float>(0.1 * config_.schedule.max_lr), nullptr);
+    }
+    model_->train(false);
+    const double finetuned = evaluate(selection).accuracy;
+    fmt::print("{:<24} {:>7} {:>8} {:>12.4f} {:>14.4f} {:>12}\n", group.name, group.channels, chosen.units.size(),
+               chosen.accuracy, finetuned, chosen.evaluations);
+    layers.push_back({{"name", group.name},
+                      {"units", group.channels},
+                      {"selected", chosen.units.size()},
+                      {"accuracy_selected", chosen.accuracy},
+                      {"accuracy_finetuned", finetuned},
+                      {"scale", chosen.scale}});
+  }
+  std::fflush(stdout);
+  optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
+  metrics.write({{"event", "select_units"},
+                 {"method", config_.select_method},
+                 {"cycle", next_cycle},
+                 {"original_accuracy", original},
+                 {"target_accuracy", target},
+                 {"parameters", model_->parameter_count()},
+                 {"layers", layers}});
+}
+
 void Trainer::prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics) {
+  if (!config_.select_method.empty()) {
+    select_units(next_cycle, metrics);
+    return;
+  }
   if (config_.structured_fraction > 0.0) {
     const int64_t params_before = model_->parameter_count(), flops_before = pruning::flops_per_sample(*model_);
     std::vector<std::pair<std::string, Shape>> shapes_before;

@@ -137,3 +137,64 @@ TEST_SUITE("unit") {
                          Error);
   }
 }
+
+#include "pruning/greedy.h"
+
+TEST_SUITE("unit") {
+  TEST_CASE("unit subsets rewrite the consumers (selected units scaled, others zero) and restore them") {
+    Rng rng(7);
+    auto model = models::build_model("lenet300", {1, 28, 28, 10}, rng);
+    const auto groups = model->channel_groups();
+    const nn::ChannelGroup& hidden2 = groups[1];  // 100 units read by the [10, 100] output layer
+    const std::vector<float> original = hidden2.consumers[0].parameter->value().to_vector();
+    {
+      pruning::UnitSubset subset(hidden2);
+      subset.apply({1, 3}, 50.0);
+      const float* w = hidden2.consumers[0].parameter->value().data();
+      for (int64_t row = 0; row < 10; ++row)
+        for (int64_t unit = 0; unit < 100; ++unit) {
+          const float expected = (unit == 1 || unit == 3) ? 50.0f * original[static_cast<std::size_t>(row * 100 + unit)] : 0.0f;
+          REQUIRE(w[row * 100 + unit] == expected);
+        }
+    }
+    CHECK(hidden2.consumers[0].parameter->value().to_vector() == original);  // restored
+  }
+
+  TEST_CASE("greedy forward selection finds the useful units; magnitude needs more when they are small") {
+    Rng rng(8);
+    auto model = models::build_model("lenet300", {1, 28, 28, 10}, rng);
+    const auto groups = model->channel_groups();
+    const nn::ChannelGroup& hidden2 = groups[1];
+    // Synthetic objective read off the consumer weights: units 7 and 42 are the useful ones.
+    const auto active = [&](int64_t unit) {
+      const float* w = hidden2.consumers[0].parameter->value().data();
+      for (int64_t row = 0; row < 10; ++row)
+        if (w[row * 100 + unit] != 0.0f) return true;
+      return false;
+    };
+    const pruning::SelectionHooks hooks{
+        [&](int64_t) {
+          double loss = 0.0;
+          for (int64_t u = 0; u < 100; ++u) loss += active(u) ? 0.01 : 0.0;
+          return loss - (active(7) ? 1.0 : 0.0) - (active(42) ? 1.0 : 0.0);
+        },
+        [&] { return ((active(7) ? 1.0 : 0.0) + (active(42) ? 1.0 : 0.0)) / 2.0; }};
+    const pruning::Selection greedy = pruning::greedy_forward_selection(hidden2, hooks, 1.0, 100, rng);
+    CHECK(greedy.units == std::vector<int64_t>{7, 42});
+    CHECK(greedy.scale == doctest::Approx(50.0));
+    CHECK(greedy.accuracy == 1.0);
+    // make the useful units the two of smallest norm: magnitude ordering reaches them last
+    for (const nn::ChannelSlice& slice : hidden2.producers) {
+      if (slice.parameter == nullptr || !slice.parameter->prunable()) continue;
+      float* w = slice.parameter->value().data();
+      for (int64_t i = 0; i < 300; ++i) {
+        w[7 * 300 + i] *= 1e-3f;
+        w[42 * 300 + i] *= 1e-3f;
+      }
+    }
+    auto fresh = models::build_model("lenet300", {1, 28, 28, 10}, rng);  // unselected consumers again
+    hidden2.consumers[0].parameter->value().copy_from(fresh->channel_groups()[1].consumers[0].parameter->value());
+    const pruning::Selection magnitude = pruning::magnitude_selection(hidden2, hooks, 1.0);
+    CHECK(magnitude.units.size() == 100);
+  }
+}

@@ -52,6 +52,15 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
                  "between cycles, physically remove this fraction of the channels of every channel group");
   app.add_option("--structured-score", c.structured_score,
                  "filter score: l1 | l2 | snip | lp_biased | hg | abs_hg | taylor")->capture_default_str();
+  app.add_option("--select", c.select_method, "between cycles, select units layer by layer: gfs (greedy forward "
+                                             "selection, Ye et al. 2020) | magnitude");
+  app.add_option("--select-tolerance", c.select_tolerance, "selection stops at (1 - tol) of the trained accuracy")
+      ->capture_default_str();
+  app.add_option("--select-candidates", c.select_candidates, "gfs: units sampled per step")->capture_default_str();
+  app.add_option("--select-finetune-steps", c.select_finetune_steps, "SGD steps after each layer's selection")
+      ->capture_default_str();
+  app.add_option("--select-eval", c.select_eval, "training images the selection's accuracy is measured on")
+      ->capture_default_str();
   app.add_option("--dst", c.dst, "dynamic sparse training: rigl | set (random mask at --init-density with "
                                  "--prune-allocation erk|layerwise)");
   app.add_option("--dst-interval", c.dst_interval, "DST: steps between mask updates (dT)")->capture_default_str();

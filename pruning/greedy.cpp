@@ -1,0 +1,115 @@
+#include "pruning/greedy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "engine/error.h"
+
+namespace st::pruning {
+namespace {
+
+// The unit (channel) an element of a consumer slice reads.
+int64_t channel_of(const nn::ChannelSlice& slice, const Shape& shape, int64_t channels, int64_t element) {
+  if (slice.flattened) return (element % shape[1]) % channels;
+  int64_t inner = 1;
+  for (std::size_t i = static_cast<std::size_t>(slice.axis) + 1; i < shape.size(); ++i) inner *= shape[i];
+  return (element / inner) % channels;
+}
+
+}  // namespace
+
+UnitSubset::UnitSubset(const nn::ChannelGroup& group) : group_(group) {
+  for (const nn::ChannelSlice& slice : group.consumers) {
+    ST_CHECK(slice.parameter != nullptr, "unit selection: consumer of {} is not a parameter", group.name);
+    original_.push_back(slice.parameter->value().clone());
+  }
+}
+
+UnitSubset::~UnitSubset() {
+  if (committed_) return;
+  for (std::size_t i = 0; i < original_.size(); ++i) group_.consumers[i].parameter->value().copy_from(original_[i]);
+}
+
+void UnitSubset::apply(const std::vector<int64_t>& selected, double scale) {
+  std::vector<float> factor(static_cast<std::size_t>(group_.channels), 0.0f);
+  for (int64_t unit : selected) factor[static_cast<std::size_t>(unit)] = static_cast<float>(scale);
+  for (std::size_t i = 0; i < original_.size(); ++i) {
+    const nn::ChannelSlice& slice = group_.consumers[i];
+    Tensor& w = slice.parameter->value();
+    const float* base = original_[i].data();
+    for (int64_t e = 0; e < w.numel(); ++e)
+      w.data()[e] = base[e] * factor[static_cast<std::size_t>(channel_of(slice, w.shape(), group_.channels, e))];
+  }
+}
+
+Selection greedy_forward_selection(const nn::ChannelGroup& group, const SelectionHooks& hooks, double target_accuracy,
+                                   int candidates, Rng& rng) {
+  if (candidates < 1) fail("--select-candidates: must be at least 1, got {}", candidates);
+  UnitSubset subset(group);
+  const int64_t n = group.channels;
+  Selection result;
+  std::vector<int64_t> remaining(static_cast<std::size_t>(n));
+  std::iota(remaining.begin(), remaining.end(), int64_t{0});
+  while (!remaining.empty()) {
+    // Sample up to `candidates` of the remaining units (a partial Fisher-Yates shuffle).
+    const auto count = std::min<std::size_t>(static_cast<std::size_t>(candidates), remaining.size());
+    for (std::size_t i = 0; i < count; ++i)
+      std::swap(remaining[i], remaining[i + rng.uniform_int(remaining.size() - i)]);
+    double best_loss = std::numeric_limits<double>::infinity();
+    std::size_t best = 0;
+    const int64_t iteration = static_cast<int64_t>(result.units.size());
+    for (std::size_t i = 0; i < count; ++i) {
+      std::vector<int64_t> trial = result.units;
+      trial.push_back(remaining[i]);
+      subset.apply(trial, static_cast<double>(n) / static_cast<double>(trial.size()));
+      const double loss = hooks.minibatch_loss(iteration);  // the same fresh minibatch for every candidate
+      ++result.evaluations;
+      if (loss < best_loss) {
+        best_loss = loss;
+        best = i;
+      }
+    }
+    result.units.push_back(remaining[best]);
+    remaining.erase(remaining.begin() + static_cast<std::ptrdiff_t>(best));
+    result.scale = static_cast<double>(n) / static_cast<double>(result.units.size());
+    subset.apply(result.units, result.scale);
+    result.accuracy = hooks.accuracy();
+    if (result.accuracy >= target_accuracy) break;
+  }
+  std::sort(result.units.begin(), result.units.end());
+  subset.apply(result.units, result.scale);
+  subset.commit();
+  return result;
+}
+
+Selection magnitude_selection(const nn::ChannelGroup& group, const SelectionHooks& hooks, double target_accuracy) {
+  UnitSubset subset(group);
+  const int64_t n = group.channels;
+  std::vector<double> norm(static_cast<std::size_t>(n), 0.0);
+  for (const nn::ChannelSlice& slice : group.producers) {
+    if (slice.parameter == nullptr || !slice.parameter->prunable()) continue;
+    const Tensor& w = slice.parameter->value();
+    const int64_t per_unit = w.numel() / n;
+    for (int64_t e = 0; e < w.numel(); ++e) norm[static_cast<std::size_t>(e / per_unit)] += std::fabs(w.data()[e]);
+  }
+  std::vector<int64_t> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return norm[static_cast<std::size_t>(a)] > norm[static_cast<std::size_t>(b)];
+  });
+  Selection result;
+  for (int64_t k = 1; k <= n; ++k) {
+    result.units.assign(order.begin(), order.begin() + k);
+    subset.apply(result.units, 1.0);
+    result.accuracy = hooks.accuracy();
+    if (result.accuracy >= target_accuracy) break;
+  }
+  std::sort(result.units.begin(), result.units.end());
+  subset.apply(result.units, 1.0);
+  subset.commit();
+  return result;
+}
+
+}  // namespace st::pruning
