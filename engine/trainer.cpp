@@ -557,7 +557,9 @@ void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io:
     std::function<void()> after_backward;
     if (position.cycle == 0 && is_dst_update(position))
       after_backward = [this, &position, &metrics] { dst_update(position, metrics); };
+    const auto step_start = std::chrono::steady_clock::now();
     const float loss = train_step(images, labels, batch, static_cast<float>(lr), &correct, after_backward);
+    step_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
     if (!std::isfinite(loss))
       fail("training diverged: loss is {} at cycle {} step {} with lr {} (lower --lr)", loss, position.cycle,
            position.step + 1, lr);
@@ -676,6 +678,7 @@ TrainResult Trainer::run(bool resume) {
     cycle_result.density = pruning::global_density(model_->parameters());
     const int64_t steps_before = position.global_step;
     const double seconds_start = elapsed();
+    step_seconds_ = 0.0;
     if (config_.oracle_grid.empty()) {
       cycle_result.max_lr = schedules::cycle_max_lr(config_.cycles, config_.schedule, cycle);
       train_cycle(position, cycle_result.max_lr, true, metrics);
@@ -727,9 +730,11 @@ TrainResult Trainer::run(bool resume) {
     }
     cycle_result.seconds = elapsed() - seconds_start;
     cycle_result.steps = position.global_step - steps_before;
+    cycle_result.step_seconds = config_.oracle_grid.empty() ? step_seconds_
+                                                            : step_seconds_ / static_cast<double>(config_.oracle_grid.size());
     result.cycles.push_back(cycle_result);
     const double ms_per_step =
-        1e3 * cycle_result.seconds / static_cast<double>(std::max<int64_t>(cycle_result.steps, 1));
+        1e3 * cycle_result.step_seconds / static_cast<double>(std::max<int64_t>(cycle_result.steps, 1));
     if (config_.cycles_count > 1)
       fmt::print("cycle {} done: density {:.4f}, max_lr {:.4g}, val acc {:.4f}, test acc {:.4f}, {} parameters, "
                  "{:.1f} ms/step\n",

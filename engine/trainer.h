@@ -113,6 +113,7 @@ struct CycleResult {
   EvalResult validation, test;
   double seconds = 0.0;
   int64_t steps = 0;
+  double step_seconds = 0.0;  // time inside the training steps only (no data, evaluation or pruning)
 };
 
 struct TrainResult {
@@ -206,6 +207,7 @@ class Trainer {
   std::vector<Tensor> rewind_point_;  // weights and buffers at iteration t_k of cycle 0 (weight_rewind)
   std::chrono::steady_clock::time_point clock_start_;
   double seconds_before_ = 0.0;
+  double step_seconds_ = 0.0;  // accumulated by train_cycle, read per cycle
 };
 
 }  // namespace st
