@@ -140,7 +140,8 @@ Variable BatchNorm2d::forward(const Variable& x) {
 }
 
 Variable ReLU::forward(const Variable& x) { return ops::relu(x); }
-Variable MaxPool2d::forward(const Variable& x) { return ops::max_pool2d(x, kernel_, stride_); }
+Variable MaxPool2d::forward(const Variable& x) { return ops::max_pool2d(x, kernel_, stride_, pad_); }
+Variable ReLU6::forward(const Variable& x) { return ops::relu6(x); }
 Variable AvgPool2d::forward(const Variable& x) { return ops::avg_pool2d(x, kernel_, stride_); }
 Variable GlobalAvgPool::forward(const Variable& x) { return ops::global_avg_pool(x); }
 Variable Flatten::forward(const Variable& x) { return ops::flatten(x); }

@@ -145,10 +145,15 @@ class ReLU : public Module {
 
 class MaxPool2d : public Module {
  public:
-  MaxPool2d(int64_t kernel, int64_t stride) : kernel_(kernel), stride_(stride) {}
+  MaxPool2d(int64_t kernel, int64_t stride, int64_t pad = 0) : kernel_(kernel), stride_(stride), pad_(pad) {}
   Variable forward(const Variable& x) override;
  private:
-  int64_t kernel_, stride_;
+  int64_t kernel_, stride_, pad_;
+};
+
+class ReLU6 : public Module {
+ public:
+  Variable forward(const Variable& x) override;
 };
 
 class AvgPool2d : public Module {

@@ -27,6 +27,7 @@ Variable batchnorm(const Variable& x, const Variable& gamma, const Variable& bet
                    Tensor& running_var, bool training, float momentum, float eps, bool relu = false);
 
 Variable relu(const Variable& x);
+Variable relu6(const Variable& x);  // min(max(x, 0), 6) (MobileNet)
 Variable add(const Variable& a, const Variable& b);
 Variable add_relu(const Variable& a, const Variable& b);  // max(0, a + b): the residual join, fused
 Variable max_pool2d(const Variable& x, int64_t kernel, int64_t stride, int64_t pad = 0);

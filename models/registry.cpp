@@ -4,6 +4,10 @@
 
 namespace st::models {
 
+// MobileNetV2 with CIFAR strides, 3x32x32, 10 classes (the ImageNet count minus 1280 * 990 + 990 of the
+// classifier).
+constexpr int64_t MOBILENETV2_CIFAR = 3'504'872 - 1280 * 990 - 990;
+
 const std::vector<ModelEntry>& registry() {
   static const std::vector<ModelEntry> entries = [] {
     std::vector<ModelEntry> list;
@@ -27,6 +31,31 @@ const std::vector<ModelEntry>& registry() {
                         return make_cifar_resnet(depth, Shortcut::A, input, rng);
                       }});
     }
+    const int vgg_depths[4] = {11, 13, 16, 19};
+    const int64_t vgg_counts[4] = {9'231'114, 9'416'010, 14'728'266, 20'040'522};
+    for (int i = 0; i < 4; ++i) {
+      const int depth = vgg_depths[i];
+      list.push_back({"vgg" + std::to_string(depth), "CIFAR VGG-" + std::to_string(depth) + " (open_lth): conv+BN+ReLU, 4 maxpools, GAP, fc",
+                      cifar, vgg_counts[i], 32,
+                      [depth](const InputSpec& in, Rng& rng) { return make_vgg(depth, in, rng); }});
+    }
+    list.push_back({"wrn-22-2", "Wide ResNet 22-2 (pre-activation, RigL's CIFAR net)", cifar, 1'079'642, 32,
+                    [](const InputSpec& in, Rng& rng) { return make_wide_resnet(22, 2, in, rng); }});
+    list.push_back({"mobilenetv1", "MobileNetV1, CIFAR strides", cifar, 3'217'226, 32,
+                    [](const InputSpec& in, Rng& rng) { return make_mobilenet_v1(true, in, rng); }});
+    list.push_back({"mobilenetv2", "MobileNetV2 (torchvision blocks), CIFAR strides", cifar, MOBILENETV2_CIFAR, 32,
+                    [](const InputSpec& in, Rng& rng) { return make_mobilenet_v2(true, in, rng); }});
+    const InputSpec imagenet{3, 224, 224, 1000};
+    list.push_back({"mobilenetv1-imagenet", "MobileNetV1 (Howard et al. 2017), ImageNet", imagenet, 4'231'976, 32,
+                    [](const InputSpec& in, Rng& rng) { return make_mobilenet_v1(false, in, rng); }});
+    list.push_back({"mobilenetv2-imagenet", "MobileNetV2 (torchvision), ImageNet", imagenet, 3'504'872, 32,
+                    [](const InputSpec& in, Rng& rng) { return make_mobilenet_v2(false, in, rng); }});
+    list.push_back({"resnet18", "ResNet-18 (torchvision)", imagenet, 11'689'512, 32,
+                    [](const InputSpec& in, Rng& rng) { return make_imagenet_resnet(18, in, rng); }});
+    list.push_back({"resnet50", "ResNet-50 (torchvision v1.5)", imagenet, 25'557'032, 32,
+                    [](const InputSpec& in, Rng& rng) { return make_imagenet_resnet(50, in, rng); }});
+    list.push_back({"alexnet-cifar", "AlexNet, CIFAR variant: 5 conv (3x3) + 3 fc (4096, 4096)", cifar, 35'855'178,
+                    32, [](const InputSpec& in, Rng& rng) { return make_alexnet_cifar(in, rng); }});
     return list;
   }();
   return entries;

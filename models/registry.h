@@ -23,7 +23,7 @@ struct ModelEntry {
   std::string description;
   InputSpec reference_input;         // the input the reference count is stated for
   int64_t reference_parameters = 0;  // exact trainable parameter count at reference_input
-  int64_t image_size = 28;           // spatial size the model is built for; smaller inputs are zero-padded
+  int64_t image_size = 28;           // smallest spatial size the model takes; smaller inputs are zero-padded
   std::function<std::unique_ptr<nn::Module>(const InputSpec&, Rng&)> build;
 };
 
@@ -37,5 +37,11 @@ std::unique_ptr<nn::Module> make_lenet300(const InputSpec& input, Rng& rng);
 std::unique_ptr<nn::Module> make_lenet5(const InputSpec& input, Rng& rng);
 enum class Shortcut { A, B };
 std::unique_ptr<nn::Module> make_cifar_resnet(int depth, Shortcut shortcut, const InputSpec& input, Rng& rng);
+std::unique_ptr<nn::Module> make_vgg(int depth, const InputSpec& input, Rng& rng);
+std::unique_ptr<nn::Module> make_imagenet_resnet(int depth, const InputSpec& input, Rng& rng);
+std::unique_ptr<nn::Module> make_wide_resnet(int depth, int widen, const InputSpec& input, Rng& rng);
+std::unique_ptr<nn::Module> make_mobilenet_v1(bool cifar, const InputSpec& input, Rng& rng);
+std::unique_ptr<nn::Module> make_mobilenet_v2(bool cifar, const InputSpec& input, Rng& rng);
+std::unique_ptr<nn::Module> make_alexnet_cifar(const InputSpec& input, Rng& rng);
 
 }  // namespace st::models

@@ -1,4 +1,4 @@
-// relu, add, add_relu, flatten, scale, dropout.
+// relu, relu6, add, add_relu, flatten, scale, dropout.
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "engine/ops/record.h"
@@ -12,6 +12,16 @@ Variable relu(const Variable& x) {
   cpu::relu_forward(x.value().numel(), x.value().data(), y.value().data());
   detail::record_backward(recording, y, [x, y_value = y.value()](Tensor& dy) mutable {
     cpu::relu_backward(y_value.numel(), y_value.data(), dy.data(), x.grad_buffer().data());
+  });
+  return y;
+}
+
+Variable relu6(const Variable& x) {
+  const bool recording = should_record({&x});
+  Variable y(Tensor::empty(x.shape()), recording);
+  cpu::relu6_forward(x.value().numel(), x.value().data(), y.value().data());
+  detail::record_backward(recording, y, [x, y_value = y.value()](Tensor& dy) mutable {
+    cpu::relu6_backward(y_value.numel(), y_value.data(), dy.data(), x.grad_buffer().data());
   });
   return y;
 }

@@ -191,6 +191,10 @@ void conv2d_backward_data_as_forward(const Conv2dGeometry& g, const float* w, co
 }  // namespace
 
 void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y) {
+  if (conv2d_depthwise_supported(g)) {
+    conv2d_depthwise_forward(g, x, w, b, y);
+    return;
+  }
   conv2d_forward_into(g, x, w, b, y, false);
 }
 
@@ -198,6 +202,10 @@ void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, co
                      float* db) {
   const int64_t pixels = g.out_h() * g.out_w(), k = g.out_channels, kg = g.out_per_group(), patch = g.patch_size();
   const int64_t chunk = images_per_chunk(g);
+  if (conv2d_depthwise_supported(g)) {
+    conv2d_depthwise_backward(g, x, w, dy, dx, dw, db);
+    return;
+  }
   const bool pointwise = is_pointwise(g);
   if (dx != nullptr && data_gradient_as_forward(g)) {
     conv2d_backward_data_as_forward(g, w, dy, dx);

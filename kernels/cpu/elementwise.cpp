@@ -18,6 +18,16 @@ void relu_backward(int64_t n, const float* y, const float* dy, float* dx) {
   for (int64_t i = 0; i < n; ++i) dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
+void relu6_forward(int64_t n, const float* x, float* y) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? (x[i] < 6.0f ? x[i] : 6.0f) : 0.0f;
+}
+
+void relu6_backward(int64_t n, const float* y, const float* dy, float* dx) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) dx[i] += (y[i] > 0.0f && y[i] < 6.0f) ? dy[i] : 0.0f;
+}
+
 void add_forward(int64_t n, const float* a, const float* b, float* y) {
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];

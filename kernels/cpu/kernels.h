@@ -37,6 +37,12 @@ void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float*
                            bool accumulate);
 void conv2d_weight_gradient_direct(const Conv2dGeometry& g, const float* x, const float* dy, float* dw);  // dw +=
 
+// conv2d_depthwise.cpp: groups == in_channels == out_channels, channels as vector lanes.
+bool conv2d_depthwise_supported(const Conv2dGeometry& g);
+void conv2d_depthwise_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y);
+void conv2d_depthwise_backward(const Conv2dGeometry& g, const float* x, const float* w, const float* dy, float* dx,
+                               float* dw, float* db);
+
 // ---- batchnorm.cpp: per-channel normalisation of [rows, channels] (rows = N*H*W) ------------------
 // relu: the ReLU that follows BatchNorm in conv-BN-ReLU is fused in: y = max(0, bn(x)) in the forward;
 // the backward then takes the output y (relu_output) and gates dy by y > 0 itself (null: no ReLU).
@@ -55,6 +61,9 @@ void batchnorm_backward_eval(int64_t rows, int64_t channels, const float* x, con
 // ---- elementwise.cpp -----------------------------------------------------------------------------
 void relu_forward(int64_t n, const float* x, float* y);
 void relu_backward(int64_t n, const float* y, const float* dy, float* dx);  // uses the output
+// ReLU6 (MobileNet): y = min(max(x, 0), 6); the gradient passes where 0 < y < 6.
+void relu6_forward(int64_t n, const float* x, float* y);
+void relu6_backward(int64_t n, const float* y, const float* dy, float* dx);
 void add_forward(int64_t n, const float* a, const float* b, float* y);
 // Residual join: y = max(0, a + b); backward: g = y > 0 ? dy : 0 accumulated into da and db.
 void add_relu_forward(int64_t n, const float* a, const float* b, float* y);

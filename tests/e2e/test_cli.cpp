@@ -197,7 +197,11 @@ TEST_SUITE("e2e") {
     const std::map<std::string, int64_t> expected = {
         {"lenet300", 266'610}, {"lenet5", 61'706},     {"resnet20", 272'474},  {"resnet32", 466'906},
         {"resnet56", 855'770}, {"resnet110", 1'730'714}, {"resnet20a", 269'722}, {"resnet32a", 464'154},
-        {"resnet56a", 853'018}, {"resnet110a", 1'727'962}};
+        {"resnet56a", 853'018}, {"resnet110a", 1'727'962}, {"vgg11", 9'231'114}, {"vgg13", 9'416'010},
+        {"vgg16", 14'728'266}, {"vgg19", 20'040'522}, {"wrn-22-2", 1'079'642}, {"mobilenetv1", 3'217'226},
+        {"mobilenetv2", 3'504'872 - 1280 * 990 - 990}, {"mobilenetv1-imagenet", 4'231'976},
+        {"mobilenetv2-imagenet", 3'504'872}, {"resnet18", 11'689'512}, {"resnet50", 25'557'032},
+        {"alexnet-cifar", 35'855'178}};
     std::size_t seen = 0;
     for (const auto& model : models) {
       const std::string name = model.at("name");

@@ -150,6 +150,10 @@ TEST_SUITE("grad") {
                      param(random_tensor({6}, rng))});
     check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], Variable(), 2, 1, 4); },
                     {param(random_tensor({2, 6, 6, 4}, rng)), param(random_tensor({4, 3, 3, 1}, rng))});
+    check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], v[2], 1, 1, 16); },
+                    {param(random_tensor({2, 5, 5, 16}, rng)), param(random_tensor({16, 3, 3, 1}, rng)),
+                     param(random_tensor({16}, rng))},
+                    1e-2f, 2e-2, 60);
   }
 
   TEST_CASE("batchnorm: training mode (batch statistics)") {
@@ -215,6 +219,13 @@ TEST_SUITE("grad") {
                     {param(random_tensor({2, 5, 5, 2}, rng))});
     check_gradients([](std::vector<Variable>& v) { return ops::global_avg_pool(v[0]); },
                     {param(random_tensor({2, 4, 3, 5}, rng))});
+  }
+
+  TEST_CASE("relu6") {
+    Rng rng(19);
+    Tensor x = away_from_zero({3, 4, 2, 2}, rng, 0.05f);
+    for (int64_t i = 0; i < x.numel(); i += 3) x.data()[i] = 6.5f + 0.1f * static_cast<float>(i % 5);  // above 6
+    check_gradients([](std::vector<Variable>& v) { return ops::relu6(v[0]); }, {param(x)});
   }
 
   TEST_CASE("scale") {

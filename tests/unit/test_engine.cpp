@@ -61,7 +61,9 @@ TEST_SUITE("unit") {
                           // out_channels % 16 == 0: the AVX-512 direct kernel, interior blocks of 8/4/1 and borders
                           {{2, 32, 32, 1}, {16, 3, 3, 1}, 1, 1, 1},  {{2, 13, 11, 16}, {32, 3, 3, 16}, 1, 1, 1},
                           {{2, 16, 16, 16}, {32, 3, 3, 16}, 2, 1, 1}, {{1, 9, 9, 6}, {16, 5, 5, 6}, 1, 0, 1},
-                          {{1, 7, 7, 3}, {16, 3, 3, 3}, 1, 2, 1}};
+                          {{1, 7, 7, 3}, {16, 3, 3, 3}, 1, 2, 1},
+                          // depthwise (groups = channels): the dedicated kernel, stride 1 and 2
+                          {{2, 9, 9, 24}, {24, 3, 3, 1}, 1, 1, 24}, {{2, 10, 10, 20}, {20, 3, 3, 1}, 2, 1, 20}};
     for (const Case& c : cases) {
       const Tensor x = random_tensor(c.x, rng), w = random_tensor(c.w, rng);
       const Variable y = ops::conv2d(Variable(x), Variable(w), Variable(), c.stride, c.pad, c.groups);
@@ -191,7 +193,11 @@ TEST_SUITE("unit") {
     const std::pair<const char*, int64_t> expected[] = {
         {"lenet300", 266'610},  {"lenet5", 61'706},     {"resnet20", 272'474},  {"resnet32", 466'906},
         {"resnet56", 855'770},  {"resnet110", 1'730'714}, {"resnet20a", 269'722}, {"resnet32a", 464'154},
-        {"resnet56a", 853'018}, {"resnet110a", 1'727'962}};
+        {"resnet56a", 853'018}, {"resnet110a", 1'727'962},
+        // issue 7: the spec's counts, and ours for the models the spec leaves to us (each derived in its file)
+        {"vgg11", 9'231'114}, {"vgg13", 9'416'010}, {"vgg16", 14'728'266}, {"vgg19", 20'040'522},
+        {"mobilenetv2-imagenet", 3'504'872}, {"resnet18", 11'689'512}, {"resnet50", 25'557'032},
+        {"mobilenetv1-imagenet", 4'231'976}, {"wrn-22-2", 1'079'642}, {"alexnet-cifar", 35'855'178}};
     for (const auto& [name, count] : expected) {
       const models::ModelEntry& entry = models::find_model(name);
       Rng rng(0);

@@ -34,11 +34,11 @@ int run_models(bool json) {
     fmt::print("{}\n", list.dump(2));
     return 0;
   }
-  fmt::print("{:<10} {:>11} {:>11} {:>9}  {:<9}  {}\n", "model", "parameters", "prunable", "tensors", "input",
+  fmt::print("{:<20} {:>11} {:>11} {:>9}  {:<9}  {}\n", "model", "parameters", "prunable", "tensors", "input",
              "description");
   for (const auto& m : list) {
     const auto& in = m["input"];
-    fmt::print("{:<10} {:>11} {:>11} {:>9}  {:<9}  {}\n", m["name"].get<std::string>(), m["parameters"].get<int64_t>(),
+    fmt::print("{:<20} {:>11} {:>11} {:>9}  {:<9}  {}\n", m["name"].get<std::string>(), m["parameters"].get<int64_t>(),
                m["prunable_parameters"].get<int64_t>(), m["prunable_tensors"].size(),
                fmt::format("{}x{}x{}", in[0].get<int64_t>(), in[1].get<int64_t>(), in[2].get<int64_t>()),
                m["description"].get<std::string>());
