@@ -148,6 +148,9 @@ class Trainer {
   EvalResult evaluate(const data::Dataset& dataset);
 
   nn::Module& model() { return *model_; }
+  const models::InputSpec& input_spec() const { return input_; }
+  // Restores the model (and optimizer) from a checkpoint of this run, shrunk networks included.
+  void restore(const std::filesystem::path& checkpoint) { load(checkpoint); }
   // Physically removes filters now (and rebuilds the optimizer for the new shapes); returns the
   // per-group channel counts. Used between cycles and by `sparsetrain bench --structured`.
   std::vector<pruning::GroupChange> prune_filters(const pruning::StructuredSpec& spec, int64_t stream);

@@ -436,6 +436,35 @@ TEST_SUITE("e2e") {
     }
   }
 
+  TEST_CASE("exported checkpoints load into PyTorch twins with the same logits") {
+    SKIP_WITHOUT_FASHION_MNIST();
+    if (std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) {
+      MESSAGE("skipped: /usr/bin/python3 cannot import torch (apt-get install python3-torch)");
+      return;
+    }
+    const std::vector<std::pair<std::string, std::string>> runs = {
+        {"lenet5", "--cycles 2 --prune-rate 0.5"},  // pruned: masks beside the weights
+        {"lenet300", "--cycles 2"},
+        {"resnet20", "--cycles 2 --cycle-policy restart --structured-prune 0.25"}};  // physically shrunk
+    for (const auto& [model, flags] : runs) {
+      const fs::path run_dir = fresh_dir("export-" + model);
+      REQUIRE(run("train --model " + model + " " + flags +
+                  " --epochs 1 --train-limit 1500 --val-size 300 --run-dir " + run_dir.string())
+                  .exit_code == 0);
+      const std::string out = (run_dir / "pytorch.safetensors").string();
+      const CommandResult exported = run("export --check --run-dir " + run_dir.string() + " --out " + out);
+      INFO(exported.out << exported.err);
+      REQUIRE(exported.exit_code == 0);
+      const std::string command = "/usr/bin/python3 " + std::string(ST_SOURCE_DIR) + "/tools/export_check.py " +
+                                  model + " " + out + " > " + (run_dir / "check.txt").string() + " 2>&1";
+      const int status = std::system(command.c_str());
+      const std::string report = read_text(run_dir / "check.txt");
+      INFO(report);
+      CHECK(status == 0);
+      CHECK(report.find("loaded strictly") != std::string::npos);
+    }
+  }
+
   TEST_CASE("sparsetrain bench prints one JSON line") {
     SKIP_WITHOUT_FASHION_MNIST();
     const CommandResult r = run("bench --model lenet5 --steps 3 --warmup 1 --threads 1 --json");

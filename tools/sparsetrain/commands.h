@@ -49,4 +49,11 @@ struct ScheduleOptions {
 void add_schedule_command_flags(CLI::App& app, ScheduleOptions& options);
 int run_schedule(ScheduleOptions options);
 
+struct ExportOptions {
+  std::string run_dir, checkpoint = "final", out;
+  bool check = false;
+};
+void add_export_flags(CLI::App& app, ExportOptions& options);
+int run_export(const ExportOptions& options);
+
 }  // namespace st::cli

@@ -4,6 +4,7 @@
 //   sparsetrain models [--json] every model with its parameter count and prunable tensors
 //   sparsetrain bench ...       time the training step (used by tools/bench against PyTorch)
 //   sparsetrain schedule ...    a learning-rate schedule across cycles as CSV or PNG
+//   sparsetrain export ...      a checkpoint as PyTorch-loadable safetensors
 // Every user error is one line on stderr naming the flag/file and the problem, and a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -34,6 +35,9 @@ int main(int argc, char** argv) {
   st::cli::ScheduleOptions schedule_options;
   CLI::App* schedule = app.add_subcommand("schedule", "print (--csv) or draw (--png) a learning-rate schedule");
   st::cli::add_schedule_command_flags(*schedule, schedule_options);
+  st::cli::ExportOptions export_options;
+  CLI::App* export_command = app.add_subcommand("export", "a run's checkpoint as PyTorch-loadable safetensors");
+  st::cli::add_export_flags(*export_command, export_options);
 
   try {
     app.parse(argc, argv);
@@ -45,6 +49,7 @@ int main(int argc, char** argv) {
     if (models->parsed()) return st::cli::run_models(models_json);
     if (bench->parsed()) return st::cli::run_bench(bench_options);
     if (schedule->parsed()) return st::cli::run_schedule(schedule_options);
+    if (export_command->parsed()) return st::cli::run_export(export_options);
     return st::cli::run_default_experiment();
   } catch (const st::Error& e) {
     fmt::print(stderr, "sparsetrain: error: {}\n", e.what());
