@@ -14,7 +14,7 @@
 
 using namespace st;
 
-TEST_SUITE("e2e") {
+TEST_SUITE("models") {
   TEST_CASE("every model trains 200 steps on Fashion-MNIST with the loss falling") {
     const std::string dir = "/usr/share/datasets/fashion-mnist";
     if (!std::filesystem::exists(dir)) {
