@@ -51,6 +51,13 @@ std::vector<NamedBuffer> Module::buffers() {
 
 std::vector<ChannelGroup> Module::channel_groups() { return {}; }
 
+bool Module::has_parameters() const {
+  if (!parameters_.empty()) return true;
+  for (const auto& [name, child] : children_)
+    if (child->has_parameters()) return true;
+  return false;
+}
+
 int64_t Module::parameter_count() {
   int64_t total = 0;
   for (Parameter* p : parameters()) total += p->numel();
@@ -169,6 +176,9 @@ std::vector<ChannelGroup> Sequential::channel_groups() {
       if (open) norm->add_channel_slices(pending.producers);
       continue;
     } else {
+      if (layer->has_parameters())
+        fail("structured pruning: this model has a layer with parameters that the chain analysis does not know "
+             "(a residual or nested block); the model must describe its channel groups itself");
       if (dynamic_cast<Flatten*>(layer) != nullptr) flattened = true;
       continue;  // ReLU, pooling, dropout, flatten: channels pass through
     }

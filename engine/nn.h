@@ -71,6 +71,7 @@ class Module {
   virtual std::vector<ChannelGroup> channel_groups();
   std::vector<NamedBuffer> buffers();
   int64_t parameter_count();
+  bool has_parameters() const;  // anywhere in the tree (does not assign names)
 
  protected:
   Parameter& register_parameter(const std::string& name, Tensor value, ParameterKind kind);

@@ -127,6 +127,22 @@ TEST_SUITE("unit") {
     fs::remove(path);
   }
 
+  TEST_CASE("VGG prunes through the chain analysis; nested blocks it does not know are refused") {
+    Rng rng(9);
+    auto vgg = models::build_model("vgg11", {1, 32, 32, 10}, rng);
+    const Tensor input = random_input({2, 32, 32, 1}, rng);
+    zero_odd_channels(*vgg);
+    const auto before = logits(*vgg, input);
+    pruning::prune_filters(*vgg, {0.5, "l1"}, {});
+    check_close(before, logits(*vgg, input), 1e-4);
+    for (const char* name : {"wrn-22-2", "mobilenetv2", "mobilenetv1"}) {
+      auto model = models::build_model(name, {1, 32, 32, 10}, rng);
+      INFO(name);
+      CHECK_THROWS_AS(pruning::prune_filters(*model, {0.5, "l1"}, {}), Error);
+      CHECK(model->parameters().front()->name.find('.') != std::string::npos);  // names intact
+    }
+  }
+
   TEST_CASE("option-A ResNets and unknown filter scores are refused") {
     Rng rng(6);
     auto model = models::build_model("resnet20a", {1, 32, 32, 10}, rng);
