@@ -34,6 +34,8 @@ Variable max_pool2d(const Variable& x, int64_t kernel, int64_t stride, int64_t p
 Variable avg_pool2d(const Variable& x, int64_t kernel, int64_t stride, int64_t pad = 0);
 Variable global_avg_pool(const Variable& x);  // [N, H, W, C] -> [N, C]
 Variable flatten(const Variable& x);
+// Concatenation along the channel (last) axis; every input has the same leading dimensions (DenseNet).
+Variable concat_channels(const std::vector<Variable>& inputs);
 Variable scale(const Variable& x, float factor);  // factor * x (e.g. logits / temperature)          // [N, ...] -> [N, prod(...)] (NHWC order)
 // Inverted dropout: in training, zero each element with probability p and scale survivors by 1/(1-p).
 Variable dropout(const Variable& x, float p, bool training, Rng& rng);

@@ -54,6 +54,8 @@ const std::vector<ModelEntry>& registry() {
                     [](const InputSpec& in, Rng& rng) { return make_imagenet_resnet(18, in, rng); }});
     list.push_back({"resnet50", "ResNet-50 (torchvision v1.5)", imagenet, 25'557'032, 32,
                     [](const InputSpec& in, Rng& rng) { return make_imagenet_resnet(50, in, rng); }});
+    list.push_back({"densenet", "DenseNet-BC, k = 12, depth 100 (CIFAR)", cifar, 769'162, 32,
+                    [](const InputSpec& in, Rng& rng) { return make_densenet_bc(100, 12, in, rng); }});
     list.push_back({"alexnet-cifar", "AlexNet, CIFAR variant: 5 conv (3x3) + 3 fc (4096, 4096)", cifar, 35'855'178,
                     32, [](const InputSpec& in, Rng& rng) { return make_alexnet_cifar(in, rng); }});
     return list;

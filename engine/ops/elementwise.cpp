@@ -1,4 +1,4 @@
-// relu, relu6, add, add_relu, flatten, scale, dropout.
+// relu, relu6, add, add_relu, flatten, concat, scale, dropout.
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "engine/ops/record.h"
@@ -57,6 +57,37 @@ Variable flatten(const Variable& x) {
   Variable y(x.value().reshape({batch, x.value().numel() / batch}), recording);
   detail::record_backward(recording, y, [x](Tensor& dy) mutable {
     cpu::accumulate(dy.numel(), dy.data(), x.grad_buffer().data());
+  });
+  return y;
+}
+
+Variable concat_channels(const std::vector<Variable>& inputs) {
+  ST_CHECK(!inputs.empty(), "concat_channels: no inputs");
+  Shape shape = inputs.front().shape();
+  const int64_t rows = inputs.front().value().numel() / shape.back();
+  std::vector<int64_t> widths;
+  std::vector<const float*> pointers;
+  bool recording = false;
+  int64_t total = 0;
+  for (const Variable& v : inputs) {
+    Shape leading = v.shape();
+    leading.pop_back();
+    Shape expected = shape;
+    expected.pop_back();
+    ST_CHECK(leading == expected, "concat_channels: input {} does not match {}", shape_string(v.shape()),
+             shape_string(shape));
+    widths.push_back(v.shape().back());
+    pointers.push_back(v.value().data());
+    total += v.shape().back();
+    recording = recording || should_record({&v});
+  }
+  shape.back() = total;
+  Variable y(Tensor::empty(shape), recording);
+  cpu::concat_channels_forward(rows, pointers, widths, y.value().data());
+  detail::record_backward(recording, y, [inputs, widths, rows](Tensor& dy) mutable {
+    std::vector<float*> grads;
+    for (const Variable& v : inputs) grads.push_back(detail::grad_or_null(v));
+    cpu::concat_channels_backward(rows, widths, dy.data(), grads);
   });
   return y;
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/geometry.h"
 
@@ -75,6 +76,12 @@ void scale_by_mask(int64_t n, const float* x, const float* scale, float* y);  //
 void scale_forward(int64_t n, const float* x, float factor, float* y);            // y = factor x
 void scale_backward(int64_t n, const float* dy, float factor, float* dx);         // dx += factor dy
 void accumulate_scaled_by_mask(int64_t n, const float* dy, const float* scale, float* dx);
+
+// ---- concat.cpp: along the channel axis; rows = N*H*W, widths = channels of each input ------------
+void concat_channels_forward(int64_t rows, const std::vector<const float*>& inputs,
+                             const std::vector<int64_t>& widths, float* y);
+void concat_channels_backward(int64_t rows, const std::vector<int64_t>& widths, const float* dy,
+                              const std::vector<float*>& dx);  // dx[i] += slice i (null: skipped)
 
 // ---- pooling.cpp (average pooling counts padded zeros, as PyTorch's default) ---------------------
 void max_pool_forward(const Pool2dGeometry& g, const float* x, float* y, int32_t* argmax);

@@ -218,7 +218,7 @@ TEST_SUITE("e2e") {
         {"vgg16", 14'728'266}, {"vgg19", 20'040'522}, {"wrn-22-2", 1'079'642}, {"mobilenetv1", 3'217'226},
         {"mobilenetv2", 3'504'872 - 1280 * 990 - 990}, {"mobilenetv1-imagenet", 4'231'976},
         {"mobilenetv2-imagenet", 3'504'872}, {"resnet18", 11'689'512}, {"resnet50", 25'557'032},
-        {"alexnet-cifar", 35'855'178}};
+        {"alexnet-cifar", 35'855'178}, {"densenet", 769'162}};
     std::size_t seen = 0;
     for (const auto& model : models) {
       const std::string name = model.at("name");

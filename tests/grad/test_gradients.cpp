@@ -221,6 +221,13 @@ TEST_SUITE("grad") {
                     {param(random_tensor({2, 4, 3, 5}, rng))});
   }
 
+  TEST_CASE("concat along channels") {
+    Rng rng(20);
+    check_gradients([](std::vector<Variable>& v) { return ops::concat_channels({v[0], v[1], v[2]}); },
+                    {param(random_tensor({2, 3, 3, 4}, rng)), param(random_tensor({2, 3, 3, 1}, rng)),
+                     param(random_tensor({2, 3, 3, 3}, rng))});
+  }
+
   TEST_CASE("relu6") {
     Rng rng(19);
     Tensor x = away_from_zero({3, 4, 2, 2}, rng, 0.05f);
