@@ -10,6 +10,17 @@
 #include "kernels/cpu/kernels.h"
 
 namespace st::cpu {
+namespace {
+
+// w[c, r, s] -> packed[(r, s), c]: the weights of one tap are contiguous over the channels.
+std::vector<float> pack_taps_by_channel(const float* w, int64_t channels, int64_t taps) {
+  std::vector<float> packed(static_cast<std::size_t>(taps * channels));
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t t = 0; t < taps; ++t) packed[static_cast<std::size_t>(t * channels + c)] = w[c * taps + t];
+  return packed;
+}
+
+}  // namespace
 
 bool conv2d_depthwise_supported(const Conv2dGeometry& g) {
   return g.groups > 1 && g.groups == g.in_channels && g.groups == g.out_channels;
@@ -17,9 +28,7 @@ bool conv2d_depthwise_supported(const Conv2dGeometry& g) {
 
 void conv2d_depthwise_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y) {
   const int64_t c_count = g.in_channels, taps = g.kernel_h * g.kernel_w, oh_count = g.out_h(), ow_count = g.out_w();
-  std::vector<float> packed(static_cast<std::size_t>(taps * c_count));
-  for (int64_t c = 0; c < c_count; ++c)
-    for (int64_t t = 0; t < taps; ++t) packed[static_cast<std::size_t>(t * c_count + c)] = w[c * taps + t];
+  const std::vector<float> packed = pack_taps_by_channel(w, c_count, taps);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t n = 0; n < g.batch; ++n) {
     for (int64_t oh = 0; oh < oh_count; ++oh) {
@@ -49,9 +58,7 @@ void conv2d_depthwise_backward(const Conv2dGeometry& g, const float* x, const fl
                                float* dw, float* db) {
   const int64_t c_count = g.in_channels, taps = g.kernel_h * g.kernel_w, oh_count = g.out_h(), ow_count = g.out_w();
   if (db != nullptr) column_sums(g.batch * oh_count * ow_count, c_count, dy, db);
-  std::vector<float> packed(static_cast<std::size_t>(taps * c_count));
-  for (int64_t c = 0; c < c_count; ++c)
-    for (int64_t t = 0; t < taps; ++t) packed[static_cast<std::size_t>(t * c_count + c)] = w[c * taps + t];
+  const std::vector<float> packed = pack_taps_by_channel(w, c_count, taps);
   const int threads = thread_count();
   const auto partial_floats = static_cast<std::size_t>(taps * c_count);
   std::vector<float> partials(dw != nullptr ? static_cast<std::size_t>(threads) * partial_floats : 0, 0.0f);

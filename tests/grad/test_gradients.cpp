@@ -9,16 +9,12 @@
 #include <vector>
 
 #include "engine/ops.h"
+#include "tests/test_helpers.h"
 
 using namespace st;
+using st::testing::random_tensor;
 
 namespace {
-
-Tensor random_tensor(const Shape& shape, Rng& rng, float scale = 1.0f) {
-  Tensor t = Tensor::empty(shape);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = scale * rng.normal();
-  return t;
-}
 
 // Values kept at least `gap` away from zero (for ops with a kink at 0: relu).
 Tensor away_from_zero(const Shape& shape, Rng& rng, float gap) {
@@ -140,6 +136,17 @@ TEST_SUITE("grad") {
                     1e-2f, 2e-2, 60);
     check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], Variable(), 2, 1); },
                     {param(random_tensor({2, 9, 9, 16}, rng)), param(random_tensor({32, 3, 3, 16}, rng))},
+                    1e-2f, 2e-2, 60);
+  }
+
+  TEST_CASE("conv2d: the direct weight gradient (images of 128+ output pixels) and 64-channel blocks") {
+    Rng rng(21);
+    check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], v[2], 1, 1); },
+                    {param(random_tensor({1, 12, 12, 16}, rng)), param(random_tensor({16, 3, 3, 16}, rng)),
+                     param(random_tensor({16}, rng))},
+                    1e-2f, 2e-2, 60);
+    check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], Variable(), 1, 1); },
+                    {param(random_tensor({1, 12, 12, 64}, rng, 0.5f)), param(random_tensor({64, 3, 3, 64}, rng, 0.2f))},
                     1e-2f, 2e-2, 60);
   }
 

@@ -12,16 +12,12 @@
 #include "engine/optim.h"
 #include "models/registry.h"
 #include "pruning/random_mask.h"
+#include "tests/test_helpers.h"
 
 using namespace st;
+using st::testing::random_tensor;
 
 namespace {
-
-Tensor random_tensor(const Shape& shape, Rng& rng) {
-  Tensor t = Tensor::empty(shape);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = rng.normal();
-  return t;
-}
 
 // Direct 7-loop convolution (NHWC, KRSC, groups) in double: the independent reference.
 std::vector<double> reference_conv(const Tensor& x, const Tensor& w, int64_t stride, int64_t pad, int64_t groups) {
@@ -62,6 +58,8 @@ TEST_SUITE("unit") {
                           {{2, 32, 32, 1}, {16, 3, 3, 1}, 1, 1, 1},  {{2, 13, 11, 16}, {32, 3, 3, 16}, 1, 1, 1},
                           {{2, 16, 16, 16}, {32, 3, 3, 16}, 2, 1, 1}, {{1, 9, 9, 6}, {16, 5, 5, 6}, 1, 0, 1},
                           {{1, 7, 7, 3}, {16, 3, 3, 3}, 1, 2, 1},
+                          // 64 and 96 channels: blocks of 8 pixels x 2 vectors, tail pixels of one
+                          {{2, 10, 11, 8}, {64, 3, 3, 8}, 1, 1, 1},   {{1, 9, 9, 4}, {96, 3, 3, 4}, 2, 1, 1},
                           // depthwise (groups = channels): the dedicated kernel, stride 1 and 2
                           {{2, 9, 9, 24}, {24, 3, 3, 1}, 1, 1, 24}, {{2, 10, 10, 20}, {20, 3, 3, 1}, 2, 1, 20}};
     for (const Case& c : cases) {

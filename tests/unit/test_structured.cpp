@@ -10,16 +10,12 @@
 #include "engine/ops.h"
 #include "models/registry.h"
 #include "pruning/structured.h"
+#include "tests/test_helpers.h"
 
 using namespace st;
+using st::testing::random_tensor;
 
 namespace {
-
-Tensor random_input(const Shape& shape, Rng& rng) {
-  Tensor t = Tensor::empty(shape);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = rng.normal();
-  return t;
-}
 
 // Zeroes every producer of the odd channels of every group, so those channels carry exactly 0.
 void zero_odd_channels(nn::Module& model) {
@@ -53,7 +49,7 @@ TEST_SUITE("unit") {
     Rng rng(1);
     auto model = models::build_model("lenet300", {1, 28, 28, 10}, rng);
     zero_odd_channels(*model);
-    const Tensor input = random_input({4, 28, 28, 1}, rng);
+    const Tensor input = random_tensor({4, 28, 28, 1}, rng);
     const auto before = logits(*model, input);
     const auto changes = pruning::prune_filters(*model, {0.5, "l1"}, {});
     REQUIRE(changes.size() == 2);
@@ -67,7 +63,7 @@ TEST_SUITE("unit") {
     Rng rng(2);
     auto model = models::build_model("lenet5", {1, 28, 28, 10}, rng);
     zero_odd_channels(*model);
-    const Tensor input = random_input({3, 28, 28, 1}, rng);
+    const Tensor input = random_tensor({3, 28, 28, 1}, rng);
     const auto before = logits(*model, input);
     pruning::prune_filters(*model, {0.5, "l2"}, {});
     // conv1 6 -> 3, conv2 16 -> 8 (fc1 reads 5 x 5 x 8), fc1 120 -> 60, fc2 84 -> 42
@@ -79,7 +75,7 @@ TEST_SUITE("unit") {
   TEST_CASE("resnet20 at 50% of filters: residual streams, shortcuts and BatchNorm shrink together") {
     Rng rng(3);
     auto model = models::build_model("resnet20", {1, 32, 32, 10}, rng);
-    const Tensor input = random_input({2, 32, 32, 1}, rng);
+    const Tensor input = random_tensor({2, 32, 32, 1}, rng);
     model->train(false);
     model->forward(Variable(input));  // records each conv's output positions for the FLOP count
     const int64_t flops_before = pruning::flops_per_sample(*model);
@@ -122,7 +118,7 @@ TEST_SUITE("unit") {
     io::CheckpointContents contents{fresh.get(), nullptr, {}, {}, "", ""};
     io::load_checkpoint(path, contents);
     CHECK(fresh->parameter_count() == model->parameter_count());
-    const Tensor input = random_input({2, 32, 32, 1}, rng);
+    const Tensor input = random_tensor({2, 32, 32, 1}, rng);
     check_close(logits(*model, input), logits(*fresh, input), 0.0 + 1e-7);
     fs::remove(path);
   }
@@ -130,7 +126,7 @@ TEST_SUITE("unit") {
   TEST_CASE("VGG prunes through the chain analysis; nested blocks it does not know are refused") {
     Rng rng(9);
     auto vgg = models::build_model("vgg11", {1, 32, 32, 10}, rng);
-    const Tensor input = random_input({2, 32, 32, 1}, rng);
+    const Tensor input = random_tensor({2, 32, 32, 1}, rng);
     zero_odd_channels(*vgg);
     const auto before = logits(*vgg, input);
     pruning::prune_filters(*vgg, {0.5, "l1"}, {});
