@@ -1,5 +1,6 @@
-// Direct NHWC convolution with AVX-512 for one group and out_channels a multiple of 16: the path
-// conv2d_forward takes (and the stride-1 data gradient, which is a forward convolution of dy) when
+// Direct NHWC convolution with AVX-512 for one group and out_channels a multiple of 8 (16-lane zmm
+// vectors for multiples of 16, 8-lane ymm vectors otherwise: channel-pruned networks have 8, 24, 40
+// channels; on AMD Zen 4 both widths reach the same FLOP rate): the path conv2d_forward takes (and the stride-1 data gradient, which is a forward convolution of dy) when
 // the CPU has AVX-512. It writes no patch matrix and packs nothing per call but the weights, so the
 // im2col and GEMM-packing passes of the generic path disappear; on resnet20's shapes it runs at
 // 90-118 GFLOP/s per core where im2col + sgemm reaches 55-89 (tools: a microbenchmark of this file).
@@ -30,7 +31,7 @@ namespace st::cpu {
 bool conv2d_direct_supported(const Conv2dGeometry& g) {
 #if defined(__AVX512F__)
   const bool pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride == 1 && g.pad == 0;
-  return g.groups == 1 && g.out_channels % 16 == 0 && !pointwise;
+  return g.groups == 1 && g.out_channels % 8 == 0 && !pointwise;
 #else
   (void)g;
   return false;
@@ -65,6 +66,26 @@ class PaddedImage {
   HostBuffer buffer_;
 };
 
+// The two vector widths the kernels are written for.
+struct Zmm {
+  using V = __m512;
+  static constexpr int lanes = 16;
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static V broadcast(float x) { return _mm512_set1_ps(x); }
+  static V zero() { return _mm512_setzero_ps(); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+};
+struct Ymm {
+  using V = __m256;
+  static constexpr int lanes = 8;
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static V broadcast(float x) { return _mm256_set1_ps(x); }
+  static V zero() { return _mm256_setzero_ps(); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+};
+
 struct DirectRow {
   const float* image;    // zero-padded image [padded_h, padded_w, C]
   int64_t padded_w;
@@ -75,18 +96,19 @@ struct DirectRow {
   bool accumulate;
 };
 
-// P output pixels starting at ow, output channels [kb, kb + 16 KV).
-template <int P, int KV>
+// P output pixels starting at ow, output channels [kb, kb + lanes KV).
+template <typename Vec, int P, int KV>
 inline void direct_block(const Conv2dGeometry& g, const DirectRow& row, int64_t ow, int64_t kb) {
+  constexpr int L = Vec::lanes;
   const int64_t k_count = g.out_channels, c_count = g.in_channels;
   const int64_t pixel_step = g.stride * c_count;
-  __m512 acc[P][KV];
+  typename Vec::V acc[P][KV];
   for (int j = 0; j < P; ++j)
     for (int v = 0; v < KV; ++v) {
-      float* out = row.y_row + (ow + j) * k_count + kb + 16 * v;
-      acc[j][v] = row.accumulate        ? _mm512_loadu_ps(out)
-                  : row.bias != nullptr ? _mm512_loadu_ps(row.bias + kb + 16 * v)
-                                        : _mm512_setzero_ps();
+      float* out = row.y_row + (ow + j) * k_count + kb + L * v;
+      acc[j][v] = row.accumulate        ? Vec::load(out)
+                  : row.bias != nullptr ? Vec::load(row.bias + kb + L * v)
+                                        : Vec::zero();
     }
   for (int64_t r = 0; r < g.kernel_h; ++r) {
     const float* line = row.image + ((row.oh * g.stride + r) * row.padded_w + ow * g.stride) * c_count;
@@ -94,29 +116,29 @@ inline void direct_block(const Conv2dGeometry& g, const DirectRow& row, int64_t 
       const float* xp = line + s * c_count;
       const float* wp = row.weights + (r * g.kernel_w + s) * c_count * k_count + kb;
       for (int64_t c = 0; c < c_count; ++c) {
-        __m512 weights[KV];
-        for (int v = 0; v < KV; ++v) weights[v] = _mm512_loadu_ps(wp + c * k_count + 16 * v);
+        typename Vec::V weights[KV];
+        for (int v = 0; v < KV; ++v) weights[v] = Vec::load(wp + c * k_count + L * v);
 #pragma GCC unroll 16
         for (int j = 0; j < P; ++j) {
-          const __m512 input = _mm512_set1_ps(xp[j * pixel_step + c]);
-          for (int v = 0; v < KV; ++v) acc[j][v] = _mm512_fmadd_ps(input, weights[v], acc[j][v]);
+          const typename Vec::V input = Vec::broadcast(xp[j * pixel_step + c]);
+          for (int v = 0; v < KV; ++v) acc[j][v] = Vec::fma(input, weights[v], acc[j][v]);
         }
       }
     }
   }
   for (int j = 0; j < P; ++j)
-    for (int v = 0; v < KV; ++v) _mm512_storeu_ps(row.y_row + (ow + j) * k_count + kb + 16 * v, acc[j][v]);
+    for (int v = 0; v < KV; ++v) Vec::store(row.y_row + (ow + j) * k_count + kb + L * v, acc[j][v]);
 }
 
 // Register blocking per channel width (measured on resnet20 shapes): 16 or 32 channels: 8 pixels x
 // 1 vector; 64 and more (multiples of 32): 8 pixels x 2 vectors. Tails take single pixels.
-template <int P, int KV>
+template <typename Vec, int P, int KV>
 void direct_row(const Conv2dGeometry& g, const DirectRow& row) {
   const int64_t ow_count = g.out_w();
-  for (int64_t kb = 0; kb < g.out_channels; kb += 16 * KV) {
+  for (int64_t kb = 0; kb < g.out_channels; kb += Vec::lanes * KV) {
     int64_t ow = 0;
-    for (; ow + P <= ow_count; ow += P) direct_block<P, KV>(g, row, ow, kb);
-    for (; ow < ow_count; ++ow) direct_block<1, KV>(g, row, ow, kb);
+    for (; ow + P <= ow_count; ow += P) direct_block<Vec, P, KV>(g, row, ow, kb);
+    for (; ow < ow_count; ++ow) direct_block<Vec, 1, KV>(g, row, ow, kb);
   }
 }
 
@@ -129,7 +151,7 @@ void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float*
   const int64_t taps = g.kernel_h * g.kernel_w * c_count;
   for (int64_t k = 0; k < k_count; ++k)
     for (int64_t t = 0; t < taps; ++t) packed.data()[t * k_count + k] = w[k * taps + t];
-  const bool wide = k_count % 32 == 0 && k_count >= 64;
+  const bool wide = k_count % 32 == 0 && k_count >= 64, narrow = k_count % 16 != 0;
 #pragma omp parallel
   {
     PaddedImage padded(g);
@@ -139,10 +161,12 @@ void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float*
       for (int64_t oh = 0; oh < oh_count; ++oh) {
         const DirectRow row{image, padded.width(), packed.data(), b,
                             y + (n * oh_count + oh) * ow_count * k_count, oh, accumulate};
-        if (wide) {
-          direct_row<8, 2>(g, row);
+        if (narrow) {
+          direct_row<Ymm, 8, 1>(g, row);
+        } else if (wide) {
+          direct_row<Zmm, 8, 2>(g, row);
         } else {
-          direct_row<8, 1>(g, row);
+          direct_row<Zmm, 8, 1>(g, row);
         }
       }
     }
@@ -151,30 +175,31 @@ void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float*
 namespace {
 
 // dW (packed (r, s, c, k)) += sum over the pixels of one image of dy[pixel, k] * x[pixel + (r, s), c]
-// for channel blocks [cb, cb + 16) x [kb, kb + 16): 16 accumulators (one per input channel), one dy
+// for channel blocks [cb, cb + 16) x [kb, kb + lanes): 16 accumulators (one per input channel), one dy
 // vector load and 16 broadcast FMAs per output pixel.
+template <typename Vec>
 void weight_gradient_block(const Conv2dGeometry& g, const float* padded, int64_t padded_w, const float* dy_image,
                            int64_t r, int64_t s, int64_t cb, int64_t kb, float* packed_dw) {
   const int64_t k_count = g.out_channels, c_count = g.in_channels, ow_count = g.out_w();
   const int64_t channels = std::min<int64_t>(16, c_count - cb);
-  __m512 acc[16];
+  typename Vec::V acc[16];
   float* out = packed_dw + ((r * g.kernel_w + s) * c_count + cb) * k_count + kb;
-  for (int64_t c = 0; c < channels; ++c) acc[c] = _mm512_loadu_ps(out + c * k_count);
+  for (int64_t c = 0; c < channels; ++c) acc[c] = Vec::load(out + c * k_count);
   for (int64_t oh = 0; oh < g.out_h(); ++oh) {
     const float* x_line = padded + ((oh * g.stride + r) * padded_w + s) * c_count + cb;
     const float* dy_line = dy_image + oh * ow_count * k_count + kb;
     for (int64_t ow = 0; ow < ow_count; ++ow) {
-      const __m512 grad = _mm512_loadu_ps(dy_line + ow * k_count);
+      const typename Vec::V grad = Vec::load(dy_line + ow * k_count);
       const float* xp = x_line + ow * g.stride * c_count;
       if (channels == 16) {
 #pragma GCC unroll 16
-        for (int c = 0; c < 16; ++c) acc[c] = _mm512_fmadd_ps(_mm512_set1_ps(xp[c]), grad, acc[c]);
+        for (int c = 0; c < 16; ++c) acc[c] = Vec::fma(Vec::broadcast(xp[c]), grad, acc[c]);
       } else {
-        for (int64_t c = 0; c < channels; ++c) acc[c] = _mm512_fmadd_ps(_mm512_set1_ps(xp[c]), grad, acc[c]);
+        for (int64_t c = 0; c < channels; ++c) acc[c] = Vec::fma(Vec::broadcast(xp[c]), grad, acc[c]);
       }
     }
   }
-  for (int64_t c = 0; c < channels; ++c) _mm512_storeu_ps(out + c * k_count, acc[c]);
+  for (int64_t c = 0; c < channels; ++c) Vec::store(out + c * k_count, acc[c]);
 }
 
 }  // namespace
@@ -183,6 +208,7 @@ void conv2d_weight_gradient_direct(const Conv2dGeometry& g, const float* x, cons
   const int64_t k_count = g.out_channels, c_count = g.in_channels;
   const int64_t taps = g.kernel_h * g.kernel_w * c_count;
   const int threads = thread_count();
+  const bool narrow = k_count % 16 != 0;
   // Per-thread partials in the packed (r, s, c, k) layout, summed in thread order afterwards.
   const auto weight_floats = static_cast<std::size_t>(g.weight_numel());
   std::vector<std::unique_ptr<HostBuffer>> partials(static_cast<std::size_t>(threads));
@@ -200,8 +226,13 @@ void conv2d_weight_gradient_direct(const Conv2dGeometry& g, const float* x, cons
       for (int64_t r = 0; r < g.kernel_h; ++r)
         for (int64_t s = 0; s < g.kernel_w; ++s)
           for (int64_t cb = 0; cb < c_count; cb += 16)
-            for (int64_t kb = 0; kb < k_count; kb += 16)
-              weight_gradient_block(g, image, padded.width(), dy_image, r, s, cb, kb, packed_dw);
+            for (int64_t kb = 0; kb < k_count; kb += narrow ? 8 : 16) {
+              if (narrow) {
+                weight_gradient_block<Ymm>(g, image, padded.width(), dy_image, r, s, cb, kb, packed_dw);
+              } else {
+                weight_gradient_block<Zmm>(g, image, padded.width(), dy_image, r, s, cb, kb, packed_dw);
+              }
+            }
     }
   }
   for (const auto& partial : partials) {

@@ -60,6 +60,9 @@ TEST_SUITE("unit") {
                           {{1, 7, 7, 3}, {16, 3, 3, 3}, 1, 2, 1},
                           // 64 and 96 channels: blocks of 8 pixels x 2 vectors, tail pixels of one
                           {{2, 10, 11, 8}, {64, 3, 3, 8}, 1, 1, 1},   {{1, 9, 9, 4}, {96, 3, 3, 4}, 2, 1, 1},
+                          // out_channels 8 or 24 (channel-pruned nets): the 8-lane variant of the direct kernel
+                          {{2, 13, 11, 8}, {8, 3, 3, 8}, 1, 1, 1},    {{2, 16, 16, 8}, {24, 3, 3, 8}, 2, 1, 1},
+                          {{1, 12, 12, 3}, {8, 3, 3, 3}, 1, 1, 1},
                           // depthwise (groups = channels): the dedicated kernel, stride 1 and 2
                           {{2, 9, 9, 24}, {24, 3, 3, 1}, 1, 1, 24}, {{2, 10, 10, 20}, {20, 3, 3, 1}, 2, 1, 20}};
     for (const Case& c : cases) {
@@ -195,7 +198,8 @@ TEST_SUITE("unit") {
         // issue 7: the spec's counts, and ours for the models the spec leaves to us (each derived in its file)
         {"vgg11", 9'231'114}, {"vgg13", 9'416'010}, {"vgg16", 14'728'266}, {"vgg19", 20'040'522},
         {"mobilenetv2-imagenet", 3'504'872}, {"resnet18", 11'689'512}, {"resnet50", 25'557'032},
-        {"mobilenetv1-imagenet", 4'231'976}, {"wrn-22-2", 1'079'642}, {"alexnet-cifar", 35'855'178}, {"densenet", 769'162}};
+        {"mobilenetv1-imagenet", 4'231'976}, {"wrn-22-2", 1'079'642}, {"alexnet-cifar", 35'855'178}, {"densenet", 769'162},
+        {"vit-tiny", 5'362'762}, {"vit-tiny6", 2'693'578}};
     for (const auto& [name, count] : expected) {
       const models::ModelEntry& entry = models::find_model(name);
       Rng rng(0);
