@@ -24,13 +24,19 @@ void Variable::zero_grad() {
 
 void Tape::backward(Variable& loss) {
   ST_CHECK(loss.value().numel() == 1, "backward needs a scalar loss, shape is {}", shape_string(loss.shape()));
-  backward(loss, Tensor::full(loss.shape(), 1.0f));
+  // The seed 1 is written where the loss lives (on a GPU: a fill, no host-to-device copy).
+  loss.grad_buffer().fill(1.0f);
+  run_steps();
 }
 
 void Tape::backward(Variable& output, const Tensor& seed) {
   ST_CHECK(seed.numel() == output.value().numel(), "backward seed {} for output {}", shape_string(seed.shape()),
            shape_string(output.shape()));
   output.grad_buffer().copy_from(seed);
+  run_steps();
+}
+
+void Tape::run_steps() {
   for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) (*it)();
   steps_.clear();
 }

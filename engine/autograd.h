@@ -57,6 +57,7 @@ class Tape {
   std::size_t size() const { return steps_.size(); }
 
  private:
+  void run_steps();  // every step in reverse, then clear
   std::vector<std::function<void()>> steps_;
 };
 

@@ -4,6 +4,7 @@
 
 #include "engine/error.h"
 #include "engine/ops.h"
+#include "engine/ops/gpu_kernels.h"
 #include "kernels/cpu/kernels.h"
 
 namespace st::nn {
@@ -22,13 +23,24 @@ std::string kind_name(ParameterKind kind) {
 int64_t Parameter::kept() const {
   if (!mask.defined()) return numel();
   int64_t count = 0;
+  if (mask.device() != Device::CPU) {  // a device mask is counted from a host copy (cold path)
+    for (float m : mask.to_vector()) count += m != 0.0f ? 1 : 0;
+    return count;
+  }
   const float* m = mask.data();
   for (int64_t i = 0; i < mask.numel(); ++i) count += m[i] != 0.0f ? 1 : 0;
   return count;
 }
 
 void Parameter::apply_mask() {
-  if (mask.defined()) cpu::apply_mask(numel(), value().data(), mask.data());
+  if (!mask.defined()) return;
+  if (mask.device() != value().device())
+    fail("parameter {}: weight on {} but mask on {}", name, device_name(value().device()), device_name(mask.device()));
+  if (mask.device() == Device::CUDA) {
+    ops::gpu::apply_mask(numel(), value().data(), mask.data());
+    return;
+  }
+  cpu::apply_mask(numel(), value().data(), mask.data());
 }
 
 void Module::train(bool training) {
@@ -56,6 +68,18 @@ bool Module::has_parameters() const {
   for (const auto& [name, child] : children_)
     if (child->has_parameters()) return true;
   return false;
+}
+
+void Module::to(Device device) {
+  for (Parameter* p : parameters()) {
+    Tensor& value = p->variable.value();
+    if (value.device() != device) value = value.to(device);
+    if (p->variable.has_grad() && p->variable.grad().device() != device)
+      p->variable.grad() = p->variable.grad().to(device);
+    if (p->mask.defined() && p->mask.device() != device) p->mask = p->mask.to(device);
+  }
+  for (const NamedBuffer& buffer : buffers())
+    if (buffer.tensor->defined() && buffer.tensor->device() != device) *buffer.tensor = buffer.tensor->to(device);
 }
 
 int64_t Module::parameter_count() {
@@ -110,7 +134,7 @@ Variable Linear::forward(const Variable& x) {
 
 Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad, bool bias, Rng& rng,
                int64_t groups)
-    : stride_(stride), pad_(pad), groups_(groups) {
+    : stride_(stride), pad_(pad), groups_(groups), depthwise_(groups > 1 && groups == in && groups == out) {
   ST_CHECK(in % groups == 0 && out % groups == 0, "Conv2d: {} -> {} channels not divisible by {} groups", in, out,
            groups);
   const int64_t fan_in = kernel * kernel * (in / groups);
@@ -120,7 +144,7 @@ Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t 
 }
 
 Variable Conv2d::forward(const Variable& x) {
-  Variable y = ops::conv2d(x, weight_->variable, bias_ ? bias_->variable : Variable(), stride_, pad_, groups_);
+  Variable y = ops::conv2d(x, weight_->variable, bias_ ? bias_->variable : Variable(), stride_, pad_, groups());
   weight_->uses_per_sample = y.shape()[1] * y.shape()[2];
   return y;
 }
@@ -134,11 +158,11 @@ BatchNorm2d::BatchNorm2d(int64_t channels, bool fused_relu, float momentum, floa
   register_buffer("running_var", &running_var_);
 }
 
-void BatchNorm2d::add_channel_slices(std::vector<ChannelSlice>& producers) {
-  producers.push_back({gamma_, nullptr, 0, false});
-  producers.push_back({beta_, nullptr, 0, false});
-  producers.push_back({nullptr, &running_mean_, 0, false});
-  producers.push_back({nullptr, &running_var_, 0, false});
+void BatchNorm2d::add_channel_slices(std::vector<ChannelSlice>& slices, int64_t offset) {
+  slices.push_back({gamma_, nullptr, 0, false, offset});
+  slices.push_back({beta_, nullptr, 0, false, offset});
+  slices.push_back({nullptr, &running_mean_, 0, false, offset});
+  slices.push_back({nullptr, &running_var_, 0, false, offset});
 }
 
 Variable BatchNorm2d::forward(const Variable& x) {
@@ -167,8 +191,18 @@ std::vector<ChannelGroup> Sequential::channel_groups() {
       weight = &linear->weight();
       bias = linear->bias();
     } else if (auto* conv = dynamic_cast<Conv2d*>(layer)) {
-      if (conv->groups() != 1) fail("structured pruning: grouped convolution {} is not supported in a chain",
-                                    conv->weight().name);
+      if (conv->depthwise()) {
+        // Channels pass through a depthwise conv: its filters are cut with the channels they filter.
+        // At the start of a chain its channels are the chain's input, which is not pruned here.
+        if (open) {
+          pending.producers.push_back({&conv->weight(), nullptr, 0, false});
+          if (conv->bias() != nullptr) pending.producers.push_back({conv->bias(), nullptr, 0, false});
+        }
+        continue;
+      }
+      if (conv->groups() != 1)
+        fail("structured pruning: grouped convolution {} ({} groups, neither 1 nor depthwise) is not supported",
+             conv->weight().name, conv->groups());
       weight = &conv->weight();
       bias = conv->bias();
       input_axis = 3;

@@ -40,14 +40,19 @@ struct NamedBuffer {
 };
 
 // Structured pruning: a set of channels that must be removed together. Producers hold one slice per
-// channel along `axis` (conv/linear weight rows, biases, BatchNorm parameters and statistics);
-// consumers read the channels along `axis` (the next layers' input channels). A consumer after an
-// NHWC flatten reads channel c at every position i with i % period == c (period = channel count).
+// channel along `axis` (conv/linear weight rows, biases, BatchNorm parameters and statistics, the
+// filters of a depthwise conv that passes the channels through); consumers read the channels along
+// `axis` (the next layers' input channels, and pre-activation BatchNorms, which read the channels and
+// produce none of their own). A consumer after an NHWC flatten reads channel c at every position i
+// with i % period == c (period = channel count). A slice of a channel concatenation (DenseNet) covers
+// [offset, offset + channels) of its axis; the slices of all groups that cut one tensor along one axis
+// must tile that axis exactly (checked when shrinking).
 struct ChannelSlice {
   Parameter* parameter = nullptr;  // either a parameter ...
   Tensor* buffer = nullptr;        // ... or a buffer
   int axis = 0;
   bool flattened = false;
+  int64_t offset = 0;
 };
 
 struct ChannelGroup {
@@ -72,6 +77,9 @@ class Module {
   std::vector<NamedBuffer> buffers();
   int64_t parameter_count();
   bool has_parameters() const;  // anywhere in the tree (does not assign names)
+  // Moves every parameter (with its gradient, if any, and its mask) and every buffer to `device`; tensors
+  // already there are kept. Tensor handles taken before the move still point to the old storage.
+  void to(Device device);
 
  protected:
   Parameter& register_parameter(const std::string& name, Tensor value, ParameterKind kind);
@@ -116,11 +124,15 @@ class Conv2d : public Module {
   Parameter* bias() { return bias_; }
   int64_t stride() const { return stride_; }
   int64_t pad() const { return pad_; }
-  int64_t groups() const { return groups_; }
+  // A depthwise conv (groups == in == out channels) keeps groups equal to its channel count when
+  // structured pruning removes channels; any other grouping is fixed.
+  int64_t groups() const { return depthwise_ ? weight_->value().dim(0) : groups_; }
+  bool depthwise() const { return depthwise_; }
  private:
   Parameter* weight_;
   Parameter* bias_ = nullptr;
   int64_t stride_, pad_, groups_;
+  bool depthwise_;
 };
 
 // fused_relu: the module computes max(0, bn(x)) (conv-BN-ReLU in two ops instead of three).
@@ -129,8 +141,8 @@ class BatchNorm2d : public Module {
   explicit BatchNorm2d(int64_t channels, bool fused_relu = false, float momentum = 0.1f, float eps = 1e-5f);
   bool fused_relu() const { return fused_relu_; }
   Variable forward(const Variable& x) override;
-  // Producer slices of its channels: gamma, beta and the running statistics.
-  void add_channel_slices(std::vector<ChannelSlice>& producers);
+  // Slices of its channels (gamma, beta and the running statistics), at `offset` of a concatenation.
+  void add_channel_slices(std::vector<ChannelSlice>& slices, int64_t offset = 0);
  private:
   Parameter* gamma_;
   Parameter* beta_;
@@ -195,8 +207,10 @@ class Sequential : public Module {
   }
   Variable forward(const Variable& x) override;
   // Chain analysis: each conv/linear layer's output channels (with the BatchNorms after it) are
-  // consumed by the next conv/linear layer (through ReLU, pooling, dropout and flatten); the last
-  // layer's outputs are the model's outputs and are never pruned.
+  // consumed by the next conv/linear layer (through ReLU, pooling, dropout and flatten); a depthwise
+  // conv passes the channels through, so its filters (and the BatchNorm after it) join the open group
+  // (MobileNetV1); the last layer's outputs are the model's outputs and are never pruned. Models with
+  // residual adds or concatenations subclass Sequential (keeping its names) and describe their groups.
   std::vector<ChannelGroup> channel_groups() override;
  private:
   std::vector<Module*> layers_;

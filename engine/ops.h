@@ -42,6 +42,23 @@ Variable dropout(const Variable& x, float p, bool training, Rng& rng);
 // Option-A ResNet shortcut: x[:, ::stride, ::stride, :] with channels zero-padded to out_channels.
 Variable pad_shortcut(const Variable& x, int64_t stride, int64_t out_channels);
 
+// ---- transformer ops (vision transformer) ---------------------------------------------------------
+// Same values in a new shape (no copy; the gradient is reshaped back), e.g. [B, T, D] <-> [B*T, D].
+Variable reshape(const Variable& x, const Shape& shape);
+// Layer normalisation over the last dimension with affine weight/bias (torch.nn.LayerNorm).
+Variable layernorm(const Variable& x, const Variable& weight, const Variable& bias, float eps = 1e-5f);
+Variable gelu(const Variable& x);     // exact GELU, x Phi(x) (torch.nn.GELU's default)
+Variable softmax(const Variable& x);  // over the last dimension
+// Fused multi-head self-attention: qkv [B, T, 3D] (q | k | v, each D split into `heads` heads) ->
+// [B, T, D] = concat over heads of softmax(Q K^T / sqrt(D / heads)) V. Keeps the probabilities.
+Variable attention(const Variable& qkv, int64_t heads);
+// [B, N, D] with token [1, 1, D] -> [B, N + 1, D], the token first in every sample (ViT's class token).
+Variable prepend_token(const Variable& x, const Variable& token);
+// x [B, ...] + e [1, ...] broadcast over the batch (ViT's position embedding).
+Variable add_batch_broadcast(const Variable& x, const Variable& e);
+// [B, T, D] -> [B, D]: token `index` of every sample.
+Variable select_token(const Variable& x, int64_t index);
+
 // Mean softmax cross-entropy over the batch with label smoothing; returns a one-element Variable.
 Variable softmax_cross_entropy(const Variable& logits, const std::vector<int32_t>& labels, float smoothing = 0.0f);
 // Number of rows whose arg-max equals the label (ties: the first maximum).

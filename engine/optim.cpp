@@ -2,7 +2,10 @@
 // kernels/cpu/optimizer.cpp (formulas at the top of that file).
 #include "engine/optim.h"
 
+#include <initializer_list>
+
 #include "engine/error.h"
+#include "engine/ops/gpu_kernels.h"
 #include "kernels/cpu/kernels.h"
 
 namespace st {
@@ -10,8 +13,43 @@ namespace {
 
 std::vector<Tensor> zeros_like_all(const std::vector<nn::Parameter*>& parameters) {
   std::vector<Tensor> tensors;
-  for (nn::Parameter* p : parameters) tensors.push_back(Tensor::zeros(p->value().shape()));
+  for (nn::Parameter* p : parameters) tensors.push_back(Tensor::zeros(p->value().shape(), p->value().device()));
   return tensors;
+}
+
+// The device a step runs on: that of every parameter, its gradient, mask and state (checked, so a
+// half-moved model is a clear error instead of a host loop reading device memory).
+Device group_device(const std::vector<nn::Parameter*>& parameters, std::initializer_list<const std::vector<Tensor>*> states) {
+  if (parameters.empty()) return Device::CPU;
+  const Device device = parameters.front()->value().device();
+  auto check = [&](const nn::Parameter* p, const Tensor& t, const char* what) {
+    if (t.defined() && t.device() != device)
+      fail("optimizer: {} of parameter {} is on {} but the parameters are on {} (move the model with Module::to "
+           "and the optimizer with Optimizer::to)",
+           what, p->name, device_name(t.device()), device_name(device));
+  };
+  for (std::size_t i = 0; i < parameters.size(); ++i) {
+    nn::Parameter* p = parameters[i];
+    check(p, p->value(), "the weight");
+    if (p->variable.has_grad()) check(p, p->variable.grad(), "the gradient");
+    check(p, p->mask, "the mask");
+    for (const std::vector<Tensor>* state : states) check(p, (*state)[i], "the optimizer state");
+  }
+  return device;
+}
+
+// One slot per parameter for the multi-tensor CUDA step (state1 may be null).
+std::vector<ops::gpu::OptimizerSlot> device_slots(const std::vector<nn::Parameter*>& parameters,
+                                                  std::vector<Tensor>& state0, std::vector<Tensor>* state1) {
+  std::vector<ops::gpu::OptimizerSlot> slots;
+  slots.reserve(parameters.size());
+  for (std::size_t i = 0; i < parameters.size(); ++i) {
+    nn::Parameter* p = parameters[i];
+    slots.push_back({p->value().data(), p->grad().data(), state0[i].data(),
+                     state1 != nullptr ? (*state1)[i].data() : nullptr,
+                     p->mask.defined() ? p->mask.data() : nullptr, p->numel()});
+  }
+  return slots;
 }
 
 class MaskedSgd : public Optimizer {
@@ -20,6 +58,11 @@ class MaskedSgd : public Optimizer {
       : Optimizer(std::move(parameters)), config_(c), velocity_(zeros_like_all(parameters_)) {}
   void step(float lr) override {
     const cpu::SgdHyper h{lr, config_.momentum, config_.dampening, config_.weight_decay, config_.nesterov};
+    if (group_device(parameters_, {&velocity_}) == Device::CUDA) {
+      device_group_.sgd_step(device_slots(parameters_, velocity_, nullptr), h);
+      ++steps_taken_;
+      return;
+    }
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
       nn::Parameter* p = parameters_[i];
       cpu::sgd_step(p->numel(), p->value().data(), p->grad().data(), velocity_[i].data(), mask_of(p), h);
@@ -35,6 +78,7 @@ class MaskedSgd : public Optimizer {
  private:
   OptimizerConfig config_;
   std::vector<Tensor> velocity_;
+  ops::gpu::OptimizerGroup device_group_;
 };
 
 class MaskedAdam : public Optimizer {
@@ -46,6 +90,10 @@ class MaskedAdam : public Optimizer {
     ++steps_taken_;
     const cpu::AdamHyper h{lr, config_.beta1, config_.beta2, config_.eps, config_.weight_decay, decoupled_,
                            steps_taken_};
+    if (group_device(parameters_, {&first_, &second_}) == Device::CUDA) {
+      device_group_.adam_step(device_slots(parameters_, first_, &second_), h);
+      return;
+    }
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
       nn::Parameter* p = parameters_[i];
       cpu::adam_step(p->numel(), p->value().data(), p->grad().data(), first_[i].data(), second_[i].data(),
@@ -64,6 +112,7 @@ class MaskedAdam : public Optimizer {
   OptimizerConfig config_;
   bool decoupled_;
   std::vector<Tensor> first_, second_;
+  ops::gpu::OptimizerGroup device_group_;
 };
 
 class MaskedRmsProp : public Optimizer {
@@ -73,6 +122,11 @@ class MaskedRmsProp : public Optimizer {
         momentum_(zeros_like_all(parameters_)) {}
   void step(float lr) override {
     const cpu::RmsPropHyper h{lr, config_.alpha, config_.eps, config_.weight_decay, config_.momentum};
+    if (group_device(parameters_, {&square_avg_, &momentum_}) == Device::CUDA) {
+      device_group_.rmsprop_step(device_slots(parameters_, square_avg_, &momentum_), h);
+      ++steps_taken_;
+      return;
+    }
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
       nn::Parameter* p = parameters_[i];
       cpu::rmsprop_step(p->numel(), p->value().data(), p->grad().data(), square_avg_[i].data(), momentum_[i].data(),
@@ -91,6 +145,7 @@ class MaskedRmsProp : public Optimizer {
  private:
   OptimizerConfig config_;
   std::vector<Tensor> square_avg_, momentum_;
+  ops::gpu::OptimizerGroup device_group_;
 };
 
 }  // namespace
@@ -108,8 +163,19 @@ void Optimizer::reset_state_at(const nn::Parameter& parameter, const std::vector
   const std::string prefix = parameter.name + ".";
   for (auto& [slot, tensor] : state()) {
     if (slot.compare(0, prefix.size(), prefix) != 0 || slot.find('.', prefix.size()) != std::string::npos) continue;
+    if (tensor->device() != Device::CPU) {  // cold path (RigL/SET updates): through a host copy
+      Tensor host = tensor->to(Device::CPU);
+      for (int64_t i : indices) host.data()[i] = 0.0f;
+      tensor->copy_from(host);
+      continue;
+    }
     for (int64_t i : indices) tensor->data()[i] = 0.0f;
   }
+}
+
+void Optimizer::to(Device device) {
+  for (auto& [slot, tensor] : state())
+    if (tensor->defined() && tensor->device() != device) *tensor = tensor->to(device);
 }
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& c, std::vector<nn::Parameter*> parameters) {

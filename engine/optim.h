@@ -1,6 +1,9 @@
 // Optimizers with the masks applied inside the step (the design's step loop): after every step a
 // masked-out weight is exactly 0 and so is its optimizer state, so nothing resurrects a pruned weight.
 // The learning rate is an argument of step(): schedules (schedules/) decide it per iteration.
+// Device: the state lives on the parameters' device. On CUDA a step is one multi-tensor launch for the
+// whole parameter group (kernels/cuda/optimizer.h, the same math as the CPU's); parameters, gradients,
+// masks and state must then all be on the GPU (Module::to and Optimizer::to move them).
 #pragma once
 
 #include <memory>
@@ -33,6 +36,8 @@ class Optimizer {
   void reset_state();
   // Zeroes the optimizer state of the given elements of one parameter (weights grown by RigL/SET).
   void reset_state_at(const nn::Parameter& parameter, const std::vector<int64_t>& indices);
+  // Moves every state tensor to `device` (with the model: Module::to).
+  void to(Device device);
   int64_t steps_taken() const { return steps_taken_; }
   void set_steps_taken(int64_t steps) { steps_taken_ = steps; }
   const std::vector<nn::Parameter*>& parameters() const { return parameters_; }

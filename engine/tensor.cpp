@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "engine/allocator.h"
+#include "engine/device.h"
 #include "engine/error.h"
 
 #include <fmt/ranges.h>
@@ -23,11 +24,20 @@ std::string shape_string(const Shape& shape) {
 }
 
 Storage::Storage(int64_t count, Device where) : numel(count), device(where) {
-  if (device != Device::CPU) fail("tensor: device {} storage is not available in this build", device_name(device));
+  if (device == Device::CUDA) {
+    data = static_cast<float*>(device_memory::allocate(static_cast<std::size_t>(numel) * sizeof(float)));
+    return;
+  }
   data = static_cast<float*>(host_allocate(static_cast<std::size_t>(numel) * sizeof(float)));
 }
 
-Storage::~Storage() { host_free(data, static_cast<std::size_t>(numel) * sizeof(float)); }
+Storage::~Storage() {
+  if (device == Device::CUDA) {
+    device_memory::release(data);
+    return;
+  }
+  host_free(data, static_cast<std::size_t>(numel) * sizeof(float));
+}
 
 Tensor Tensor::empty(const Shape& shape, Device device) {
   for (int64_t d : shape) ST_CHECK(d >= 0, "negative dimension in shape {}", shape_string(shape));
@@ -64,6 +74,11 @@ int64_t Tensor::dim(int index) const {
 
 float Tensor::item() const {
   ST_CHECK(numel() == 1, "item() needs one element, shape is {}", shape_string(shape_));
+  if (device() == Device::CUDA) {
+    float value = 0.0f;
+    device_memory::copy(&value, Device::CPU, data(), Device::CUDA, sizeof(float));
+    return value;
+  }
   return data()[0];
 }
 
@@ -83,6 +98,10 @@ Tensor Tensor::clone() const {
 void Tensor::fill(float value) {
   float* p = data();
   const int64_t n = numel();
+  if (device() == Device::CUDA) {
+    device_memory::fill(p, n, value);
+    return;
+  }
   // Gradient buffers of activations are megabytes: fill them with every thread.
 #pragma omp parallel for simd schedule(static) if (n > (1 << 16))
   for (int64_t i = 0; i < n; ++i) p[i] = value;
@@ -90,6 +109,11 @@ void Tensor::fill(float value) {
 
 void Tensor::copy_from(const Tensor& source) {
   ST_CHECK(source.numel() == numel(), "copy of {} into {}", shape_string(source.shape()), shape_string(shape_));
+  if (device() == Device::CUDA || source.device() == Device::CUDA) {
+    device_memory::copy(data(), device(), source.data(), source.device(),
+                        static_cast<std::size_t>(numel()) * sizeof(float));
+    return;
+  }
   const float* from = source.data();
   float* to = data();
   const int64_t n = numel();
@@ -98,7 +122,19 @@ void Tensor::copy_from(const Tensor& source) {
 }
 
 std::vector<float> Tensor::to_vector() const {
+  if (device() == Device::CUDA) {
+    std::vector<float> values(static_cast<std::size_t>(numel()));
+    device_memory::copy(values.data(), Device::CPU, data(), Device::CUDA, values.size() * sizeof(float));
+    return values;
+  }
   return std::vector<float>(data(), data() + numel());
+}
+
+Tensor Tensor::to(Device target) const {
+  if (!defined() || device() == target) return *this;
+  Tensor t = empty(shape_, target);
+  t.copy_from(*this);
+  return t;
 }
 
 }  // namespace st

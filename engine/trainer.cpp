@@ -6,13 +6,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 
+#include "engine/data/image_folder.h"
+#include "engine/device.h"
 #include "engine/error.h"
 #include "engine/io/checkpoint.h"
 #include "engine/io/metrics.h"
 #include "engine/io/safetensors.h"
 #include "engine/ops.h"
-#include "kernels/cuda/device.h"
 #include "pruning/random_mask.h"
 #include "schedules/oracle.h"
 
@@ -83,6 +85,8 @@ nlohmann::json to_json(const TrainConfig& c) {
   return {{"model", c.model},
           {"dataset", c.dataset},
           {"data_dir", c.data_dir},
+          {"image_size", c.image_size},
+          {"max_images", c.max_images},
           {"epochs", c.epochs},
           {"batch_size", c.batch_size},
           {"schedule", schedule_to_json(c.schedule)},
@@ -96,6 +100,7 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"score_batches", c.score_batches},
           {"select",
            {{"method", c.select_method}, {"tolerance", c.select_tolerance}, {"candidates", c.select_candidates},
+            {"batches", c.select_batches},
             {"finetune_steps", c.select_finetune_steps}, {"eval", c.select_eval}}},
           {"structured", {{"fraction", c.structured_fraction}, {"score", c.structured_score}}},
           {"dst",
@@ -120,6 +125,8 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"density", c.density},
           {"seed", c.seed},
           {"device", c.device},
+          {"kernels", c.kernels},
+          {"tf32", c.tf32},
           {"threads", c.threads},
           {"run_dir", c.run_dir},
           {"checkpoint_every", c.checkpoint_every},
@@ -132,6 +139,8 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.model = j.at("model").get<std::string>();
     c.dataset = j.at("dataset").get<std::string>();
     c.data_dir = j.at("data_dir").get<std::string>();
+    c.image_size = j.value("image_size", c.image_size);  // absent in runs from before image folders
+    c.max_images = j.value("max_images", c.max_images);
     c.epochs = j.at("epochs").get<int64_t>();
     c.batch_size = j.at("batch_size").get<int64_t>();
     c.schedule = schedule_from_json(j.at("schedule"));
@@ -149,6 +158,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     select.at("method").get_to(c.select_method);
     select.at("tolerance").get_to(c.select_tolerance);
     select.at("candidates").get_to(c.select_candidates);
+    select.at("batches").get_to(c.select_batches);
     select.at("finetune_steps").get_to(c.select_finetune_steps);
     select.at("eval").get_to(c.select_eval);
     j.at("structured").at("fraction").get_to(c.structured_fraction);
@@ -187,6 +197,8 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.density = j.at("density").get<double>();
     c.seed = j.at("seed").get<uint64_t>();
     c.device = j.at("device").get<std::string>();
+    c.kernels = j.value("kernels", c.kernels);  // absent in runs from before the CUDA backend
+    c.tf32 = j.value("tf32", c.tf32);
     c.threads = j.at("threads").get<int>();
     c.run_dir = j.at("run_dir").get<std::string>();
     c.checkpoint_every = j.at("checkpoint_every").get<int64_t>();
@@ -199,8 +211,11 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
 
 void validate(const TrainConfig& c) {
   models::find_model(c.model);  // unknown model -> error naming --model
-  if (c.dataset != "fashion-mnist" && c.dataset != "mnist" && c.dataset != "cifar10" && c.dataset != "cifar100")
-    fail("--data: unknown dataset '{}' (known: fashion-mnist, mnist, cifar10, cifar100)", c.dataset);
+  if (c.dataset != "fashion-mnist" && c.dataset != "mnist" && c.dataset != "cifar10" && c.dataset != "cifar100" &&
+      c.dataset != "imagefolder")
+    fail("--data: unknown dataset '{}' (known: fashion-mnist, mnist, cifar10, cifar100, imagefolder)", c.dataset);
+  if (c.image_size < 1 || c.image_size > 4096) fail("--image-size: must be in [1, 4096] pixels, got {}", c.image_size);
+  if (c.max_images < 1) fail("--max-images: must be at least 1, got {}", c.max_images);
   if (c.epochs <= 0) fail("--epochs: must be a positive number of epochs, got {}", c.epochs);
   if (c.batch_size <= 0) fail("--batch: must be a positive batch size, got {}", c.batch_size);
   if (!(c.schedule.max_lr > 0.0) || !std::isfinite(c.schedule.max_lr))
@@ -212,6 +227,7 @@ void validate(const TrainConfig& c) {
   if (!(c.density > 0.0 && c.density <= 1.0)) fail("--density: must be in (0, 1], got {}", c.density);
   if (c.device != "auto" && c.device != "cpu" && c.device != "cuda")
     fail("--device: must be auto, cpu or cuda, got '{}'", c.device);
+  parse_kernel_source(c.kernels, "--kernels");
   if (c.threads < 0) fail("--threads: must be >= 0, got {}", c.threads);
   if (c.checkpoint_every < 0) fail("--checkpoint-every: must be >= 0 steps, got {}", c.checkpoint_every);
   if (c.log_every < 0) fail("--log-every: must be >= 0 steps, got {}", c.log_every);
@@ -255,6 +271,7 @@ void validate(const TrainConfig& c) {
     if (!(c.select_tolerance >= 0.0 && c.select_tolerance < 1.0))
       fail("--select-tolerance: must be in [0, 1), got {}", c.select_tolerance);
     if (c.select_candidates < 1) fail("--select-candidates: must be at least 1, got {}", c.select_candidates);
+    if (c.select_batches < 1) fail("--select-batches: must be at least 1, got {}", c.select_batches);
     if (c.select_finetune_steps < 0) fail("--select-finetune-steps: must be >= 0, got {}", c.select_finetune_steps);
     if (c.select_eval < 1) fail("--select-eval: must be at least 1 image, got {}", c.select_eval);
     if (c.cycles_count < 2) fail("--select: needs --cycles 2 or more (selection happens between cycles)");
@@ -280,21 +297,15 @@ std::string default_data_dir(const std::string& dataset) {
 }
 
 DeviceChoice choose_device(const std::string& requested) {
-#ifdef ST_HAVE_CUDA
-  const cuda::DeviceInfo info = cuda::query_devices();
-#else
-  const cuda::DeviceInfo info{0, "", "this build has no CUDA backend"};
-#endif
-  if (requested == "cuda") {
-    if (info.count == 0) fail("--device cuda: no usable CUDA device ({})", info.unavailable);
-    fail("--device cuda: found {}, but the CUDA training backend is not implemented yet; use --device cpu",
-         info.first_name);
-  }
-  if (info.count > 0)
-    return {Device::CPU, fmt::format("cpu, {} threads (CUDA device {} present; the CUDA training backend is not "
-                                     "implemented yet)",
-                                     omp_get_max_threads(), info.first_name)};
-  return {Device::CPU, fmt::format("cpu, {} threads (no CUDA device: {})", omp_get_max_threads(), info.unavailable)};
+  const CudaStatus& cuda = cuda_status();
+  if (requested == "cuda" && !cuda.available) fail("--device cuda: no usable CUDA device ({})", cuda.reason);
+  if (requested == "cuda" || (requested == "auto" && cuda.available))
+    return {Device::CUDA, fmt::format("cuda ({}), kernels {}, tf32 {}", cuda.name, kernel_source_name(kernel_source()),
+                                      tf32() ? "on" : "off")};
+  if (cuda.available)
+    return {Device::CPU, fmt::format("cpu, {} threads (CUDA device {} not used: --device cpu)", omp_get_max_threads(),
+                                     cuda.name)};
+  return {Device::CPU, fmt::format("cpu, {} threads (no CUDA device: {})", omp_get_max_threads(), cuda.reason)};
 }
 
 // ---- trainer -----------------------------------------------------------------------------------
@@ -305,6 +316,8 @@ data::Dataset load_split(const TrainConfig& c, bool train) {
   const std::string dir = c.data_dir.empty() ? default_data_dir(c.dataset) : c.data_dir;
   if (c.dataset == "fashion-mnist" || c.dataset == "mnist")
     return data::load_idx_directory(dir, train, c.dataset + (train ? "/train" : "/test"));
+  if (c.dataset == "imagefolder")  // train = ROOT/train, test = ROOT/val
+    return data::load_image_folder(dir, train, {c.image_size, c.max_images});
   return data::load_cifar_directory(dir, train, c.dataset == "cifar100");
 }
 
@@ -318,6 +331,22 @@ std::string format_duration(double seconds) {
 Trainer::Trainer(TrainConfig config) : config_(std::move(config)), model_rng_(config_.seed) {
   validate(config_);
   if (config_.threads > 0) omp_set_num_threads(config_.threads);
+  // The device before any data is read (--device cuda without a GPU fails at once); the kernel settings
+  // and threads before it, since its description names them.
+  set_kernel_source(parse_kernel_source(config_.kernels, "--kernels"));
+  set_tf32(config_.tf32);
+  device_ = choose_device(config_.device);
+  if (device_.device == Device::CUDA && config_.model.rfind("vit", 0) == 0) {
+    // Stopgap until the transformer ops (engine/ops/{attention,layernorm,tokens,gelu}.cpp) dispatch on
+    // the device (ops::detail::require_cpu marks the gap op by op): their host kernels must never see
+    // device memory.
+    if (config_.device == "cuda")
+      fail("--device cuda: model {} uses ops with no CUDA kernel yet (attention, layernorm, softmax, gelu, "
+           "tokens); use --device cpu",
+           config_.model);
+    device_ = {Device::CPU, fmt::format("cpu, {} threads (model {} has ops with no CUDA kernel yet)",
+                                        omp_get_max_threads(), config_.model)};
+  }
   data::Dataset full_train = load_split(config_, true);
   test_ = load_split(config_, false);
   if (config_.train_limit > 0 && config_.train_limit < full_train.size()) {
@@ -353,7 +382,36 @@ Trainer::Trainer(TrainConfig config) : config_(std::move(config)), model_rng_(co
     Rng mask_rng = Rng::derived(config_.seed, 0x6d61736b);  // "mask"
     pruning::apply_random_masks(model_->parameters(), config_.density, mask_rng);
   }
+  // The model is built and masked on the CPU (the same initial weights on every device), then moved;
+  // the optimizer state is made there.
+  model_->to(device_.device);
+  model_device_ = device_.device;
   optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
+}
+
+void Trainer::place_model(Device device) {
+  model_->to(device);
+  optimizer_->to(device);
+  model_device_ = device;
+}
+
+Trainer::HostScope::HostScope(Trainer& trainer)
+    : trainer_(trainer), previous_(trainer.model_device_), exceptions_(std::uncaught_exceptions()) {
+  if (previous_ != Device::CPU) trainer_.place_model(Device::CPU);
+}
+
+Trainer::HostScope::~HostScope() noexcept(false) {
+  // While an exception unwinds (the run is failing anyway) the model stays on the CPU: a second
+  // exception from here would terminate the process without the first one's message.
+  if (std::uncaught_exceptions() > exceptions_) return;
+  release();
+}
+
+void Trainer::HostScope::release() {
+  if (previous_ == Device::CPU) return;
+  const Device device = previous_;
+  previous_ = Device::CPU;
+  trainer_.place_model(device);
 }
 
 int64_t Trainer::total_steps() const {
@@ -396,6 +454,7 @@ std::vector<Tensor*> Trainer::state_tensors() {
 }
 
 Trainer::Snapshot Trainer::snapshot() {
+  const HostScope host(*this);
   Snapshot s;
   for (Tensor* t : state_tensors()) s.tensors.push_back(t->clone());
   for (const Tensor& t : rewind_point_) s.rewind.push_back(t.clone());
@@ -405,6 +464,7 @@ Trainer::Snapshot Trainer::snapshot() {
 }
 
 void Trainer::restore(const Snapshot& s) {
+  const HostScope host(*this);
   const std::vector<Tensor*> tensors = state_tensors();
   ST_CHECK(tensors.size() == s.tensors.size(), "snapshot of {} tensors restored into {}", s.tensors.size(),
            tensors.size());
@@ -416,6 +476,7 @@ void Trainer::restore(const Snapshot& s) {
 }
 
 void Trainer::save(const std::string& name, const Position& position) {
+  const HostScope host(*this);
   io::CheckpointContents contents;
   contents.model = model_.get();
   contents.optimizer = optimizer_.get();
@@ -435,6 +496,7 @@ void Trainer::save(const std::string& name, const Position& position) {
 }
 
 Trainer::Position Trainer::load(const std::filesystem::path& path) {
+  const HostScope host(*this);
   const auto metadata = io::read_checkpoint_metadata(path);
   Position position;
   std::size_t rewind_tensors = 0;
@@ -481,6 +543,7 @@ Trainer::Position Trainer::load(const std::filesystem::path& path) {
 }
 
 void Trainer::capture_rewind_point() {
+  const HostScope host(*this);  // the rewind point is kept on the CPU
   rewind_point_.clear();
   for (nn::Parameter* p : model_->parameters()) rewind_point_.push_back(p->value().clone());
   for (const nn::NamedBuffer& b : model_->buffers()) rewind_point_.push_back(b.tensor->clone());
@@ -490,6 +553,9 @@ float Trainer::train_step(const std::vector<float>& images, const std::vector<in
                           int64_t* correct, const std::function<void()>& after_backward) {
   Tensor input = Tensor::empty({batch, input_.height, input_.width, input_.channels});
   std::copy(images.begin(), images.begin() + input.numel(), input.data());
+  // Each batch is uploaded (synchronously) when the model is on the GPU; a dataset resident on the
+  // device with augmentation there is later work.
+  if (model_device_ != Device::CPU) input = input.to(model_device_);
   std::vector<int32_t> batch_labels(labels.begin(), labels.begin() + batch);
   model_->train(true);
   optimizer_->zero_grad();
@@ -519,6 +585,7 @@ EvalResult Trainer::evaluate(const data::Dataset& dataset) {
     const int64_t batch = loader.fill_batch(0, b, images, labels);
     Tensor input = Tensor::empty({batch, input_.height, input_.width, input_.channels});
     std::copy(images.begin(), images.begin() + input.numel(), input.data());
+    if (model_device_ != Device::CPU) input = input.to(model_device_);
     labels.resize(static_cast<std::size_t>(batch));
     const Variable logits = model_->forward(Variable(input));
     loss_sum += static_cast<double>(ops::softmax_cross_entropy(logits, labels, 0.0f).value().item()) *
@@ -637,6 +704,7 @@ TrainResult Trainer::run(bool resume) {
     fs::remove(run_dir / "metrics.jsonl");
     fs::remove(run_dir / "summary.csv");
     fs::remove(run_dir / "oracle.md");
+    fs::remove(run_dir / "report.md");
     fs::remove_all(run_dir / "checkpoints");
   }
   seconds_before_ = position.seconds;
@@ -645,7 +713,7 @@ TrainResult Trainer::run(bool resume) {
   io::MetricsLog metrics(run_dir / "metrics.jsonl", true);
   io::SummaryCsv summary(run_dir / "summary.csv",
                          {"cycle", "density", "max_lr", "val_accuracy", "test_accuracy", "seconds", "steps"}, true);
-  const DeviceChoice device = choose_device(config_.device);
+  const DeviceChoice& device = device_;
   fmt::print("sparsetrain: {} on {} ({} train / {} validation / {} test images), device {}\n", config_.model,
              config_.dataset, train_.size(), validation_.size(), test_.size(), device.description);
   int64_t prunable = 0, total = 0;
@@ -676,6 +744,11 @@ TrainResult Trainer::run(bool resume) {
     CycleResult cycle_result;
     cycle_result.cycle = cycle;
     cycle_result.density = pruning::global_density(model_->parameters());
+    if (position.step == 0) {  // the network this cycle trains (a resumed mid-cycle run measured it already)
+      const HostScope host(*this);
+      metrics.write(measure_distributions(cycle));
+      write_distribution_report(run_dir);
+    }
     const int64_t steps_before = position.global_step;
     const double seconds_start = elapsed();
     step_seconds_ = 0.0;

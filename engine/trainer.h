@@ -36,8 +36,10 @@ class MetricsLog;
 
 struct TrainConfig {
   std::string model = "lenet300";
-  std::string dataset = "fashion-mnist";  // fashion-mnist | mnist | cifar10 | cifar100
+  std::string dataset = "fashion-mnist";  // fashion-mnist | mnist | cifar10 | cifar100 | imagefolder
   std::string data_dir;                   // empty: the dataset's default location
+  int64_t image_size = 64;                // imagefolder: images resized to image_size^2 on load
+  int64_t max_images = 200'000;           // imagefolder: refuse a split with more images (memory)
   int64_t epochs = 20;
   int64_t batch_size = 128;
   // --lr is schedule.max_lr. Defaults: the default experiment's recipe (lenet300 / Fashion-MNIST
@@ -53,6 +55,8 @@ struct TrainConfig {
   double density = 1.0;         // random-mask density of every prunable tensor at init (1 = dense)
   uint64_t seed = 0;
   std::string device = "auto";  // auto | cpu | cuda
+  std::string kernels = "ours";  // cuda: ours | vendor (cuDNN/cuBLAS) for convolution, linear, BatchNorm
+  bool tf32 = true;              // cuda: TF32 tensor cores in convolution and GEMM
   int threads = 0;              // 0: OpenMP's default (all cores)
   std::string run_dir = "runs/default";
   bool overwrite = false;        // allow a fresh run in a directory that holds an earlier run
@@ -86,6 +90,7 @@ struct TrainConfig {
   std::string select_method;       // empty | gfs | magnitude
   double select_tolerance = 0.02;
   int select_candidates = 50;
+  int64_t select_batches = 8;  // gfs: training minibatches averaged for each candidate's loss
   int64_t select_finetune_steps = 100;
   int64_t select_eval = 5000;
   std::string dst;                 // empty | rigl | set
@@ -123,7 +128,9 @@ struct TrainResult {
   std::vector<CycleResult> cycles;
 };
 
-// Which device a run uses, and why (printed at start).
+// Which device a run uses, and why (printed at start): auto = cuda when a CUDA device is usable, else
+// cpu; cuda without a usable device is an error naming --device. The description names the GPU and the
+// process-wide kernel settings (kernels ours|vendor, tf32), so set those first.
 struct DeviceChoice {
   Device device = Device::CPU;
   std::string description;
@@ -148,6 +155,8 @@ class Trainer {
   EvalResult evaluate(const data::Dataset& dataset);
 
   nn::Module& model() { return *model_; }
+  Device device() const { return device_.device; }  // where the steps run
+  const DeviceChoice& device_choice() const { return device_; }
   const models::InputSpec& input_spec() const { return input_; }
   // Restores the model (and optimizer) from a checkpoint of this run, shrunk networks included.
   void restore(const std::filesystem::path& checkpoint) { load(checkpoint); }
@@ -174,6 +183,26 @@ class Trainer {
     Rng::State rng;
     int64_t optimizer_steps = 0;
   };
+  // GPU runs: the training steps and evaluation run on the GPU; the cold paths (checkpoints, pruning
+  // events and scores, DST updates, snapshots, rewind points, the distribution report) run on a CPU
+  // copy: a HostScope moves the model (parameters, gradients, masks, buffers) and the optimizer state to
+  // the CPU and back at its end. It is the simplest correct choice: these paths are rare and their code
+  // (pruning/, io/) stays host-only. Nested scopes and CPU runs are no-ops.
+  class HostScope {
+   public:
+    explicit HostScope(Trainer& trainer);
+    ~HostScope() noexcept(false);  // release(), unless an exception is unwinding
+    void release();                // the model back to its device now (then the destructor does nothing)
+    HostScope(const HostScope&) = delete;
+    HostScope& operator=(const HostScope&) = delete;
+
+   private:
+    Trainer& trainer_;
+    Device previous_;
+    int exceptions_;
+  };
+  void place_model(Device device);  // model and optimizer state to `device`
+
   std::vector<Tensor*> state_tensors();
   Snapshot snapshot();
   void restore(const Snapshot& snapshot);
@@ -190,6 +219,9 @@ class Trainer {
   // At the start of a step of cycle 0: pruning at initialisation, early-pruning rounds, GMP.
   void prune_during_training(const Position& position, io::MetricsLog& metrics);
   void select_units(int next_cycle, io::MetricsLog& metrics);
+  // The per-cycle distribution report (engine/trainer_report.cpp).
+  nlohmann::json measure_distributions(int cycle);
+  void write_distribution_report(const std::filesystem::path& run_dir);
   bool is_dst_update(const Position& position) const;
   void dst_update(const Position& position, io::MetricsLog& metrics);  // after the backward of that step
   pruning::ScoreData score_data(int64_t stream);
@@ -207,6 +239,8 @@ class Trainer {
   Rng model_rng_;  // initialisation, then dropout: saved in checkpoints
   std::unique_ptr<nn::Module> model_;
   std::unique_ptr<Optimizer> optimizer_;
+  DeviceChoice device_;                 // the run's device
+  Device model_device_ = Device::CPU;   // where the model is now (the CPU inside a HostScope)
   std::vector<Tensor> rewind_point_;  // weights and buffers at iteration t_k of cycle 0 (weight_rewind)
   std::chrono::steady_clock::time_point clock_start_;
   double seconds_before_ = 0.0;

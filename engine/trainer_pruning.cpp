@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <optional>
+
 #include "engine/error.h"
 #include "engine/io/metrics.h"
 #include "engine/trainer.h"
@@ -93,13 +95,18 @@ void Trainer::report_prune_event(const std::string& what, int cycle, int64_t ste
 void Trainer::prune_during_training(const Position& position, io::MetricsLog& metrics) {
   const int64_t step = position.step;
   pruning::PruneSpec spec = config_.prune;
+  // Called before every step of cycle 0: the model moves to the CPU only when an event happens (and is
+  // released at the end of this function).
+  std::optional<HostScope> host;
   if (!config_.dst.empty() && config_.init_score.empty() && step == 0) {
+    host.emplace(*this);
     // Dynamic sparse training starts from a random mask with the configured allocation (ERK or uniform).
     const std::vector<Tensor> scores = compute_scores("random", 0);
     const auto changes = pruning::prune_to_density(model_->parameters(), scores, config_.init_density, spec);
     report_prune_event("initial random mask for " + config_.dst, 0, step, changes, {}, metrics);
   }
   if (!config_.init_score.empty() && step == 0) {
+    if (!host) host.emplace(*this);
     // One shot before training; SynFlow iteratively: density_r = D^(r / R), r = 1..R (Tanaka et al. 2020).
     const int rounds = config_.init_score == "synflow" ? config_.synflow_rounds : 1;
     std::vector<pruning::LayerChange> first;
@@ -116,6 +123,7 @@ void Trainer::prune_during_training(const Position& position, io::MetricsLog& me
   }
   const int64_t batches = train_loader_->batches_per_epoch();
   if (config_.early_rounds > 0 && step > 0 && step % batches == 0 && step / batches <= config_.early_rounds) {
+    if (!host) host.emplace(*this);
     spec.rate = schedules::early_round_rate(config_.early_rounds, config_.early_sparsity);
     const auto round = static_cast<int>(step / batches);
     const std::vector<Tensor> scores = compute_scores(spec.score, 100 + round);
@@ -127,6 +135,7 @@ void Trainer::prune_during_training(const Position& position, io::MetricsLog& me
   if (schedules::is_gmp_step(config_.gmp, step)) {
     const double sparsity = schedules::gmp_sparsity(config_.gmp, step);
     if (sparsity > 0.0) {
+      if (!host) host.emplace(*this);
       const std::vector<Tensor> scores = compute_scores("magnitude", 0);
       const pruning::Histogram histogram = pruning::score_histogram(model_->parameters(), scores);
       const auto changes = pruning::prune_to_density(model_->parameters(), scores, 1.0 - sparsity, spec);
@@ -134,6 +143,7 @@ void Trainer::prune_during_training(const Position& position, io::MetricsLog& me
                          histogram, metrics);
     }
   }
+  if (host) host->release();  // here, not in std::optional's noexcept destructor, so a CUDA error propagates
 }
 
 bool Trainer::is_dst_update(const Position& position) const {
@@ -143,6 +153,7 @@ bool Trainer::is_dst_update(const Position& position) const {
 }
 
 void Trainer::dst_update(const Position& position, io::MetricsLog& metrics) {
+  const HostScope host(*this);  // with the gradients (RigL grows by them)
   const auto end = static_cast<int64_t>(config_.dst_end_fraction * static_cast<double>(total_steps()));
   const double fraction = schedules::rigl_drop_fraction(config_.dst_alpha, position.step, end);
   const std::vector<nn::Parameter*> prunable = pruning::prunable_of(model_->parameters());
@@ -169,6 +180,7 @@ void Trainer::dst_update(const Position& position, io::MetricsLog& metrics) {
 }
 
 std::vector<pruning::GroupChange> Trainer::prune_filters(const pruning::StructuredSpec& spec, int64_t stream) {
+  const HostScope host(*this);
   const auto changes = pruning::prune_filters(*model_, spec, score_data(stream));
   optimizer_ = make_optimizer(config_.optimizer, model_->parameters());  // state tensors of the new shapes
   return changes;
@@ -185,14 +197,29 @@ void Trainer::select_units(int next_cycle, io::MetricsLog& metrics) {
   model_->train(false);
   const double original = evaluate(selection).accuracy;
   const double target = (1.0 - config_.select_tolerance) * original;
+  // The candidates of one GFS step are all scored on the same fresh minibatches (select_batches of
+  // them, loaded once per step): one minibatch of 128 is too noisy to rank 50 candidates.
+  struct Minibatch {
+    Tensor images;
+    std::vector<int32_t> labels;
+  };
+  std::vector<Minibatch> fresh;
+  int64_t fresh_iteration = -1;
   const pruning::SelectionHooks hooks{
       [&](int64_t iteration) {
-        Tensor images;
-        std::vector<int32_t> labels;
-        data.batch(iteration, images, labels);
+        if (iteration != fresh_iteration) {
+          fresh.assign(static_cast<std::size_t>(config_.select_batches), Minibatch{});
+          for (int64_t b = 0; b < config_.select_batches; ++b)
+            data.batch(iteration * config_.select_batches + b, fresh[static_cast<std::size_t>(b)].images,
+                       fresh[static_cast<std::size_t>(b)].labels);
+          fresh_iteration = iteration;
+        }
         model_->train(false);
-        return static_cast<double>(
-            ops::softmax_cross_entropy(model_->forward(Variable(images)), labels).value().item());
+        double sum = 0.0;
+        for (const Minibatch& m : fresh)
+          sum += static_cast<double>(
+              ops::softmax_cross_entropy(model_->forward(Variable(m.images)), m.labels).value().item());
+        return sum / static_cast<double>(fresh.size());
       },
       [&] { return evaluate(selection).accuracy; }};
   Rng rng = Rng::derived(config_.seed, 0x676673ULL + static_cast<uint64_t>(next_cycle));  // "gfs"
@@ -251,6 +278,7 @@ void Trainer::select_units(int next_cycle, io::MetricsLog& metrics) {
 }
 
 void Trainer::prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics) {
+  const HostScope host(*this);  // pruning, unit selection (and its fine-tuning steps) on the CPU copy
   if (!config_.select_method.empty()) {
     select_units(next_cycle, metrics);
     return;

@@ -58,6 +58,11 @@ const std::vector<ModelEntry>& registry() {
                     [](const InputSpec& in, Rng& rng) { return make_densenet_bc(100, 12, in, rng); }});
     list.push_back({"alexnet-cifar", "AlexNet, CIFAR variant: 5 conv (3x3) + 3 fc (4096, 4096)", cifar, 35'855'178,
                     32, [](const InputSpec& in, Rng& rng) { return make_alexnet_cifar(in, rng); }});
+    // ViT-Tiny widths, 4x4 patches, 65 tokens (the count is derived in models/vit.cpp).
+    list.push_back({"vit-tiny", "ViT-Tiny (dim 192, 3 heads, MLP 768), 4x4 patches, depth 12, cls token, pre-LN", cifar,
+                    5'362'762, 32, [](const InputSpec& in, Rng& rng) { return make_vit_tiny(12, in, rng); }});
+    list.push_back({"vit-tiny6", "ViT-Tiny widths, 4x4 patches, depth 6", cifar, 2'693'578, 32,
+                    [](const InputSpec& in, Rng& rng) { return make_vit_tiny(6, in, rng); }});
     return list;
   }();
   return entries;

@@ -44,5 +44,6 @@ std::unique_ptr<nn::Module> make_mobilenet_v1(bool cifar, const InputSpec& input
 std::unique_ptr<nn::Module> make_mobilenet_v2(bool cifar, const InputSpec& input, Rng& rng);
 std::unique_ptr<nn::Module> make_alexnet_cifar(const InputSpec& input, Rng& rng);
 std::unique_ptr<nn::Module> make_densenet_bc(int depth, int64_t growth, const InputSpec& input, Rng& rng);
+std::unique_ptr<nn::Module> make_vit_tiny(int depth, const InputSpec& input, Rng& rng);
 
 }  // namespace st::models

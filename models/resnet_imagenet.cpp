@@ -4,6 +4,12 @@
 // planes, 1x1 conv + BatchNorm downsampling when the shape changes, global average pooling, fc.
 // State-dict names follow torchvision: conv1, bn1, layer{1-4}.{i}.{conv1,bn1,...,downsample.0/1}, fc.
 // Any input of at least 32x32 works (Fashion-MNIST is padded to 32x32).
+// Channel groups (structured pruning): inside each block, the filters of every conv but the last
+// with their BatchNorm and the next conv's input channels (basic: conv1; bottleneck: conv1 and
+// conv2); and residual streams: the stem's channels run through the identity blocks of layer1 (all
+// of resnet18's; none of resnet50's, whose first block has a downsample) until a downsample starts a
+// new stream, whose producers are each block's last conv + BN and the downsample conv + BN, and
+// whose consumers are each block's conv1 and downsample inputs, and fc for the last stream.
 #include "engine/ops.h"
 #include "models/registry.h"
 
@@ -29,9 +35,32 @@ class ImageNetBlock : public nn::Module {
     }
     if (stride != 1 || in != out) {
       auto downsample = std::make_unique<nn::Sequential>();
-      downsample->add(std::make_unique<nn::Conv2d>(in, out, 1, stride, 0, false, rng));
-      downsample->add(std::make_unique<nn::BatchNorm2d>(out));
+      downsample_conv_ = &downsample->add(std::make_unique<nn::Conv2d>(in, out, 1, stride, 0, false, rng));
+      downsample_norm_ = &downsample->add(std::make_unique<nn::BatchNorm2d>(out));
       downsample_ = &register_module("downsample", std::move(downsample));
+    }
+  }
+
+  bool has_downsample() const { return downsample_ != nullptr; }
+  void add_internal_groups(std::vector<nn::ChannelGroup>& groups) {
+    for (std::size_t i = 0; i + 1 < convs_.size(); ++i) {
+      nn::ChannelGroup group{convs_[i]->weight().name, convs_[i]->weight().value().dim(0), {}, {}};
+      group.producers.push_back({&convs_[i]->weight(), nullptr, 0, false});
+      norms_[i]->add_channel_slices(group.producers);
+      group.consumers.push_back({&convs_[i + 1]->weight(), nullptr, 3, false});
+      groups.push_back(group);
+    }
+  }
+  void add_stream_consumers(nn::ChannelGroup& input_stream) {
+    input_stream.consumers.push_back({&convs_.front()->weight(), nullptr, 3, false});
+    if (downsample_conv_ != nullptr) input_stream.consumers.push_back({&downsample_conv_->weight(), nullptr, 3, false});
+  }
+  void add_stream_producers(nn::ChannelGroup& output_stream) {
+    output_stream.producers.push_back({&convs_.back()->weight(), nullptr, 0, false});
+    norms_.back()->add_channel_slices(output_stream.producers);
+    if (downsample_conv_ != nullptr) {
+      output_stream.producers.push_back({&downsample_conv_->weight(), nullptr, 0, false});
+      downsample_norm_->add_channel_slices(output_stream.producers);
     }
   }
 
@@ -46,6 +75,8 @@ class ImageNetBlock : public nn::Module {
   std::vector<nn::Conv2d*> convs_;
   std::vector<nn::BatchNorm2d*> norms_;
   nn::Sequential* downsample_ = nullptr;
+  nn::Conv2d* downsample_conv_ = nullptr;
+  nn::BatchNorm2d* downsample_norm_ = nullptr;
 };
 
 class ImageNetResNet : public nn::Module {
@@ -59,12 +90,36 @@ class ImageNetResNet : public nn::Module {
       auto layer = std::make_unique<nn::Sequential>();
       for (int b = 0; b < blocks[static_cast<std::size_t>(stage)]; ++b) {
         const int64_t stride = (stage > 0 && b == 0) ? 2 : 1;
-        layer->add(std::make_unique<ImageNetBlock>(in, planes[stage], stride, bottleneck, rng));
+        blocks_.push_back(&layer->add(std::make_unique<ImageNetBlock>(in, planes[stage], stride, bottleneck, rng)));
         in = bottleneck ? planes[stage] * 4 : planes[stage];
       }
       stages_.push_back(&register_module("layer" + std::to_string(stage + 1), std::move(layer)));
     }
     fc_ = &register_module("fc", std::make_unique<nn::Linear>(in, input.num_classes, true, rng));
+  }
+
+  std::vector<nn::ChannelGroup> channel_groups() override {
+    parameters();  // assigns the full names
+    std::vector<nn::ChannelGroup> groups;
+    nn::ChannelGroup stream{conv1_->weight().name + " stream", conv1_->weight().value().dim(0), {}, {}};
+    stream.producers.push_back({&conv1_->weight(), nullptr, 0, false});
+    bn1_->add_channel_slices(stream.producers);
+    for (ImageNetBlock* block : blocks_) {
+      block->add_stream_consumers(stream);
+      if (block->has_downsample()) {
+        groups.push_back(stream);
+        stream = nn::ChannelGroup{"", 0, {}, {}};
+        block->add_stream_producers(stream);
+        stream.name = stream.producers.front().parameter->name + " stream";
+        stream.channels = stream.producers.front().parameter->value().dim(0);
+      } else {
+        block->add_stream_producers(stream);
+      }
+      block->add_internal_groups(groups);
+    }
+    stream.consumers.push_back({&fc_->weight(), nullptr, 1, false});
+    groups.push_back(stream);
+    return groups;
   }
 
   Variable forward(const Variable& x) override {
@@ -77,6 +132,7 @@ class ImageNetResNet : public nn::Module {
   nn::Conv2d* conv1_;
   nn::BatchNorm2d* bn1_;
   std::vector<nn::Sequential*> stages_;
+  std::vector<ImageNetBlock*> blocks_;
   nn::Linear* fc_;
 };
 

@@ -3,6 +3,11 @@
 // of 16k, 32k, 64k channels with strides 1, 2, 2; when a block changes shape its shortcut is a 1x1
 // conv of the pre-activated input; a final BN-ReLU, global average pooling and one linear layer.
 // WRN-22-2 on 3x32x32, 10 classes: 1,079,642 parameters.
+// Channel groups (structured pruning): each block's conv1 filters with bn2 and conv2's input
+// channels; and residual streams: the stem's channels run through the blocks of stage 1 until a
+// shortcut conv starts a new stream, so a stream's producers are the conv2 (and shortcut) filters of
+// its blocks and its consumers every reader: each block's pre-activation bn1, conv1 and shortcut
+// inputs, and for the last stream the final BN and the linear layer.
 #include "engine/ops.h"
 #include "models/registry.h"
 
@@ -19,6 +24,24 @@ class PreActBlock : public nn::Module {
     if (in != out || stride != 1)
       shortcut_ = &register_module("shortcut", std::make_unique<nn::Conv2d>(in, out, 1, stride, 0, false, rng));
   }
+  bool has_shortcut() const { return shortcut_ != nullptr; }
+  nn::ChannelGroup internal_group() {
+    nn::ChannelGroup group{conv1_->weight().name, conv1_->weight().value().dim(0), {}, {}};
+    group.producers.push_back({&conv1_->weight(), nullptr, 0, false});
+    bn2_->add_channel_slices(group.producers);
+    group.consumers.push_back({&conv2_->weight(), nullptr, 3, false});
+    return group;
+  }
+  void add_stream_consumers(nn::ChannelGroup& input_stream) {
+    bn1_->add_channel_slices(input_stream.consumers);  // pre-activation: reads the stream
+    input_stream.consumers.push_back({&conv1_->weight(), nullptr, 3, false});
+    if (shortcut_ != nullptr) input_stream.consumers.push_back({&shortcut_->weight(), nullptr, 3, false});
+  }
+  void add_stream_producers(nn::ChannelGroup& output_stream) {
+    output_stream.producers.push_back({&conv2_->weight(), nullptr, 0, false});
+    if (shortcut_ != nullptr) output_stream.producers.push_back({&shortcut_->weight(), nullptr, 0, false});
+  }
+
   Variable forward(const Variable& x) override {
     const Variable activated = bn1_->forward(x);
     const Variable h = conv2_->forward(bn2_->forward(conv1_->forward(activated)));
@@ -33,23 +56,59 @@ class PreActBlock : public nn::Module {
   nn::Conv2d* shortcut_ = nullptr;
 };
 
+// A Sequential (state-dict names "0", "1", ...) that describes its residual streams.
+class WideResNet : public nn::Sequential {
+ public:
+  WideResNet(int depth, int widen, const InputSpec& input, Rng& rng) {
+    const int blocks = (depth - 4) / 6;
+    stem_ = &add(std::make_unique<nn::Conv2d>(input.channels, 16, 3, 1, 1, false, rng));
+    int64_t in = 16;
+    const int64_t widths[3] = {16 * widen, 32 * widen, 64 * widen};
+    for (int stage = 0; stage < 3; ++stage)
+      for (int b = 0; b < blocks; ++b) {
+        blocks_.push_back(&add(std::make_unique<PreActBlock>(in, widths[stage], (stage > 0 && b == 0) ? 2 : 1, rng)));
+        in = widths[stage];
+      }
+    final_norm_ = &add(std::make_unique<nn::BatchNorm2d>(in, true));
+    add(std::make_unique<nn::GlobalAvgPool>());
+    fc_ = &add(std::make_unique<nn::Linear>(in, input.num_classes, true, rng));
+  }
+
+  std::vector<nn::ChannelGroup> channel_groups() override {
+    parameters();  // assigns the full names
+    std::vector<nn::ChannelGroup> groups;
+    nn::ChannelGroup stream{stem_->weight().name + " stream", stem_->weight().value().dim(0), {}, {}};
+    stream.producers.push_back({&stem_->weight(), nullptr, 0, false});
+    for (PreActBlock* block : blocks_) {
+      block->add_stream_consumers(stream);
+      if (block->has_shortcut()) {
+        groups.push_back(stream);
+        stream = nn::ChannelGroup{"", 0, {}, {}};
+        block->add_stream_producers(stream);
+        stream.name = stream.producers.front().parameter->name + " stream";
+        stream.channels = stream.producers.front().parameter->value().dim(0);
+      } else {
+        block->add_stream_producers(stream);
+      }
+      groups.push_back(block->internal_group());
+    }
+    final_norm_->add_channel_slices(stream.consumers);
+    stream.consumers.push_back({&fc_->weight(), nullptr, 1, false});
+    groups.push_back(stream);
+    return groups;
+  }
+
+ private:
+  nn::Conv2d* stem_;
+  std::vector<PreActBlock*> blocks_;
+  nn::BatchNorm2d* final_norm_;
+  nn::Linear* fc_;
+};
+
 }  // namespace
 
 std::unique_ptr<nn::Module> make_wide_resnet(int depth, int widen, const InputSpec& input, Rng& rng) {
-  const int blocks = (depth - 4) / 6;
-  auto net = std::make_unique<nn::Sequential>();
-  net->add(std::make_unique<nn::Conv2d>(input.channels, 16, 3, 1, 1, false, rng));
-  int64_t in = 16;
-  const int64_t widths[3] = {16 * widen, 32 * widen, 64 * widen};
-  for (int stage = 0; stage < 3; ++stage)
-    for (int b = 0; b < blocks; ++b) {
-      net->add(std::make_unique<PreActBlock>(in, widths[stage], (stage > 0 && b == 0) ? 2 : 1, rng));
-      in = widths[stage];
-    }
-  net->add(std::make_unique<nn::BatchNorm2d>(in, true));
-  net->add(std::make_unique<nn::GlobalAvgPool>());
-  net->add(std::make_unique<nn::Linear>(in, input.num_classes, true, rng));
-  return net;
+  return std::make_unique<WideResNet>(depth, widen, input, rng);
 }
 
 }  // namespace st::models

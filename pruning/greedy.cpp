@@ -10,37 +10,45 @@
 namespace st::pruning {
 namespace {
 
-// The unit (channel) an element of a consumer slice reads.
+// The unit (channel) of the group an element of a consumer slice reads; -1 for an element of another
+// group's slice of a concatenation.
 int64_t channel_of(const nn::ChannelSlice& slice, const Shape& shape, int64_t channels, int64_t element) {
   if (slice.flattened) return (element % shape[1]) % channels;
   int64_t inner = 1;
   for (std::size_t i = static_cast<std::size_t>(slice.axis) + 1; i < shape.size(); ++i) inner *= shape[i];
-  return (element / inner) % channels;
+  const int64_t channel = (element / inner) % shape[static_cast<std::size_t>(slice.axis)] - slice.offset;
+  return channel >= 0 && channel < channels ? channel : -1;
 }
+
+// The consumers a subset rewrites: the weights that read the units. Pre-activation BatchNorms also
+// read them, but a unit is silenced (or scaled) by the conv/linear weights after them alone.
+bool rewritten(const nn::ChannelSlice& slice) { return slice.parameter != nullptr && slice.parameter->prunable(); }
 
 }  // namespace
 
 UnitSubset::UnitSubset(const nn::ChannelGroup& group) : group_(group) {
-  for (const nn::ChannelSlice& slice : group.consumers) {
-    ST_CHECK(slice.parameter != nullptr, "unit selection: consumer of {} is not a parameter", group.name);
-    original_.push_back(slice.parameter->value().clone());
-  }
+  for (const nn::ChannelSlice& slice : group.consumers)
+    original_.push_back(rewritten(slice) ? slice.parameter->value().clone() : Tensor());
 }
 
 UnitSubset::~UnitSubset() {
   if (committed_) return;
-  for (std::size_t i = 0; i < original_.size(); ++i) group_.consumers[i].parameter->value().copy_from(original_[i]);
+  for (std::size_t i = 0; i < original_.size(); ++i)
+    if (original_[i].defined()) group_.consumers[i].parameter->value().copy_from(original_[i]);
 }
 
 void UnitSubset::apply(const std::vector<int64_t>& selected, double scale) {
   std::vector<float> factor(static_cast<std::size_t>(group_.channels), 0.0f);
   for (int64_t unit : selected) factor[static_cast<std::size_t>(unit)] = static_cast<float>(scale);
   for (std::size_t i = 0; i < original_.size(); ++i) {
+    if (!original_[i].defined()) continue;
     const nn::ChannelSlice& slice = group_.consumers[i];
     Tensor& w = slice.parameter->value();
     const float* base = original_[i].data();
-    for (int64_t e = 0; e < w.numel(); ++e)
-      w.data()[e] = base[e] * factor[static_cast<std::size_t>(channel_of(slice, w.shape(), group_.channels, e))];
+    for (int64_t e = 0; e < w.numel(); ++e) {
+      const int64_t unit = channel_of(slice, w.shape(), group_.channels, e);
+      w.data()[e] = unit < 0 ? base[e] : base[e] * factor[static_cast<std::size_t>(unit)];
+    }
   }
 }
 

@@ -32,7 +32,7 @@ class UnitSubset {
 
  private:
   const nn::ChannelGroup& group_;
-  std::vector<Tensor> original_;  // one per consumer slice
+  std::vector<Tensor> original_;  // one per consumer slice; undefined for BatchNorms (left as they are)
   bool committed_ = false;
 };
 

@@ -141,7 +141,15 @@ Histogram score_histogram(const std::vector<nn::Parameter*>& parameters, const s
   std::vector<float> values;
   for (std::size_t t = 0; t < prunable.size() && t < scores.size(); ++t)
     for (int64_t i = 0; i < prunable[t]->numel(); ++i)
-      if (prunable[t]->mask.data()[i] != 0.0f && std::isfinite(scores[t].data()[i])) values.push_back(scores[t].data()[i]);
+      if (prunable[t]->mask.data()[i] != 0.0f) values.push_back(scores[t].data()[i]);
+  return sturges_histogram(values);
+}
+
+Histogram sturges_histogram(const std::vector<float>& all) {
+  std::vector<float> values;
+  values.reserve(all.size());
+  for (float v : all)
+    if (std::isfinite(v)) values.push_back(v);
   Histogram h;
   if (values.empty()) return h;
   const auto [low, high] = std::minmax_element(values.begin(), values.end());

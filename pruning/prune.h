@@ -51,5 +51,7 @@ struct Histogram {
   std::vector<int64_t> counts;
 };
 Histogram score_histogram(const std::vector<nn::Parameter*>& parameters, const std::vector<Tensor>& scores);
+// The same binning for any values (NaN/inf skipped); empty counts for no values.
+Histogram sturges_histogram(const std::vector<float>& values);
 
 }  // namespace st::pruning

@@ -41,7 +41,39 @@ Tensor gather_channels(const Tensor& source, int axis, bool flattened, int64_t c
   return out;
 }
 
-void cut(const nn::ChannelSlice& slice, int64_t channels, const std::vector<int64_t>& keep) {
+// One tensor cut along one axis by the slices of one or more groups (several for a concatenation).
+struct AxisCut {
+  const nn::ChannelSlice* first = nullptr;  // the tensor, axis and layout
+  struct Part {
+    int64_t offset, channels;
+    const std::vector<int64_t>* keep;
+    const std::string* group;
+  };
+  std::vector<Part> parts;
+};
+
+std::string tensor_label(const nn::ChannelSlice& slice) {
+  return slice.parameter != nullptr ? slice.parameter->name : std::string("a BatchNorm statistic");
+}
+
+// Keeps, along the axis of `cut`, the kept channels of each part; the parts must tile the axis.
+void apply_cut(AxisCut& cut) {
+  const nn::ChannelSlice& slice = *cut.first;
+  std::stable_sort(cut.parts.begin(), cut.parts.end(),
+                   [](const AxisCut::Part& a, const AxisCut::Part& b) { return a.offset < b.offset; });
+  int64_t channels = 0;
+  std::vector<int64_t> keep;
+  for (const AxisCut::Part& part : cut.parts) {
+    ST_CHECK(part.offset == channels,
+             "structured pruning: the channel groups of {} along axis {} do not tile it (group {} starts at {}, "
+             "expected {})",
+             tensor_label(slice), slice.axis, *part.group, part.offset, channels);
+    for (int64_t c : *part.keep) keep.push_back(part.offset + c);
+    channels += part.channels;
+  }
+  if (static_cast<int64_t>(keep.size()) == channels) return;  // nothing removed along this axis
+  ST_CHECK(!slice.flattened || cut.parts.size() == 1, "structured pruning: {} reads a flattened concatenation",
+           tensor_label(slice));
   if (slice.parameter != nullptr) {
     nn::Parameter* p = slice.parameter;
     Tensor value = gather_channels(p->value(), slice.axis, slice.flattened, channels, keep);
@@ -81,7 +113,9 @@ std::vector<std::vector<double>> channel_scores(nn::Module& model, const std::ve
     for (const nn::ChannelSlice& slice : group.producers) {
       if (slice.parameter == nullptr || !slice.parameter->prunable()) continue;
       nn::Parameter* p = slice.parameter;
-      const int64_t per_channel = p->numel() / group.channels;  // producers cut axis 0
+      ST_CHECK(slice.axis == 0 && slice.offset == 0 && p->value().dim(0) == group.channels,
+               "structured pruning: producer {} of {} is not a whole axis-0 slice", p->name, group.name);
+      const int64_t per_channel = p->numel() / group.channels;
       const float* w = p->value().data();
       const float* s = norm ? nullptr : weight_score.at(p->name).data();
       for (int64_t i = 0; i < p->numel(); ++i) {
@@ -101,11 +135,25 @@ std::vector<std::vector<double>> channel_scores(nn::Module& model, const std::ve
 }
 
 void shrink(const std::vector<nn::ChannelGroup>& groups, const std::vector<std::vector<int64_t>>& keep) {
+  ST_CHECK(keep.size() == groups.size(), "shrink: {} keep lists for {} groups", keep.size(), groups.size());
+  // Collect every (tensor, axis) first: a concatenation's consumer is cut by several groups at once,
+  // whose offsets refer to the tensor before any of them is cut.
+  std::vector<AxisCut> cuts;
+  std::map<std::pair<const void*, int>, std::size_t> index;
   for (std::size_t g = 0; g < groups.size(); ++g) {
-    if (static_cast<int64_t>(keep[g].size()) == groups[g].channels) continue;
-    for (const nn::ChannelSlice& slice : groups[g].producers) cut(slice, groups[g].channels, keep[g]);
-    for (const nn::ChannelSlice& slice : groups[g].consumers) cut(slice, groups[g].channels, keep[g]);
+    const auto add = [&](const nn::ChannelSlice& slice) {
+      const void* tensor = slice.parameter != nullptr ? static_cast<const void*>(slice.parameter) : slice.buffer;
+      const auto [it, inserted] = index.try_emplace({tensor, slice.axis}, cuts.size());
+      if (inserted) cuts.push_back({&slice, {}});
+      AxisCut& cut = cuts[it->second];
+      ST_CHECK(cut.first->flattened == slice.flattened, "structured pruning: {} is read both flattened and not",
+               tensor_label(slice));
+      cut.parts.push_back({slice.offset, groups[g].channels, &keep[g], &groups[g].name});
+    };
+    for (const nn::ChannelSlice& slice : groups[g].producers) add(slice);
+    for (const nn::ChannelSlice& slice : groups[g].consumers) add(slice);
   }
+  for (AxisCut& cut : cuts) apply_cut(cut);
 }
 
 std::vector<GroupChange> prune_filters(nn::Module& model, const StructuredSpec& spec, const ScoreData& data) {

@@ -1,8 +1,9 @@
 // Structured pruning that PHYSICALLY removes filters/channels: every coupled channel group of the
 // model (nn::Module::channel_groups(): a conv's filters with its BatchNorm and the next layers' input
-// channels; residual streams shared by all blocks of a stage, shortcuts included) keeps the
-// (1 - fraction) highest-scored channels, and every producer and consumer tensor is cut to them, so
-// parameters, FLOPs, memory and time fall. Filter scores (higher = keep) sum a weight score over the
+// channels; residual streams shared by all blocks of a stage, shortcuts and pre-activation BatchNorms
+// included; a depthwise conv's filters with the channels they filter; a concatenation's segments at
+// their offsets in every reader) keeps the (1 - fraction) highest-scored channels, and every producer
+// and consumer tensor is cut to them, so parameters, FLOPs, memory and time fall. Filter scores (higher = keep) sum a weight score over the
 // conv/linear filters of the group's producers:
 //   l1 (Li et al. 2017, sum |w|), l2 (||w||), the gradient-flow measures of Lubana & Dick 2021 summed
 //   per filter (snip: sum |w g|, lp_biased: sum |w^2 g|, hg: sum w Hg, abs_hg: sum |w Hg|) and taylor

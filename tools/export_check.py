@@ -7,6 +7,7 @@ Exit 0 when the largest relative difference is within the tolerance. Needs Debia
 and numpy; reads safetensors with the standard library (json + struct)."""
 import argparse
 import json
+import pathlib
 import struct
 import sys
 
@@ -107,6 +108,10 @@ def main():
                                                    weights["7.weight"].shape[0], weights["9.weight"].shape[0]])
     elif args.model.startswith("resnet") and not args.model.endswith("a"):
         twin = CifarResNet(weights, classes)
+    elif args.model in ("vit-tiny", "vit-tiny6"):
+        sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "bench"))
+        from torch_models import VisionTransformer  # the one PyTorch ViT definition (tools/bench)
+        twin = VisionTransformer.from_state_dict(weights, classes)
     else:
         sys.exit(f"export_check: no PyTorch twin for '{args.model}' yet")
     twin.load_state_dict(weights, strict=True)  # every name and shape must match

@@ -1,7 +1,9 @@
 #include <cmath>
 #include "engine/error.h"
 #include "engine/ops.h"
+#include "engine/ops/gpu_kernels.h"
 #include "engine/ops/record.h"
+#include "engine/probe.h"
 #include "kernels/cpu/kernels.h"
 
 namespace st::ops {
@@ -13,14 +15,32 @@ Variable batchnorm(const Variable& x, const Variable& gamma, const Variable& bet
   ST_CHECK(gamma.value().numel() == channels && beta.value().numel() == channels &&
                running_mean.numel() == channels && running_var.numel() == channels,
            "batchnorm: {} channels but parameters of {} values", channels, gamma.value().numel());
+  const Device device = detail::op_device("batchnorm", {&x, &gamma, &beta});
+  if (running_mean.device() != device || running_var.device() != device)
+    fail("op batchnorm: input on {} but running statistics on {} (move the model with Module::to)",
+         device_name(device), device_name(running_mean.device()));
+  const bool cuda = device == Device::CUDA;
   if (!training) {
     const bool recording = should_record({&x, &gamma, &beta});
-    Variable y(Tensor::empty(x.shape()), recording);
-    cpu::batchnorm_forward_eval(rows, channels, x.value().data(), gamma.value().data(), beta.value().data(),
-                                running_mean.data(), running_var.data(), eps, relu, y.value().data());
+    Variable y(Tensor::empty(x.shape(), device), recording);
+    if (cuda) {
+      gpu::batchnorm_forward_eval(rows, channels, x.value().data(), gamma.value().data(), beta.value().data(),
+                                  running_mean.data(), running_var.data(), eps, relu, y.value().data());
+    } else {
+      cpu::batchnorm_forward_eval(rows, channels, x.value().data(), gamma.value().data(), beta.value().data(),
+                                  running_mean.data(), running_var.data(), eps, relu, y.value().data());
+    }
+    if (relu) probe_activation("bn_relu", y.value());
     // Evaluation-mode backward (used by pruning scores on a frozen network): an affine map per channel.
-    detail::record_backward(recording, y, [x, gamma, beta, running_mean, running_var, rows, channels, eps, relu,
+    detail::record_backward(recording, y, [x, gamma, beta, running_mean, running_var, rows, channels, eps, relu, cuda,
                                            y_value = y.value()](Tensor& dy) mutable {
+      if (cuda) {
+        gpu::batchnorm_backward_eval(rows, channels, x.value().data(), gamma.value().data(), running_mean.data(),
+                                     running_var.data(), eps, relu ? y_value.data() : nullptr, dy.data(),
+                                     detail::grad_or_null(x), detail::grad_or_null(gamma),
+                                     detail::grad_or_null(beta));
+        return;
+      }
       cpu::batchnorm_backward_eval(rows, channels, x.value().data(), gamma.value().data(), running_mean.data(),
                                    running_var.data(), eps, relu ? y_value.data() : nullptr, dy.data(),
                                    detail::grad_or_null(x), detail::grad_or_null(gamma), detail::grad_or_null(beta));
@@ -30,17 +50,34 @@ Variable batchnorm(const Variable& x, const Variable& gamma, const Variable& bet
   ST_CHECK(rows > 1, "batchnorm: training needs more than one value per channel, got input {}",
            shape_string(x.shape()));
   const bool recording = should_record({&x, &gamma, &beta});
-  Variable y(Tensor::empty(x.shape()), recording);
-  Tensor mean = Tensor::empty({channels}), invstd = Tensor::empty({channels}), var = Tensor::empty({channels});
-  cpu::batchnorm_forward_train(rows, channels, x.value().data(), gamma.value().data(), beta.value().data(), eps, relu,
-                               y.value().data(), mean.data(), invstd.data(), var.data());
+  Variable y(Tensor::empty(x.shape(), device), recording);
+  Tensor mean = Tensor::empty({channels}, device), invstd = Tensor::empty({channels}, device),
+         var = Tensor::empty({channels}, device);
   const float unbiased = static_cast<float>(rows) / static_cast<float>(rows - 1);
-  for (int64_t c = 0; c < channels; ++c) {
-    running_mean.data()[c] = (1.0f - momentum) * running_mean.data()[c] + momentum * mean.data()[c];
-    running_var.data()[c] = (1.0f - momentum) * running_var.data()[c] + momentum * var.data()[c] * unbiased;
+  if (cuda) {
+    gpu::batchnorm_forward_train(rows, channels, x.value().data(), gamma.value().data(), beta.value().data(), eps,
+                                 relu, y.value().data(), mean.data(), invstd.data(), var.data());
+    gpu::batchnorm_update_running_stats(channels, mean.data(), var.data(), momentum, unbiased, running_mean.data(),
+                                        running_var.data());
+    if (relu) probe_activation("bn_relu", y.value());
+  } else {
+    cpu::batchnorm_forward_train(rows, channels, x.value().data(), gamma.value().data(), beta.value().data(), eps,
+                                 relu, y.value().data(), mean.data(), invstd.data(), var.data());
+    if (relu) probe_activation("bn_relu", y.value());
+    for (int64_t c = 0; c < channels; ++c) {
+      running_mean.data()[c] = (1.0f - momentum) * running_mean.data()[c] + momentum * mean.data()[c];
+      running_var.data()[c] = (1.0f - momentum) * running_var.data()[c] + momentum * var.data()[c] * unbiased;
+    }
   }
-  detail::record_backward(recording, y, [x, gamma, beta, mean, invstd, rows, channels, relu,
+  detail::record_backward(recording, y, [x, gamma, beta, mean, invstd, rows, channels, relu, cuda,
                                          y_value = y.value()](Tensor& dy) mutable {
+    if (cuda) {
+      gpu::batchnorm_backward_train(rows, channels, x.value().data(), gamma.value().data(), mean.data(),
+                                    invstd.data(), relu ? y_value.data() : nullptr, dy.data(),
+                                    detail::grad_or_null(x), detail::grad_or_null(gamma),
+                                    detail::grad_or_null(beta));
+      return;
+    }
     cpu::batchnorm_backward_train(rows, channels, x.value().data(), gamma.value().data(), mean.data(), invstd.data(),
                                   relu ? y_value.data() : nullptr, dy.data(), detail::grad_or_null(x),
                                   detail::grad_or_null(gamma), detail::grad_or_null(beta));

@@ -1,5 +1,6 @@
 #include "engine/error.h"
 #include "engine/ops.h"
+#include "engine/ops/gpu_kernels.h"
 #include "engine/ops/record.h"
 #include "kernels/cpu/kernels.h"
 
@@ -27,11 +28,22 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
   ST_CHECK(stride >= 1 && g.out_h() >= 1 && g.out_w() >= 1, "conv2d: input {} too small for kernel {} pad {} stride {}",
            shape_string(xs), shape_string(ws), pad, stride);
   const bool has_bias = bias.defined();
+  const Device device = detail::op_device("conv2d", {&x, &weight, &bias});
   const bool recording = should_record({&x, &weight, &bias});
-  Variable y(Tensor::empty({g.batch, g.out_h(), g.out_w(), g.out_channels}), recording);
-  cpu::conv2d_forward(g, x.value().data(), weight.value().data(), has_bias ? bias.value().data() : nullptr,
-                      y.value().data());
-  detail::record_backward(recording, y, [x, weight, bias, g](Tensor& dy) mutable {
+  Variable y(Tensor::empty({g.batch, g.out_h(), g.out_w(), g.out_channels}, device), recording);
+  if (device == Device::CUDA) {
+    gpu::conv2d_forward(g, x.value().data(), weight.value().data(), has_bias ? bias.value().data() : nullptr,
+                        y.value().data());
+  } else {
+    cpu::conv2d_forward(g, x.value().data(), weight.value().data(), has_bias ? bias.value().data() : nullptr,
+                        y.value().data());
+  }
+  detail::record_backward(recording, y, [x, weight, bias, g, device](Tensor& dy) mutable {
+    if (device == Device::CUDA) {
+      gpu::conv2d_backward(g, x.value().data(), weight.value().data(), dy.data(), detail::grad_or_null(x),
+                           detail::grad_or_null(weight), detail::grad_or_null(bias));
+      return;
+    }
     cpu::conv2d_backward(g, x.value().data(), weight.value().data(), dy.data(), detail::grad_or_null(x),
                          detail::grad_or_null(weight), detail::grad_or_null(bias));
   });

@@ -1,11 +1,40 @@
-// Shared plumbing of the op wrappers: the output Variable and the recording of a backward step.
+// Shared plumbing of the op wrappers: the device an op runs on, the output Variable and the recording of
+// a backward step.
 #pragma once
 
+#include <initializer_list>
+#include <string>
 #include <utility>
 
 #include "engine/autograd.h"
+#include "engine/error.h"
 
 namespace st::ops::detail {
+
+// The device of an op's inputs, which must all be on one device (undefined Variables, e.g. a missing
+// bias, are skipped). Fails naming the op when they are not.
+inline Device op_device(const char* op, std::initializer_list<const Variable*> inputs) {
+  bool found = false;
+  Device device = Device::CPU;
+  for (const Variable* v : inputs) {
+    if (v == nullptr || !v->defined() || !v->value().defined()) continue;
+    const Device d = v->value().device();
+    if (found && d != device)
+      fail("op {}: inputs on different devices ({} and {}); move the model and the data to one device "
+           "(Module::to, Tensor::to)",
+           op, device_name(device), device_name(d));
+    device = d;
+    found = true;
+  }
+  return device;
+}
+
+// Ops that have no CUDA kernel yet call this first: a clear error instead of a host kernel reading
+// device memory.
+inline void require_cpu(const char* op, std::initializer_list<const Variable*> inputs) {
+  if (op_device(op, inputs) != Device::CPU)
+    fail("op {}: no CUDA kernel yet (run this model with --device cpu)", op);
+}
 
 // Gradient buffer of an input that needs one, else nullptr (so the kernel skips that gradient).
 inline float* grad_or_null(const Variable& input) {

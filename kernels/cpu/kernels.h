@@ -83,6 +83,38 @@ void concat_channels_forward(int64_t rows, const std::vector<const float*>& inpu
 void concat_channels_backward(int64_t rows, const std::vector<int64_t>& widths, const float* dy,
                               const std::vector<float*>& dx);  // dx[i] += slice i (null: skipped)
 
+// ---- transformer ops (vision transformer) ---------------------------------------------------------
+// layernorm.cpp: over the last dimension of [rows, dim], affine gamma/beta; keeps mean and 1/std per row.
+void layernorm_forward(int64_t rows, int64_t dim, const float* x, const float* gamma, const float* beta, float eps,
+                       float* y, float* mean, float* invstd);
+void layernorm_backward(int64_t rows, int64_t dim, const float* x, const float* gamma, const float* mean,
+                        const float* invstd, const float* dy, float* dx, float* dgamma, float* dbeta);
+// gelu.cpp: exact GELU x * Phi(x) (erf form, torch.nn.GELU's default). The forward also writes dy/dx
+// when `derivative` is not null (training); the backward reads it: dx += dy * derivative.
+void gelu_forward(int64_t n, const float* x, float* y, float* derivative);
+void gelu_backward(int64_t n, const float* derivative, const float* dy, float* dx);
+// softmax.cpp: over the last dimension of [rows, cols] (forward may be in place); backward reads y.
+void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y);
+void softmax_backward(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx);
+void softmax_row_forward(int64_t cols, const float* x, float* y);  // one row, on the calling thread
+void softmax_row_backward(int64_t cols, const float* y, const float* dy, float* dx);
+// attention.cpp: fused multi-head self-attention. qkv [batch, tokens, 3 * dim] = [q | k | v], heads
+// split dim; y [batch, tokens, dim] = concat over heads of softmax(Q K^T / sqrt(dim / heads)) V;
+// probabilities [batch, heads, tokens, tokens] are written by the forward and read by the backward.
+void attention_forward(int64_t batch, int64_t tokens, int64_t dim, int64_t heads, const float* qkv, float* y,
+                       float* probabilities);
+void attention_backward(int64_t batch, int64_t tokens, int64_t dim, int64_t heads, const float* qkv,
+                        const float* probabilities, const float* dy, float* dqkv);
+// tokens.cpp: [batch, tokens, dim] plumbing: prepend one token row to every sample (class token),
+// add a per-sample array to every sample (position embedding; its gradient sums over the batch),
+// pick one token per sample.
+void prepend_token_forward(int64_t batch, int64_t tokens, int64_t dim, const float* x, const float* token, float* y);
+void prepend_token_backward(int64_t batch, int64_t tokens, int64_t dim, const float* dy, float* dx, float* dtoken);
+void add_batch_broadcast_forward(int64_t batch, int64_t per_sample, const float* x, const float* e, float* y);
+void add_batch_broadcast_backward(int64_t batch, int64_t per_sample, const float* dy, float* dx, float* de);
+void select_token_forward(int64_t batch, int64_t tokens, int64_t dim, int64_t index, const float* x, float* y);
+void select_token_backward(int64_t batch, int64_t tokens, int64_t dim, int64_t index, const float* dy, float* dx);
+
 // ---- pooling.cpp (average pooling counts padded zeros, as PyTorch's default) ---------------------
 void max_pool_forward(const Pool2dGeometry& g, const float* x, float* y, int32_t* argmax);
 void max_pool_backward(const Pool2dGeometry& g, const int32_t* argmax, const float* dy, float* dx);

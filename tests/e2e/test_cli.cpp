@@ -2,6 +2,7 @@
 // the foundation issue refused with one line naming the file/flag, and a run killed with SIGKILL and
 // resumed ending bit-identical to the uninterrupted run.
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,8 +20,10 @@
 #include <thread>
 #include <vector>
 
+#include "engine/device.h"
 #include "engine/io/checkpoint.h"
 #include "engine/io/safetensors.h"
+#include "tests/image_files.h"
 
 namespace fs = std::filesystem;
 
@@ -101,6 +104,30 @@ void write_idx_directory(const fs::path& dir, uint32_t n, uint8_t bad_label = 25
     if (bad_label != 255 && split == "train") labels.back() = bad_label;
     write_bytes(dir / (split + "-images-idx3-ubyte"), images);
     write_bytes(dir / (split + "-labels-idx1-ubyte"), labels);
+  }
+}
+
+// A small image folder (ImageNet layout): 3 classes of PNG and JPEG files of mixed sizes whose
+// colour depends on the class, `per_class` train and 4 val images per class.
+void write_image_folder(const fs::path& root, int per_class) {
+  const char* const classes[3] = {"n001", "n002", "n003"};
+  for (int label = 0; label < 3; ++label) {
+    for (int index = 0; index < per_class + 4; ++index) {
+      const bool val = index >= per_class;
+      const fs::path dir = root / (val ? "val" : "train") / classes[label];
+      const int width = 36 + 4 * (index % 3), height = 40 - 2 * (index % 4);
+      std::vector<uint8_t> rgb;
+      for (int y = 0; y < height; ++y)
+        for (int x = 0; x < width; ++x)
+          for (int c = 0; c < 3; ++c)
+            rgb.push_back(static_cast<uint8_t>(c == label ? 180 + (x * y + index) % 60 : (x + 3 * y + 7 * index) % 90));
+      const std::string name = "img_" + std::to_string(100 + index);
+      if (index % 2 == 0)
+        st::testing::write_file_bytes(dir / (name + ".png"),
+                                      st::testing::encode_png(width, height, PNG_COLOR_TYPE_RGB, 8, rgb));
+      else
+        st::testing::write_file_bytes(dir / (name + ".JPEG"), st::testing::encode_jpeg(width, height, 3, rgb, 90));
+    }
   }
 }
 
@@ -205,6 +232,54 @@ TEST_SUITE("e2e") {
     SUBCASE("resume of a directory without checkpoint") {
       check_refused("train --resume " + (base / "empty").string(), {"--resume", "no checkpoint"});
     }
+    SUBCASE("corrupt image in an image folder") {
+      const fs::path root = base / "images";
+      write_image_folder(root, 4);
+      const fs::path bad = root / "train" / "n002" / "img_101.JPEG";
+      auto bytes = read_bytes(bad);
+      bytes.resize(bytes.size() / 2);
+      write_bytes(bad, bytes);
+      const std::string args = "train --data imagefolder --image-size 32 --model lenet5 --data-dir " + root.string() + small;
+      check_refused(args, {bad.string(), "truncated JPEG"});
+      CHECK(run(args).exit_code == 2);
+    }
+  }
+
+  TEST_CASE("lenet5 trains on an image folder of PNG and JPEG files resized to 32x32") {
+    const fs::path root = fresh_dir("image-folder");
+    write_image_folder(root / "data", 10);
+    const fs::path run_dir = root / "run";
+    const CommandResult r = run("train --data imagefolder --data-dir " + (root / "data").string() +
+                                " --image-size 32 --model lenet5 --epochs 2 --batch 8 --val-size 6 --lr 0.02 --threads 2"
+                                " --run-dir " + run_dir.string());
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    const auto config = nlohmann::json::parse(read_text(run_dir / "config.json"));
+    CHECK(config.at("dataset") == "imagefolder");
+    CHECK(config.at("image_size") == 32);
+    std::ifstream metrics(run_dir / "metrics.jsonl");
+    std::string line;
+    double test_accuracy = -1.0;
+    int64_t final_step = -1;
+    int train_events = 0, eval_events = 0;
+    while (std::getline(metrics, line)) {
+      const auto event = nlohmann::json::parse(line);
+      if (event.at("event") == "train") ++train_events;
+      if (event.at("event") == "eval") ++eval_events;
+      if (event.at("event") == "end") {
+        test_accuracy = event.at("test_accuracy").get<double>();
+        final_step = event.at("step").get<int64_t>();
+      }
+    }
+    CHECK(train_events > 0);
+    CHECK(eval_events >= 1);     // after epoch 1 (the last epoch's evaluation is the end event)
+    CHECK(final_step == 2 * 3);  // (30 - 6 validation) images / batch 8 = 3 steps per epoch
+    // The classes differ by their dominant colour channel: labels and pixels line up only if the
+    // folder was read right; chance is 1/3 (seed 0 reaches 1.0 on the 12 val images).
+    CHECK(test_accuracy > 0.6);
+    const std::string summary = read_text(run_dir / "summary.csv");
+    CHECK(std::count(summary.begin(), summary.end(), '\n') == 2);  // header + 1 cycle
+    CHECK(fs::exists(run_dir / "checkpoints" / "final.safetensors"));
   }
 
   TEST_CASE("sparsetrain models --json gives the counts of ../shared/spec/models.md") {
@@ -218,7 +293,7 @@ TEST_SUITE("e2e") {
         {"vgg16", 14'728'266}, {"vgg19", 20'040'522}, {"wrn-22-2", 1'079'642}, {"mobilenetv1", 3'217'226},
         {"mobilenetv2", 3'504'872 - 1280 * 990 - 990}, {"mobilenetv1-imagenet", 4'231'976},
         {"mobilenetv2-imagenet", 3'504'872}, {"resnet18", 11'689'512}, {"resnet50", 25'557'032},
-        {"alexnet-cifar", 35'855'178}, {"densenet", 769'162}};
+        {"alexnet-cifar", 35'855'178}, {"densenet", 769'162}, {"vit-tiny", 5'362'762}, {"vit-tiny6", 2'693'578}};
     std::size_t seen = 0;
     for (const auto& model : models) {
       const std::string name = model.at("name");
@@ -337,6 +412,32 @@ TEST_SUITE("e2e") {
     INFO(r.out << r.err);
     REQUIRE(r.exit_code == 0);
     CHECK(masked_density(run_dir / "checkpoints" / "final.safetensors") == doctest::Approx(0.8 * 0.8 * 0.8).epsilon(1e-4));
+    // The per-cycle distribution report: one event per cycle, measured on the network each cycle trains.
+    std::ifstream metrics(run_dir / "metrics.jsonl");
+    std::string line;
+    std::vector<nlohmann::json> events;
+    while (std::getline(metrics, line)) {
+      auto event = nlohmann::json::parse(line);
+      if (event["event"] == "distributions") events.push_back(event);
+    }
+    REQUIRE(events.size() == 4);
+    const int64_t prunable = 784 * 300 + 300 * 100 + 100 * 10;
+    for (int k = 0; k < 4; ++k) {
+      const auto& e = events[static_cast<std::size_t>(k)];
+      CHECK(e["cycle"] == k);
+      CHECK(e["density"].get<double>() == doctest::Approx(std::pow(0.8, k)).epsilon(1e-4));
+      // gradients of the surviving weights only: kept = round((0.8)^k * prunable) up to per-layer rounding
+      CHECK(std::fabs(e["gradient"]["kept"].get<double>() - std::pow(0.8, k) * prunable) < 4.0);
+      int64_t binned = 0;
+      for (int64_t c : e["gradient"]["histogram"]["counts"].get<std::vector<int64_t>>()) binned += c;
+      CHECK(binned == e["gradient"]["kept"].get<int64_t>());
+      CHECK(e["gradient"]["histogram"]["counts"].size() ==
+            static_cast<std::size_t>(std::ceil(std::log2(e["gradient"]["kept"].get<double>()))) + 1);
+      CHECK(e["activation"]["sites"].size() == 2);  // lenet300: two ReLUs
+      CHECK(e["gradient"]["std"].get<double>() > 0.0);
+    }
+    const std::string report = read_text(run_dir / "report.md");
+    for (int k = 0; k < 4; ++k) CHECK(report.find(fmt::format("\n| {} | {:.4f} |", k, std::pow(0.8, k))) != std::string::npos);
   }
 
   TEST_CASE("after a weight rewind the surviving weights equal their values at t_k") {
@@ -435,10 +536,16 @@ TEST_SUITE("e2e") {
       MESSAGE("skipped: /usr/bin/python3 cannot import torch (apt-get install python3-torch)");
       return;
     }
+    const fs::path vit_data = fresh_dir("export-vit-data");
+    write_idx_directory(vit_data, 400);
     const std::vector<std::pair<std::string, std::string>> runs = {
         {"lenet5", "--cycles 2 --prune-rate 0.5"},  // pruned: masks beside the weights
         {"lenet300", "--cycles 2"},
-        {"resnet20", "--cycles 2 --cycle-policy restart --structured-prune 0.25"}};  // physically shrunk
+        {"resnet20", "--cycles 2 --cycle-policy restart --structured-prune 0.25"},  // physically shrunk
+        // ViT (6 blocks, MLP hidden units shrunk) on 400 synthetic images and a few steps: its
+        // evaluations dominate the time
+        {"vit-tiny6", "--cycles 2 --cycle-policy restart --structured-prune 0.25 --iters 3 --batch 16 --data-dir " +
+                          vit_data.string()}};
     for (const auto& [model, flags] : runs) {
       const fs::path run_dir = fresh_dir("export-" + model);
       REQUIRE(run("train --model " + model + " " + flags +
@@ -460,12 +567,25 @@ TEST_SUITE("e2e") {
 
   TEST_CASE("sparsetrain bench prints one JSON line") {
     SKIP_WITHOUT_FASHION_MNIST();
-    const CommandResult r = run("bench --model lenet5 --steps 3 --warmup 1 --threads 1 --json");
+    const CommandResult r = run("bench --model lenet5 --steps 3 --warmup 1 --threads 1 --device cpu --json");
     REQUIRE(r.exit_code == 0);
     const auto line = nlohmann::json::parse(r.out);
     CHECK(line.at("model") == "lenet5");
+    CHECK(line.at("device") == "cpu");
     CHECK(line.at("images_per_s").get<double>() > 0.0);
     CHECK(std::isfinite(line.at("final_loss").get<double>()));
+  }
+
+  TEST_CASE("--device and --kernels are validated; --device cuda without a GPU is refused") {
+    const fs::path base = fresh_dir("device-flags");
+    const std::string small = " --val-size 10 --threads 1 --run-dir " + (base / "run").string();
+    check_refused("train --device tpu" + small, {"--device", "tpu"});
+    check_refused("train --kernels cudnn" + small, {"--kernels", "cudnn"});
+    check_refused("bench --kernels cudnn --steps 1", {"--kernels", "cudnn"});
+    if (!st::cuda_status().available) {
+      check_refused("train --device cuda --epochs 1 --train-limit 100" + small, {"--device cuda", "no usable CUDA"});
+      check_refused("bench --device cuda --steps 1", {"--device cuda", "no usable CUDA"});
+    }
   }
 
   TEST_CASE("a corrupt checkpoint is refused and left untouched") {

@@ -1,10 +1,21 @@
-// Shared by the GPU suite: whether a GPU is usable. On a machine without one, the first call prints
-// the single skip line of the suite and every GPU test returns early.
+// Shared by the GPU suite: whether a GPU is usable (on a machine without one, the first call prints
+// the single skip line of the suite and every GPU test returns early), and DeviceArray, a test-owned
+// device buffer with upload/download.
 #pragma once
 
 #include <cstdio>
 
 #include "kernels/cuda/device.h"
+
+#ifdef ST_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <stdexcept>
+#include <vector>
+
+#include "kernels/cuda/common.h"
+#endif
 
 namespace st::test {
 
@@ -25,5 +36,39 @@ inline bool gpu_available() {
   return false;
 #endif
 }
+
+#ifdef ST_HAVE_CUDA
+// A device array owned by a test: uploads a host vector (or allocates `count` elements), downloads
+// into a fresh host vector. Copies are synchronous (legacy default stream semantics of cudaMemcpy).
+template <typename T = float>
+class DeviceArray {
+ public:
+  explicit DeviceArray(std::size_t count) : count_(count) {
+    if (count_ > 0) ST_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), count_ * sizeof(T)));
+  }
+  explicit DeviceArray(const std::vector<T>& host) : DeviceArray(host.size()) { upload(host); }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  ~DeviceArray() {
+    if (data_ != nullptr) cudaFree(data_);
+  }
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+  std::size_t size() const { return count_; }
+  void upload(const std::vector<T>& host) {
+    if (host.size() != count_) throw std::invalid_argument("DeviceArray::upload: size differs from the array's");
+    if (count_ > 0) ST_CUDA_CHECK(cudaMemcpy(data_, host.data(), count_ * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  std::vector<T> download() const {
+    std::vector<T> host(count_);
+    if (count_ > 0) ST_CUDA_CHECK(cudaMemcpy(host.data(), data_, count_ * sizeof(T), cudaMemcpyDeviceToHost));
+    return host;
+  }
+
+ private:
+  T* data_ = nullptr;
+  std::size_t count_ = 0;
+};
+#endif
 
 }  // namespace st::test

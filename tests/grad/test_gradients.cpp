@@ -150,6 +150,18 @@ TEST_SUITE("grad") {
                     1e-2f, 2e-2, 60);
   }
 
+  TEST_CASE("conv2d: 8 and 24 output channels (the 8-lane direct kernel: forward, data and weight gradients)") {
+    Rng rng(22);
+    // 12x12 = 144 output pixels: the direct weight gradient; 8 -> 8 channels: the data gradient as a forward
+    check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], v[2], 1, 1); },
+                    {param(random_tensor({1, 12, 12, 8}, rng)), param(random_tensor({8, 3, 3, 8}, rng)),
+                     param(random_tensor({8}, rng))},
+                    1e-2f, 2e-2, 60);
+    check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], Variable(), 1, 1); },
+                    {param(random_tensor({1, 12, 12, 24}, rng, 0.5f)), param(random_tensor({24, 3, 3, 24}, rng, 0.3f))},
+                    1e-2f, 2e-2, 60);
+  }
+
   TEST_CASE("conv2d: groups and depthwise") {
     Rng rng(6);
     check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], v[2], 1, 1, 2); },
@@ -288,6 +300,66 @@ TEST_SUITE("grad") {
         {param(random_tensor({3, 4, 4, 2}, rng)), param(random_tensor({4, 3, 3, 2}, rng)),
          param(random_tensor({4}, rng, 0.5f)), param(random_tensor({4}, rng)), param(random_tensor({3, 4}, rng)),
          param(random_tensor({3}, rng))},
+        1e-3f, 5e-2);
+  }
+
+  // ---- transformer ops (vision transformer) -------------------------------------------------------
+  TEST_CASE("layernorm over the last dimension, with affine weight and bias") {
+    Rng rng(22);
+    check_gradients([](std::vector<Variable>& v) { return ops::layernorm(v[0], v[1], v[2]); },
+                    {param(random_tensor({3, 4, 6}, rng)), param(random_tensor({6}, rng)), param(random_tensor({6}, rng))},
+                    1e-2f, 2e-2, 72);
+  }
+
+  TEST_CASE("gelu (exact erf form) and softmax over the last dimension") {
+    Rng rng(23);
+    check_gradients([](std::vector<Variable>& v) { return ops::gelu(v[0]); }, {param(random_tensor({4, 5}, rng, 2.0f))});
+    check_gradients([](std::vector<Variable>& v) { return ops::softmax(v[0]); }, {param(random_tensor({3, 2, 5}, rng))});
+  }
+
+  TEST_CASE("fused multi-head self-attention: T = 5, D = 6, H = 2, and one head") {
+    Rng rng(24);
+    check_gradients([](std::vector<Variable>& v) { return ops::attention(v[0], 2); },
+                    {param(random_tensor({2, 5, 18}, rng))}, 1e-2f, 2e-2, 180);
+    check_gradients([](std::vector<Variable>& v) { return ops::attention(v[0], 1); },
+                    {param(random_tensor({1, 4, 12}, rng))}, 1e-2f, 2e-2, 48);
+  }
+
+  TEST_CASE("token plumbing: reshape, prepend a class token, add a position embedding, select a token") {
+    Rng rng(25);
+    check_gradients([](std::vector<Variable>& v) { return ops::reshape(ops::gelu(v[0]), {6, 4}); },
+                    {param(random_tensor({2, 3, 4}, rng))});
+    check_gradients([](std::vector<Variable>& v) { return ops::prepend_token(v[0], v[1]); },
+                    {param(random_tensor({3, 4, 5}, rng)), param(random_tensor({1, 1, 5}, rng))});
+    check_gradients([](std::vector<Variable>& v) { return ops::add_batch_broadcast(v[0], v[1]); },
+                    {param(random_tensor({3, 4, 5}, rng)), param(random_tensor({1, 4, 5}, rng))});
+    check_gradients([](std::vector<Variable>& v) { return ops::select_token(v[0], 1); },
+                    {param(random_tensor({3, 4, 5}, rng))});
+  }
+
+  TEST_CASE("a small pre-LN transformer block end to end (patches, tokens, attention, MLP, head, loss)") {
+    Rng rng(26);
+    const std::vector<int32_t> labels = {2, 0};
+    // v: image, patch weight, patch bias, cls, pos, ln w, ln b, qkv w, qkv b, proj w, fc1 w, fc2 w, head w
+    check_gradients(
+        [&](std::vector<Variable>& v) {
+          Variable t = ops::conv2d(v[0], v[1], v[2], 2, 0);                     // [2, 2, 2, 6]
+          t = ops::prepend_token(ops::reshape(t, {2, 4, 6}), v[3]);             // [2, 5, 6]
+          t = ops::add_batch_broadcast(t, v[4]);
+          const Variable n = ops::reshape(ops::layernorm(t, v[5], v[6]), {10, 6});
+          const Variable qkv = ops::reshape(ops::linear(n, v[7], v[8]), {2, 5, 18});
+          const Variable a = ops::linear(ops::reshape(ops::attention(qkv, 2), {10, 6}), v[9], Variable());
+          t = ops::add(t, ops::reshape(a, {2, 5, 6}));
+          const Variable m = ops::linear(ops::gelu(ops::linear(ops::reshape(t, {10, 6}), v[10], Variable())), v[11],
+                                         Variable());
+          t = ops::add(t, ops::reshape(m, {2, 5, 6}));
+          return ops::softmax_cross_entropy(ops::linear(ops::select_token(t, 0), v[12], Variable()), labels);
+        },
+        {param(random_tensor({2, 4, 4, 2}, rng)), param(random_tensor({6, 2, 2, 2}, rng, 0.5f)),
+         param(random_tensor({6}, rng)), param(random_tensor({1, 1, 6}, rng)), param(random_tensor({1, 5, 6}, rng)),
+         param(random_tensor({6}, rng)), param(random_tensor({6}, rng)), param(random_tensor({18, 6}, rng, 0.5f)),
+         param(random_tensor({18}, rng)), param(random_tensor({6, 6}, rng, 0.5f)), param(random_tensor({8, 6}, rng, 0.5f)),
+         param(random_tensor({6, 8}, rng, 0.5f)), param(random_tensor({3, 6}, rng))},
         1e-3f, 5e-2);
   }
 }

@@ -10,6 +10,7 @@
 #include "engine/io/checkpoint.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
+#include "engine/probe.h"
 #include "models/registry.h"
 #include "pruning/random_mask.h"
 #include "tests/test_helpers.h"
@@ -47,6 +48,29 @@ std::vector<double> reference_conv(const Tensor& x, const Tensor& w, int64_t str
 }  // namespace
 
 TEST_SUITE("unit") {
+  TEST_CASE("the activation probe records each activation site's statistics, only while active") {
+    const Tensor x = Tensor::from_vector({2, 3}, {-1.0f, 2.0f, 0.5f, -3.0f, 4.0f, 0.0f});
+    ops::relu(Variable(x));  // no probe: nothing recorded anywhere
+    ActivationProbe probe(4);
+    {
+      ProbeScope scope(probe);
+      ops::relu(Variable(x));                  // 0 2 0.5 0 4 0
+      ops::add_relu(Variable(x), Variable(x));  // 0 4 1 0 8 0
+    }
+    ops::relu(Variable(x));
+    REQUIRE(probe.sites().size() == 2);
+    const ActivationSite& relu = probe.sites()[0];
+    CHECK(relu.op == "relu");
+    CHECK(relu.count == 6);
+    CHECK(relu.zeros == 3);
+    CHECK(relu.mean == doctest::Approx(6.5 / 6.0));
+    const double mean = 6.5 / 6.0, squares = (4.0 + 0.25 + 16.0) / 6.0;
+    CHECK(relu.std == doctest::Approx(std::sqrt(squares - mean * mean)));
+    CHECK(relu.sample == std::vector<float>{0.0f, 0.5f, 4.0f});  // stride ceil(6 / 4) = 2
+    CHECK(probe.sites()[1].op == "add_relu");
+    CHECK(probe.sites()[1].mean == doctest::Approx(13.0 / 6.0));
+  }
+
   TEST_CASE("conv2d forward equals the direct-loop reference") {
     Rng rng(3);
     struct Case { Shape x, w; int64_t stride, pad, groups; };

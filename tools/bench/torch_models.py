@@ -9,6 +9,11 @@ trainable-parameter counts that the benchmark asserts before timing anything.
     resnet20  Cx32x32  He et al. 2016 CIFAR ResNet, 16/32/64 channels, 3 BasicBlocks per
                        stage, BN, no conv bias, shortcut option B (1x1 conv stride s + BN
                        when the shape changes, as in open_lth), global avg pool, Linear 64-10
+    vit-tiny  Cx32x32  ViT (Dosovitskiy et al. 2021), ViT-Tiny widths: 4x4 patch conv to dim 192
+                       (64 tokens), cls token, learned position embedding (65 tokens), 12
+                       pre-LN blocks (LayerNorm eps 1e-5, qkv Linear 192-576, 3 heads, proj,
+                       MLP 192-768-192 with exact GELU), final LayerNorm, head on the cls
+                       token; timm's state-dict names. vit-tiny6: the same with 6 blocks.
 
 Only torch is needed; nothing here imports sparsetrain.
 """
@@ -23,6 +28,9 @@ EXPECTED_PARAMS = {
     ("lenet5", 1): 61_706,
     ("resnet20", 3): 272_474,
     ("resnet20", 1): 272_474 - 2 * 9 * 16,  # = 272,186: the stem conv loses 2 input channels
+    ("vit-tiny", 3): 5_362_762,             # derived in models/vit.cpp
+    ("vit-tiny", 1): 5_362_762 - 192 * 2 * 16,  # the patch embedding loses 2 input channels
+    ("vit-tiny6", 3): 2_693_578,
 }
 
 # (channels, height, width) of one input image as the CPU benchmark feeds it.
@@ -30,6 +38,8 @@ INPUT_SHAPE = {
     "lenet300": (1, 28, 28),
     "lenet5": (1, 28, 28),
     "resnet20": (1, 32, 32),  # Fashion-MNIST zero-padded 28 -> 32, centered
+    "vit-tiny": (1, 32, 32),
+    "vit-tiny6": (1, 32, 32),
 }
 
 
@@ -110,6 +120,96 @@ class CifarResNet(nn.Module):
         return self.fc(x)
 
 
+class PatchEmbed(nn.Module):
+    def __init__(self, in_channels, dim, patch):
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, dim, patch, stride=patch)
+
+    def forward(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2)  # [B, D, h, w] -> [B, h*w, D], row-major patches
+
+
+class Attention(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        qkv = self.qkv(x).reshape(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]                      # [B, H, T, d/H] each
+        attn = (q @ k.transpose(-2, -1)) * (d // self.heads) ** -0.5
+        out = attn.softmax(dim=-1) @ v
+        return self.proj(out.transpose(1, 2).reshape(b, t, d))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class ViTBlock(nn.Module):
+    def __init__(self, dim, heads, hidden):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, hidden)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class VisionTransformer(nn.Module):
+    """hidden: the MLP width, or one width per block (a structurally pruned export)."""
+
+    def __init__(self, depth=12, in_channels=3, num_classes=10, image_size=32, patch=4, dim=192, heads=3,
+                 hidden=768):
+        super().__init__()
+        widths = hidden if isinstance(hidden, (list, tuple)) else [hidden] * depth
+        assert len(widths) == depth and image_size % patch == 0
+        self.patch_embed = PatchEmbed(in_channels, dim, patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, (image_size // patch) ** 2 + 1, dim))
+        self.blocks = nn.Sequential(*[ViTBlock(dim, heads, w) for w in widths])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+        for m in self.modules():  # timm's init: trunc normal std .02, zero biases, LayerNorm 1 / 0
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                nn.init.trunc_normal_(m.weight, std=0.02, a=-0.04, b=0.04)
+                nn.init.zeros_(m.bias)
+        nn.init.trunc_normal_(self.cls_token, std=0.02, a=-0.04, b=0.04)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02, a=-0.04, b=0.04)
+
+    @classmethod
+    def from_state_dict(cls, state, num_classes, heads=3):
+        """The twin of an exported state dict: depth, channels, image size and MLP widths read from it
+        (the head count is not in the weights: ViT-Tiny's 3)."""
+        depth = 0
+        while f"blocks.{depth}.norm1.weight" in state:
+            depth += 1
+        w = state["patch_embed.proj.weight"]
+        dim, channels, patch = w.shape[0], w.shape[1], w.shape[2]
+        side = round((state["pos_embed"].shape[1] - 1) ** 0.5) * patch
+        widths = [state[f"blocks.{i}.mlp.fc1.weight"].shape[0] for i in range(depth)]
+        return cls(depth, channels, num_classes, side, patch, dim, heads, widths)
+
+    def forward(self, x):
+        x = self.patch_embed(x)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        x = self.norm(self.blocks(x))
+        return self.head(x[:, 0])
+
+
 def build(name, in_channels=None):
     """Returns the model for `name`; in_channels defaults to the benchmark's input."""
     if in_channels is None:
@@ -121,6 +221,8 @@ def build(name, in_channels=None):
         return LeNet5(in_channels)
     if name == "resnet20":
         return CifarResNet(20, in_channels)
+    if name in ("vit-tiny", "vit-tiny6"):
+        return VisionTransformer(12 if name == "vit-tiny" else 6, in_channels)
     raise ValueError(f"unknown model {name!r}")
 
 

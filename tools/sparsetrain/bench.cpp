@@ -1,10 +1,13 @@
 // `sparsetrain bench`: the training step alone (data already in memory), timed after a warmup, on
-// real Fashion-MNIST batches with random masks — the sparsetrain half of tools/bench/cpu_vs_pytorch.py.
+// real Fashion-MNIST batches with random masks — the sparsetrain half of tools/bench/cpu_vs_pytorch.py
+// (and, with --device cuda, of tools/bench/gpu_vs_pytorch.py). On the GPU each step uploads its batch
+// and reads the loss back (one synchronisation per step), as training does.
 #include <fmt/format.h>
 
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "engine/device.h"
 #include "engine/error.h"
 #include "tools/sparsetrain/commands.h"
 
@@ -19,6 +22,11 @@ void add_bench_flags(CLI::App& app, BenchOptions& o) {
   app.add_option("--threads", o.threads, "CPU threads (0 = all cores)")->capture_default_str();
   app.add_option("--lr", o.lr, "SGD learning rate (momentum 0.9, weight decay 5e-4)")->capture_default_str();
   app.add_flag("--json", o.json, "print one JSON line");
+  app.add_option("--device", o.device, "auto | cpu | cuda (auto: cuda when a GPU is usable)")->capture_default_str();
+  app.add_option("--kernels", o.kernels, "cuda: ours | vendor (cuDNN/cuBLAS for convolution, linear, BatchNorm)")
+      ->capture_default_str();
+  app.add_option("--tf32", o.tf32, "cuda: TF32 tensor cores in convolution and GEMM (on | off)")->capture_default_str();
+  app.add_option("--data-dir", o.data_dir, "Fashion-MNIST directory (default: /usr/share/datasets/fashion-mnist)");
   app.add_option("--structured", o.structured,
                  "also time the step after physically removing this fraction of the channels of every group (l1)");
 }
@@ -35,6 +43,10 @@ int run_bench(const BenchOptions& o) {
   config.optimizer.momentum = 0.9f;
   config.optimizer.weight_decay = 5e-4f;
   config.run_dir = "runs/bench";
+  config.device = o.device;
+  config.kernels = o.kernels;
+  config.tf32 = o.tf32;
+  config.data_dir = o.data_dir;
   Trainer trainer(config);
   const data::BatchLoader& loader = trainer.train_loader();
   const int64_t total = o.warmup + o.steps;
@@ -53,17 +65,22 @@ int run_bench(const BenchOptions& o) {
       loss = trainer.train_step(images[i], labels[i], sizes[i], o.lr, nullptr);
     }
     int64_t timed_images = 0;
+    synchronize_device();
     const auto start = std::chrono::steady_clock::now();
     for (int64_t s = o.warmup; s < total; ++s) {
       const auto i = static_cast<std::size_t>(s);
       loss = trainer.train_step(images[i], labels[i], sizes[i], o.lr, nullptr);
       timed_images += sizes[i];
     }
+    synchronize_device();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return static_cast<double>(timed_images) / seconds;
   };
   const double images_per_second = time_steps();
   nlohmann::json result{{"model", o.model},     {"batch", o.batch},         {"steps", o.steps},
+                        {"device", device_name(trainer.device())},
+                        {"device_description", trainer.device_choice().description},
+                        {"kernels", o.kernels},  {"tf32", o.tf32},
                         {"images_per_s", images_per_second}, {"final_loss", loss},
                         {"parameters", trainer.model().parameter_count()},
                         {"flops_per_sample", pruning::flops_per_sample(trainer.model())}};
@@ -80,8 +97,9 @@ int run_bench(const BenchOptions& o) {
     fmt::print("{}\n", result.dump());
     return 0;
   }
-  fmt::print("{}: batch {}, {} steps: {:.1f} images/s (loss {:.4f}), {} parameters, {:.3f} MFLOPs per sample\n",
-             o.model, o.batch, o.steps, images_per_second, loss, result["parameters"].get<int64_t>(),
+  fmt::print("{} on {}: batch {}, {} steps: {:.1f} images/s (loss {:.4f}), {} parameters, {:.3f} MFLOPs per sample\n",
+             o.model, trainer.device_choice().description, o.batch, o.steps, images_per_second, loss,
+             result["parameters"].get<int64_t>(),
              1e-6 * result["flops_per_sample"].get<double>());
   if (o.structured > 0.0) {
     const auto& st = result["structured"];

@@ -32,6 +32,8 @@ struct BenchOptions {
   float lr = 0.05f;
   bool json = false;
   double structured = 0.0;
+  std::string device = "auto", kernels = "ours", data_dir;
+  bool tf32 = true;
 };
 void add_bench_flags(CLI::App& app, BenchOptions& options);
 int run_bench(const BenchOptions& options);

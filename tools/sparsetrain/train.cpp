@@ -13,8 +13,15 @@ namespace st::cli {
 void add_train_flags(CLI::App& app, TrainOptions& options) {
   TrainConfig& c = options.config;
   app.add_option("--model", c.model, "model name (see `sparsetrain models`)")->capture_default_str();
-  app.add_option("--data", c.dataset, "dataset: fashion-mnist | mnist | cifar10 | cifar100")->capture_default_str();
-  app.add_option("--data-dir", c.data_dir, "dataset directory (default: /usr/share/datasets/fashion-mnist, data/<name>)");
+  app.add_option("--data", c.dataset, "dataset: fashion-mnist | mnist | cifar10 | cifar100 | imagefolder")
+      ->capture_default_str();
+  app.add_option("--data-dir", c.data_dir, "dataset directory (default: /usr/share/datasets/fashion-mnist, data/<name>); "
+                                           "imagefolder: ROOT with train/<class>/ and val/ (ImageNet or Tiny-ImageNet)");
+  app.add_option("--image-size", c.image_size, "imagefolder: shorter side resized to N, then center-cropped to N x N")
+      ->capture_default_str();
+  app.add_option("--max-images", c.max_images, "imagefolder: refuse a split with more images (held in memory as "
+                                               "N x size x size x 3 bytes)")
+      ->capture_default_str();
   app.add_option("--epochs", c.epochs, "training epochs")->capture_default_str();
   app.add_option("--batch", c.batch_size, "batch size")->capture_default_str();
   app.add_option("--optimizer", c.optimizer.name, "sgd | adam | adamw | rmsprop")->capture_default_str();
@@ -57,6 +64,8 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
   app.add_option("--select-tolerance", c.select_tolerance, "selection stops at (1 - tol) of the trained accuracy")
       ->capture_default_str();
   app.add_option("--select-candidates", c.select_candidates, "gfs: units sampled per step")->capture_default_str();
+  app.add_option("--select-batches", c.select_batches,
+                 "gfs: fresh training minibatches averaged for each candidate's loss")->capture_default_str();
   app.add_option("--select-finetune-steps", c.select_finetune_steps, "SGD steps after each layer's selection")
       ->capture_default_str();
   app.add_option("--select-eval", c.select_eval, "training images the selection's accuracy is measured on")
@@ -94,7 +103,10 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
   app.add_option("--density", c.density, "random-mask density of every prunable tensor at init")
       ->capture_default_str();
   app.add_option("--seed", c.seed, "random seed (init, data order, masks)")->capture_default_str();
-  app.add_option("--device", c.device, "auto | cpu | cuda")->capture_default_str();
+  app.add_option("--device", c.device, "auto | cpu | cuda (auto: cuda when a GPU is usable)")->capture_default_str();
+  app.add_option("--kernels", c.kernels, "cuda: ours | vendor (cuDNN/cuBLAS for convolution, linear, BatchNorm)")
+      ->capture_default_str();
+  app.add_option("--tf32", c.tf32, "cuda: TF32 tensor cores in convolution and GEMM (on | off)")->capture_default_str();
   app.add_option("--threads", c.threads, "CPU threads (0 = all cores)")->capture_default_str();
   app.add_option("--run-dir", c.run_dir, "run directory (config, metrics, checkpoints)")->capture_default_str();
   app.add_flag("--overwrite", c.overwrite, "start afresh in a run directory that holds an earlier run");
