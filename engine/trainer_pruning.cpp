@@ -198,7 +198,8 @@ void Trainer::select_units(int next_cycle, io::MetricsLog& metrics) {
   const double original = evaluate(selection).accuracy;
   const double target = (1.0 - config_.select_tolerance) * original;
   // The candidates of one GFS step are all scored on the same fresh minibatches (select_batches of
-  // them, loaded once per step): one minibatch of 128 is too noisy to rank 50 candidates.
+  // them, loaded once per step; averaging 8 instead of 1 did not select fewer units on lenet300,
+  // see bench/results/2026-11-21-gfs-lenet300.md).
   struct Minibatch {
     Tensor images;
     std::vector<int32_t> labels;

@@ -32,6 +32,7 @@ def main():
     parser.add_argument("--binary", default="build/sparsetrain")
     parser.add_argument("--tolerances", default="0.01,0.02,0.05")
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--select-batches", type=int, default=1, help="gfs: minibatches averaged per candidate")
     parser.add_argument("--runs", default="runs/gfs-vs-magnitude")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
@@ -41,7 +42,7 @@ def main():
             run_dir = os.path.join(args.runs, f"{method}-tol{tolerance}")
             command = [args.binary, "train", "--model", "lenet300", "--epochs", str(args.epochs), "--cycles", "2",
                        "--cycle-policy", "restart", "--select", method, "--select-tolerance", str(tolerance),
-                       "--run-dir", run_dir, "--overwrite"]
+                       "--select-batches", str(args.select_batches), "--run-dir", run_dir, "--overwrite"]
             print(" ".join(command), flush=True)
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             selection, end = read_run(run_dir)
@@ -63,7 +64,7 @@ def main():
             f.write(f"{datetime.date.today()}, CPU (2 cores). Command:\n\n```\n/usr/bin/python3 {' '.join(sys.argv)}\n```\n\n")
             f.write(f"Dense training {args.epochs} epochs (seed 0, the same network for every row), then each hidden "
                     "layer in turn: units selected until the accuracy on the first 5,000 training images reaches "
-                    "(1 - tolerance) of the trained network's; GFS samples 50 candidates per step, scores each by its mean loss on the same 8 fresh minibatches of 128, and rescales the "
+                    "(1 - tolerance) of the trained network's; GFS samples 50 candidates per step, scores each by its loss on the same fresh minibatch of 128, and rescales the "
                     "layer output as an average of the selected units; 100 SGD steps after each layer; then one "
                     f"restarted {args.epochs}-epoch cosine cycle of fine-tuning. 'train-subset acc at selection' is "
                     "measured when the last layer's selection stops.\n\n")
