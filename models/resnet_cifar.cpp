@@ -8,6 +8,7 @@
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "models/registry.h"
+#include "models/residual_streams.h"
 
 namespace st::models {
 namespace {
@@ -106,20 +107,9 @@ class CifarResNet : public nn::Module {
     nn::ChannelGroup stream{"conv1 stream", conv1_->weight().value().dim(0), {}, {}};
     stream.producers.push_back({&conv1_->weight(), nullptr, 0, false});
     bn1_->add_channel_slices(stream.producers);
-    for (BasicBlock* block : blocks_) {
-      block->add_stream_consumers(stream);
-      if (block->has_projection()) {
-        groups.push_back(stream);
-        nn::ChannelGroup next{"", 0, {}, {}};
-        block->add_stream_producers(next);
-        next.name = next.producers.front().parameter->name + " stream";
-        next.channels = next.producers.front().parameter->value().dim(0);
-        stream = next;
-      } else {
-        block->add_stream_producers(stream);
-      }
-      groups.push_back(block->internal_group());
-    }
+    stream = walk_residual_streams(
+        stream, blocks_, [](const BasicBlock& b) { return b.has_projection(); },
+        [](BasicBlock& b, std::vector<nn::ChannelGroup>& out) { out.push_back(b.internal_group()); }, groups);
     stream.consumers.push_back({&fc_->weight(), nullptr, 1, false});
     groups.push_back(stream);
     return groups;

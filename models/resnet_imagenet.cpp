@@ -12,6 +12,7 @@
 // whose consumers are each block's conv1 and downsample inputs, and fc for the last stream.
 #include "engine/ops.h"
 #include "models/registry.h"
+#include "models/residual_streams.h"
 
 namespace st::models {
 namespace {
@@ -104,19 +105,9 @@ class ImageNetResNet : public nn::Module {
     nn::ChannelGroup stream{conv1_->weight().name + " stream", conv1_->weight().value().dim(0), {}, {}};
     stream.producers.push_back({&conv1_->weight(), nullptr, 0, false});
     bn1_->add_channel_slices(stream.producers);
-    for (ImageNetBlock* block : blocks_) {
-      block->add_stream_consumers(stream);
-      if (block->has_downsample()) {
-        groups.push_back(stream);
-        stream = nn::ChannelGroup{"", 0, {}, {}};
-        block->add_stream_producers(stream);
-        stream.name = stream.producers.front().parameter->name + " stream";
-        stream.channels = stream.producers.front().parameter->value().dim(0);
-      } else {
-        block->add_stream_producers(stream);
-      }
-      block->add_internal_groups(groups);
-    }
+    stream = walk_residual_streams(
+        stream, blocks_, [](const ImageNetBlock& b) { return b.has_downsample(); },
+        [](ImageNetBlock& b, std::vector<nn::ChannelGroup>& out) { b.add_internal_groups(out); }, groups);
     stream.consumers.push_back({&fc_->weight(), nullptr, 1, false});
     groups.push_back(stream);
     return groups;

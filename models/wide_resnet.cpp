@@ -10,6 +10,7 @@
 // inputs, and for the last stream the final BN and the linear layer.
 #include "engine/ops.h"
 #include "models/registry.h"
+#include "models/residual_streams.h"
 
 namespace st::models {
 namespace {
@@ -79,19 +80,9 @@ class WideResNet : public nn::Sequential {
     std::vector<nn::ChannelGroup> groups;
     nn::ChannelGroup stream{stem_->weight().name + " stream", stem_->weight().value().dim(0), {}, {}};
     stream.producers.push_back({&stem_->weight(), nullptr, 0, false});
-    for (PreActBlock* block : blocks_) {
-      block->add_stream_consumers(stream);
-      if (block->has_shortcut()) {
-        groups.push_back(stream);
-        stream = nn::ChannelGroup{"", 0, {}, {}};
-        block->add_stream_producers(stream);
-        stream.name = stream.producers.front().parameter->name + " stream";
-        stream.channels = stream.producers.front().parameter->value().dim(0);
-      } else {
-        block->add_stream_producers(stream);
-      }
-      groups.push_back(block->internal_group());
-    }
+    stream = walk_residual_streams(
+        stream, blocks_, [](const PreActBlock& b) { return b.has_shortcut(); },
+        [](PreActBlock& b, std::vector<nn::ChannelGroup>& out) { out.push_back(b.internal_group()); }, groups);
     final_norm_->add_channel_slices(stream.consumers);
     stream.consumers.push_back({&fc_->weight(), nullptr, 1, false});
     groups.push_back(stream);
