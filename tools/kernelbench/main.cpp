@@ -92,6 +92,24 @@ class DeviceFloats {
   int64_t count_ = 0;
 };
 
+// The device copies of one layer's check: inputs uploaded, outputs allocated, gradients zeroed
+// (the backward functions accumulate).
+struct LayerBuffers {
+  LayerBuffers(const Floats& x_host, const Floats& w_host, const Floats& b_host, const Floats& dy_host)
+      : x(size(x_host)), w(size(w_host)), b(size(b_host)), dy(size(dy_host)), y(size(dy_host)), dx(size(x_host)),
+        dw(size(w_host)), db(size(b_host)) {
+    x.upload(x_host);
+    w.upload(w_host);
+    b.upload(b_host);
+    dy.upload(dy_host);
+    dx.zero();
+    dw.zero();
+    db.zero();
+  }
+  static int64_t size(const Floats& v) { return static_cast<int64_t>(v.size()); }
+  DeviceFloats x, w, b, dy, y, dx, dw, db;
+};
+
 // Uniform values in [-1, 1), generated once and shared (timing does not depend on the values).
 const Floats& random_pool(int64_t count) {
   static Floats pool;
@@ -240,17 +258,8 @@ void bench_conv(const ConvLayer& layer, const Options& options, Timer& timer, Re
                            layer.bias ? db_ref.data() : nullptr);
   for (const Impl impl : {kOurs, kVendor}) {
     attempt(report, fmt::format("{} {} check ({})", layer.model, layer.name, impl == kOurs ? "ours" : "vendor"), [&] {
-      DeviceFloats x_d(static_cast<int64_t>(x.size())), w_d(static_cast<int64_t>(w.size())),
-          b_d(static_cast<int64_t>(b.size())), dy_d(static_cast<int64_t>(dy.size())),
-          y_d(static_cast<int64_t>(dy.size())), dx_d(static_cast<int64_t>(x.size())),
-          dw_d(static_cast<int64_t>(w.size())), db_d(static_cast<int64_t>(b.size()));
-      x_d.upload(x);
-      w_d.upload(w);
-      b_d.upload(b);
-      dy_d.upload(dy);
-      dx_d.zero();
-      dw_d.zero();
-      db_d.zero();
+      LayerBuffers d(x, w, b, dy);
+      DeviceFloats &x_d = d.x, &w_d = d.w, &b_d = d.b, &dy_d = d.dy, &y_d = d.y, &dx_d = d.dx, &dw_d = d.dw, &db_d = d.db;
       const float* bias_d = layer.bias ? b_d.data() : nullptr;
       float* db_or_null = layer.bias ? db_d.data() : nullptr;
       if (impl == kOurs) {
@@ -333,17 +342,8 @@ void bench_linear(const LinearLayer& layer, const Options& options, Timer& timer
                            db_ref.data());
   for (const Impl impl : {kOurs, kVendor}) {
     attempt(report, fmt::format("{} {} check ({})", layer.model, layer.name, impl == kOurs ? "ours" : "vendor"), [&] {
-      DeviceFloats x_d(static_cast<int64_t>(x.size())), w_d(static_cast<int64_t>(w.size())),
-          b_d(static_cast<int64_t>(b.size())), dy_d(static_cast<int64_t>(dy.size())),
-          y_d(static_cast<int64_t>(dy.size())), dx_d(static_cast<int64_t>(x.size())),
-          dw_d(static_cast<int64_t>(w.size())), db_d(static_cast<int64_t>(b.size()));
-      x_d.upload(x);
-      w_d.upload(w);
-      b_d.upload(b);
-      dy_d.upload(dy);
-      dx_d.zero();
-      dw_d.zero();
-      db_d.zero();
+      LayerBuffers d(x, w, b, dy);
+      DeviceFloats &x_d = d.x, &w_d = d.w, &b_d = d.b, &dy_d = d.dy, &y_d = d.y, &dx_d = d.dx, &dw_d = d.dw, &db_d = d.db;
       auto forward = impl == kOurs ? st::cuda::linear_forward : st::vendor::linear_forward;
       auto backward = impl == kOurs ? st::cuda::linear_backward : st::vendor::linear_backward;
       forward(batch, layer.in, layer.out, x_d.data(), w_d.data(), b_d.data(), y_d.data(), nullptr);
