@@ -99,7 +99,8 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"oracle_grid", c.oracle_grid},
           {"score_batches", c.score_batches},
           {"select",
-           {{"method", c.select_method}, {"tolerance", c.select_tolerance}, {"candidates", c.select_candidates},
+           {{"method", c.select_method}, {"tolerance", c.select_tolerance}, {"target", c.select_target},
+            {"candidates", c.select_candidates},
             {"batches", c.select_batches},
             {"finetune_steps", c.select_finetune_steps}, {"eval", c.select_eval}}},
           {"structured", {{"fraction", c.structured_fraction}, {"score", c.structured_score}}},
@@ -157,6 +158,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     const auto& select = j.at("select");
     select.at("method").get_to(c.select_method);
     select.at("tolerance").get_to(c.select_tolerance);
+    c.select_target = select.value("target", std::string("original"));  // runs made before the option
     select.at("candidates").get_to(c.select_candidates);
     select.at("batches").get_to(c.select_batches);
     select.at("finetune_steps").get_to(c.select_finetune_steps);
@@ -270,6 +272,8 @@ void validate(const TrainConfig& c) {
       fail("--select: unknown method '{}' (known: gfs, magnitude)", c.select_method);
     if (!(c.select_tolerance >= 0.0 && c.select_tolerance < 1.0))
       fail("--select-tolerance: must be in [0, 1), got {}", c.select_tolerance);
+    if (c.select_target != "layer" && c.select_target != "original")
+      fail("--select-target: unknown reference '{}' (known: layer, original)", c.select_target);
     if (c.select_candidates < 1) fail("--select-candidates: must be at least 1, got {}", c.select_candidates);
     if (c.select_batches < 1) fail("--select-batches: must be at least 1, got {}", c.select_batches);
     if (c.select_finetune_steps < 0) fail("--select-finetune-steps: must be >= 0, got {}", c.select_finetune_steps);

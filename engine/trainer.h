@@ -86,9 +86,12 @@ struct TrainConfig {
   std::string structured_score = "l1";
   // Unit selection between cycles, layer by layer (pruning/greedy.h): gfs (greedy forward selection)
   // or magnitude, until the accuracy on the first select_eval training images reaches
-  // (1 - select_tolerance) of the trained network's; select_finetune_steps of SGD after each layer.
+  // (1 - select_tolerance) of the reference: with select_target "layer" the accuracy of the network
+  // just before that layer's selection (Ye et al.'s released code), with "original" the trained
+  // network's before any layer; select_finetune_steps of SGD after each layer.
   std::string select_method;       // empty | gfs | magnitude
   double select_tolerance = 0.02;
+  std::string select_target = "layer";  // layer | original
   int select_candidates = 50;
   int64_t select_batches = 1;  // gfs: training minibatches averaged for each candidate's loss (8 measured no better)
   int64_t select_finetune_steps = 100;

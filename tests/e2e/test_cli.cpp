@@ -530,6 +530,55 @@ TEST_SUITE("e2e") {
     }
   }
 
+  TEST_CASE("unit selection (GFS and magnitude) shrinks lenet300 to the units it selects, each layer at its target") {
+    SKIP_WITHOUT_FASHION_MNIST();
+    for (const std::string method : {"gfs", "magnitude"}) {
+      for (const std::string target : {"layer", "original"}) {
+        const fs::path run_dir = fresh_dir("select-" + method + "-" + target);
+        const CommandResult r = run("train --model lenet300 --epochs 1 --cycles 2 --cycle-policy restart --select " +
+                                    method + " --select-target " + target +
+                                    " --select-tolerance 0.05 --select-eval 1000 --select-finetune-steps 20"
+                                    " --train-limit 6000 --val-size 1000 --threads 2 --run-dir " + run_dir.string());
+        INFO(method << " " << target << "\n" << r.out << r.err);
+        REQUIRE(r.exit_code == 0);
+        std::ifstream metrics(run_dir / "metrics.jsonl");
+        std::string line;
+        nlohmann::json selection;
+        while (std::getline(metrics, line)) {
+          const auto event = nlohmann::json::parse(line);
+          if (event.at("event") == "select_units") selection = event;
+        }
+        REQUIRE(selection.is_object());
+        const auto& layers = selection.at("layers");
+        REQUIRE(layers.size() == 2);
+        const double original = selection.at("original_accuracy").get<double>();
+        // The first layer's reference is the trained network in both modes; the second's is the
+        // fine-tuned network after the first selection ("layer") or the trained one ("original").
+        CHECK(layers[0].at("target_accuracy").get<double>() == doctest::Approx(0.95 * original).epsilon(1e-12));
+        const double second_reference =
+            target == "layer" ? layers[0].at("accuracy_finetuned").get<double>() : original;
+        CHECK(layers[1].at("target_accuracy").get<double>() == doctest::Approx(0.95 * second_reference).epsilon(1e-12));
+        std::vector<int64_t> kept;
+        for (const auto& layer : layers) {
+          kept.push_back(layer.at("selected").get<int64_t>());
+          CHECK(kept.back() >= 1);
+          // Selection stops at the target, or keeps every unit when the target is out of reach.
+          CHECK((layer.at("accuracy_selected").get<double>() >= layer.at("target_accuracy").get<double>() ||
+                 kept.back() == layer.at("units").get<int64_t>()));
+        }
+        CHECK(kept[0] < 300);  // at 5% tolerance the first layer always loses units
+        const auto file = st::io::read_safetensors(run_dir / "checkpoints" / "final.safetensors");
+        CHECK(file.at("param/1.weight").shape == std::vector<int64_t>{kept[0], 784});
+        CHECK(file.at("param/3.weight").shape == std::vector<int64_t>{kept[1], kept[0]});
+        CHECK(file.at("param/5.weight").shape == std::vector<int64_t>{10, kept[1]});
+        CHECK(selection.at("parameters").get<int64_t>() == 785 * kept[0] + (kept[0] + 1) * kept[1] + (kept[1] + 1) * 10);
+      }
+    }
+    check_refused("train --model lenet300 --cycles 2 --select gfs --select-target best --val-size 10 --run-dir " +
+                      fresh_dir("select-refused").string(),
+                  {"--select-target", "best"});
+  }
+
   TEST_CASE("exported checkpoints load into PyTorch twins with the same logits") {
     SKIP_WITHOUT_FASHION_MNIST();
     if (std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) {

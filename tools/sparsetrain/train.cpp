@@ -63,6 +63,10 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
                                              "selection, Ye et al. 2020) | magnitude");
   app.add_option("--select-tolerance", c.select_tolerance, "selection stops at (1 - tol) of the trained accuracy")
       ->capture_default_str();
+  app.add_option("--select-target", c.select_target,
+                 "what the tolerance is relative to: layer (the accuracy before each layer's selection, Ye et "
+                 "al.'s code) | original (the trained network's)")
+      ->capture_default_str();
   app.add_option("--select-candidates", c.select_candidates, "gfs: units sampled per step")->capture_default_str();
   app.add_option("--select-batches", c.select_batches,
                  "gfs: fresh training minibatches averaged for each candidate's loss")->capture_default_str();
