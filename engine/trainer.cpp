@@ -100,7 +100,7 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"score_batches", c.score_batches},
           {"select",
            {{"method", c.select_method}, {"tolerance", c.select_tolerance}, {"target", c.select_target},
-            {"candidates", c.select_candidates},
+            {"repeats", c.select_repeats}, {"candidates", c.select_candidates},
             {"batches", c.select_batches},
             {"finetune_steps", c.select_finetune_steps}, {"eval", c.select_eval}}},
           {"structured", {{"fraction", c.structured_fraction}, {"score", c.structured_score}}},
@@ -158,7 +158,8 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     const auto& select = j.at("select");
     select.at("method").get_to(c.select_method);
     select.at("tolerance").get_to(c.select_tolerance);
-    c.select_target = select.value("target", std::string("original"));  // runs made before the option
+    c.select_target = select.value("target", std::string("original"));  // runs made before the options
+    c.select_repeats = select.value("repeats", false);
     select.at("candidates").get_to(c.select_candidates);
     select.at("batches").get_to(c.select_batches);
     select.at("finetune_steps").get_to(c.select_finetune_steps);

@@ -245,7 +245,8 @@ void Trainer::select_units(int next_cycle, io::MetricsLog& metrics) {
     const double target = (1.0 - config_.select_tolerance) * reference;
     const pruning::Selection chosen = config_.select_method == "gfs"
                                           ? pruning::greedy_forward_selection(group, hooks, target,
-                                                                              config_.select_candidates, rng)
+                                                                              config_.select_candidates, rng,
+                                                                              config_.select_repeats)
                                           : pruning::magnitude_selection(group, hooks, target);
     std::vector<std::vector<int64_t>> keep(groups.size());
     for (std::size_t i = 0; i < groups.size(); ++i) {
@@ -273,7 +274,8 @@ void Trainer::select_units(int next_cycle, io::MetricsLog& metrics) {
                       {"target_accuracy", target},
                       {"accuracy_selected", chosen.accuracy},
                       {"accuracy_finetuned", finetuned},
-                      {"scale", chosen.scale}});
+                      {"scale", chosen.scale},
+                      {"picks", chosen.picks}});
   }
   std::fflush(stdout);
   optimizer_ = make_optimizer(config_.optimizer, model_->parameters());

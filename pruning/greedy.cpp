@@ -39,7 +39,7 @@ UnitSubset::~UnitSubset() {
 
 void UnitSubset::apply(const std::vector<int64_t>& selected, double scale) {
   std::vector<float> factor(static_cast<std::size_t>(group_.channels), 0.0f);
-  for (int64_t unit : selected) factor[static_cast<std::size_t>(unit)] = static_cast<float>(scale);
+  for (int64_t unit : selected) factor[static_cast<std::size_t>(unit)] += static_cast<float>(scale);  // a repeat counts twice
   for (std::size_t i = 0; i < original_.size(); ++i) {
     if (!original_[i].defined()) continue;
     const nn::ChannelSlice& slice = group_.consumers[i];
@@ -53,24 +53,30 @@ void UnitSubset::apply(const std::vector<int64_t>& selected, double scale) {
 }
 
 Selection greedy_forward_selection(const nn::ChannelGroup& group, const SelectionHooks& hooks, double target_accuracy,
-                                   int candidates, Rng& rng) {
+                                   int candidates, Rng& rng, bool repeats) {
   if (candidates < 1) fail("--select-candidates: must be at least 1, got {}", candidates);
   UnitSubset subset(group);
   const int64_t n = group.channels;
   Selection result;
-  std::vector<int64_t> remaining(static_cast<std::size_t>(n));
-  std::iota(remaining.begin(), remaining.end(), int64_t{0});
-  while (!remaining.empty()) {
-    // Sample up to `candidates` of the remaining units (a partial Fisher-Yates shuffle).
-    const auto count = std::min<std::size_t>(static_cast<std::size_t>(candidates), remaining.size());
-    for (std::size_t i = 0; i < count; ++i)
-      std::swap(remaining[i], remaining[i + rng.uniform_int(remaining.size() - i)]);
+  std::vector<int64_t> picks;  // the multiset S (a unit appears once per pick)
+  std::vector<char> chosen(static_cast<std::size_t>(n), 0);
+  // The candidate pool: the unselected units, or every unit when repeats are allowed.
+  std::vector<int64_t> pool(static_cast<std::size_t>(n));
+  std::iota(pool.begin(), pool.end(), int64_t{0});
+  // With repeats the multiset can grow past n; give up (keep the whole layer) after 4n picks.
+  const int64_t max_picks = repeats ? 4 * n : n;
+  bool reached = false;
+  while (!pool.empty() && static_cast<int64_t>(picks.size()) < max_picks) {
+    // Sample up to `candidates` units of the pool (a partial Fisher-Yates shuffle).
+    const auto count = std::min<std::size_t>(static_cast<std::size_t>(candidates), pool.size());
+    for (std::size_t i = 0; i < count; ++i) std::swap(pool[i], pool[i + rng.uniform_int(pool.size() - i)]);
     double best_loss = std::numeric_limits<double>::infinity();
     std::size_t best = 0;
-    const int64_t iteration = static_cast<int64_t>(result.units.size());
+    const int64_t iteration = static_cast<int64_t>(picks.size());
+    std::vector<int64_t> trial = picks;
+    trial.push_back(0);
     for (std::size_t i = 0; i < count; ++i) {
-      std::vector<int64_t> trial = result.units;
-      trial.push_back(remaining[i]);
+      trial.back() = pool[i];
       subset.apply(trial, static_cast<double>(n) / static_cast<double>(trial.size()));
       const double loss = hooks.minibatch_loss(iteration);  // the same fresh minibatch for every candidate
       ++result.evaluations;
@@ -79,15 +85,32 @@ Selection greedy_forward_selection(const nn::ChannelGroup& group, const Selectio
         best = i;
       }
     }
-    result.units.push_back(remaining[best]);
-    remaining.erase(remaining.begin() + static_cast<std::ptrdiff_t>(best));
-    result.scale = static_cast<double>(n) / static_cast<double>(result.units.size());
-    subset.apply(result.units, result.scale);
+    const int64_t unit = pool[best];
+    picks.push_back(unit);
+    if (!chosen[static_cast<std::size_t>(unit)]) {
+      chosen[static_cast<std::size_t>(unit)] = 1;
+      result.units.push_back(unit);
+    }
+    if (!repeats) pool.erase(pool.begin() + static_cast<std::ptrdiff_t>(best));
+    result.scale = static_cast<double>(n) / static_cast<double>(picks.size());
+    subset.apply(picks, result.scale);
     result.accuracy = hooks.accuracy();
-    if (result.accuracy >= target_accuracy) break;
+    if (result.accuracy >= target_accuracy) {
+      reached = true;
+      break;
+    }
+  }
+  result.picks = static_cast<int64_t>(picks.size());
+  if (!reached) {
+    // The target is out of reach: the layer stays whole and unscaled (as Ye et al.'s code does).
+    picks.resize(static_cast<std::size_t>(n));
+    std::iota(picks.begin(), picks.end(), int64_t{0});
+    result.units = picks;
+    result.scale = 1.0;
+    subset.apply(picks, 1.0);
+    result.accuracy = hooks.accuracy();
   }
   std::sort(result.units.begin(), result.units.end());
-  subset.apply(result.units, result.scale);
   subset.commit();
   return result;
 }

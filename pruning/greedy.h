@@ -43,13 +43,18 @@ struct SelectionHooks {
 
 struct Selection {
   std::vector<int64_t> units;  // ascending
-  double scale = 1.0;          // applied to the consumers (N / |S| for GFS)
+  double scale = 1.0;          // applied to the consumers per pick (N / |S| for GFS, |S| counting repeats)
+  int64_t picks = 0;           // GFS: |S| with repeats (= units.size() without)
   double accuracy = 0.0;
   int64_t evaluations = 0;     // minibatch losses computed
 };
 
+// repeats: S is a multiset (the candidates are drawn from every unit, and a unit picked k times
+// carries k N / |S|), the Frank-Wolfe form of the selection in Ye et al.'s analysis; without, each
+// unit is picked at most once (their released code). If the target is not reached (n picks without
+// repeats, 4n with), the layer is kept whole and unscaled.
 Selection greedy_forward_selection(const nn::ChannelGroup& group, const SelectionHooks& hooks, double target_accuracy,
-                                   int candidates, Rng& rng);
+                                   int candidates, Rng& rng, bool repeats = false);
 Selection magnitude_selection(const nn::ChannelGroup& group, const SelectionHooks& hooks, double target_accuracy);
 
 }  // namespace st::pruning

@@ -87,6 +87,11 @@ TEST_SUITE("unit") {
                           // out_channels 8 or 24 (channel-pruned nets): the 8-lane variant of the direct kernel
                           {{2, 13, 11, 8}, {8, 3, 3, 8}, 1, 1, 1},    {{2, 16, 16, 8}, {24, 3, 3, 8}, 2, 1, 1},
                           {{1, 12, 12, 3}, {8, 3, 3, 3}, 1, 1, 1},
+                          // 8/16/32 input channels, stride 1 or 2, <= 32 output channels: the paired kernel
+                          // with the channel count fixed at compile time (blocks of 8 or 16 outputs, tails)
+                          {{2, 9, 10, 32}, {32, 3, 3, 32}, 1, 1, 1},  {{2, 11, 9, 16}, {16, 3, 3, 16}, 2, 1, 1},
+                          {{1, 7, 9, 32}, {8, 3, 3, 32}, 1, 1, 1},    {{2, 9, 9, 16}, {16, 1, 1, 16}, 2, 0, 1},
+                          {{1, 10, 13, 16}, {24, 3, 3, 16}, 1, 1, 1}, {{2, 17, 17, 32}, {16, 3, 3, 32}, 2, 1, 1},
                           // depthwise (groups = channels): the dedicated kernel, stride 1 and 2
                           {{2, 9, 9, 24}, {24, 3, 3, 1}, 1, 1, 24}, {{2, 10, 10, 20}, {20, 3, 3, 1}, 2, 1, 20}};
     for (const Case& c : cases) {

@@ -369,6 +369,46 @@ TEST_SUITE("unit") {
     CHECK(hidden2.consumers[0].parameter->value().to_vector() == original);  // restored
   }
 
+  TEST_CASE("greedy forward selection with repeats weights a unit picked twice double; without, the layer stays whole") {
+    Rng rng(9);
+    auto model = models::build_model("lenet300", {1, 28, 28, 10}, rng);
+    const auto groups = model->channel_groups();
+    const nn::ChannelGroup& hidden2 = groups[1];
+    const std::vector<float> original = hidden2.consumers[0].parameter->value().to_vector();
+    // The factor a subset puts on a unit, read off the first row of the [10, 100] consumer.
+    const auto factor = [&](int64_t unit) {
+      return static_cast<double>(hidden2.consumers[0].parameter->value().data()[unit]) /
+             static_cast<double>(original[static_cast<std::size_t>(unit)]);
+    };
+    // loss -sqrt(f7) - 0.9 sqrt(f42) (+0.01 per other active unit): picks 7, then 42 (-13.42 beats
+    // 7 twice at -10), then 7 again (f7 = 66.7, f42 = 33.3: -13.36; 42 again -13.12; another unit
+    // -10.97); the target needs f7 > f42 > 0, which only a repeat gives.
+    const pruning::SelectionHooks hooks{
+        [&](int64_t) {
+          double loss = -std::sqrt(factor(7)) - 0.9 * std::sqrt(factor(42));
+          for (int64_t u = 0; u < 100; ++u)
+            if (u != 7 && u != 42 && factor(u) != 0.0) loss += 0.01;
+          return loss;
+        },
+        [&] { return factor(42) > 0.0 && factor(7) > factor(42) * 1.5 ? 1.0 : 0.0; }};
+    {
+      const pruning::Selection with = pruning::greedy_forward_selection(hidden2, hooks, 1.0, 100, rng, true);
+      CHECK(with.units == std::vector<int64_t>{7, 42});
+      CHECK(with.picks == 3);
+      CHECK(with.scale == doctest::Approx(100.0 / 3.0));
+      CHECK(with.accuracy == 1.0);
+      CHECK(factor(7) == doctest::Approx(200.0 / 3.0).epsilon(1e-5));  // committed: 2 picks x 100 / 3
+      CHECK(factor(42) == doctest::Approx(100.0 / 3.0).epsilon(1e-5));
+      CHECK(factor(0) == 0.0);
+    }
+    hidden2.consumers[0].parameter->value().copy_from(Tensor::from_vector({10, 100}, original));
+    const pruning::Selection without = pruning::greedy_forward_selection(hidden2, hooks, 1.0, 100, rng, false);
+    CHECK(without.units.size() == 100);  // never reached: every unit, unscaled
+    CHECK(without.scale == 1.0);
+    CHECK(without.accuracy == 0.0);
+    CHECK(hidden2.consumers[0].parameter->value().to_vector() == original);
+  }
+
   TEST_CASE("greedy forward selection finds the useful units; magnitude needs more when they are small") {
     Rng rng(8);
     auto model = models::build_model("lenet300", {1, 28, 28, 10}, rng);

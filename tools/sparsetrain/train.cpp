@@ -67,6 +67,8 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
                  "what the tolerance is relative to: layer (the accuracy before each layer's selection, Ye et "
                  "al.'s code) | original (the trained network's)")
       ->capture_default_str();
+  app.add_flag("--select-repeats", c.select_repeats,
+               "gfs: a unit may be picked again (S a multiset, each pick weighted N / |S|)");
   app.add_option("--select-candidates", c.select_candidates, "gfs: units sampled per step")->capture_default_str();
   app.add_option("--select-batches", c.select_batches,
                  "gfs: fresh training minibatches averaged for each candidate's loss")->capture_default_str();
