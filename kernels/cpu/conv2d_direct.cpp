@@ -149,6 +149,22 @@ void direct_row(const Conv2dGeometry& g, const DirectRow& row) {
 // useful products per broadcast load where the 8-lane kernel does 8: half the loads per FLOP, which
 // is what bounds the narrow widths of channel-pruned networks. Lane pairs are summed at the end.
 //   packed pairs: ((r * S + s) * C/2 + p) * 2K + 2k + j  =  w[k, r, s, 2p + j]
+// The end of a paired block: sums the lane pairs of one accumulator into its 8 outputs (channels
+// [k, k + 8) of the pixel at y) and stores them, added to y (accumulate) or to the bias.
+inline void store_pair_sums(__m512 acc, const DirectRow& row, float* y, int64_t k) {
+  const __m512i even = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 15, 13, 11, 9, 7, 5, 3, 1);
+  // (maskz forms: the plain ones pass GCC 12 an "undefined" vector that -Werror=uninitialized rejects)
+  __m512 out = _mm512_add_ps(_mm512_maskz_permutexvar_ps(0xFFFF, even, acc),
+                             _mm512_maskz_permutexvar_ps(0xFFFF, odd, acc));  // the 8 outputs are its low lanes
+  if (row.accumulate) {
+    out = _mm512_add_ps(_mm512_maskz_loadu_ps(0x00FF, y), out);
+  } else if (row.bias != nullptr) {
+    out = _mm512_add_ps(_mm512_maskz_loadu_ps(0x00FF, row.bias + k), out);
+  }
+  _mm512_mask_storeu_ps(y, 0x00FF, out);
+}
+
 template <int P, int KV>
 inline void paired_block(const Conv2dGeometry& g, const DirectRow& row, int64_t ow, int64_t kb) {
   const int64_t k_count = g.out_channels, c_count = g.in_channels, pairs = c_count / 2;
@@ -174,22 +190,8 @@ inline void paired_block(const Conv2dGeometry& g, const DirectRow& row, int64_t 
       }
     }
   }
-  const __m512i even = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 14, 12, 10, 8, 6, 4, 2, 0);
-  const __m512i odd = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 15, 13, 11, 9, 7, 5, 3, 1);
   for (int j = 0; j < P; ++j)
-    for (int v = 0; v < KV; ++v) {
-      // (maskz forms: the plain ones pass GCC 12 an "undefined" vector that -Werror=uninitialized rejects)
-      const __m512 sum = _mm512_add_ps(_mm512_maskz_permutexvar_ps(0xFFFF, even, acc[j][v]),
-                                       _mm512_maskz_permutexvar_ps(0xFFFF, odd, acc[j][v]));
-      __m512 out = sum;  // the 8 outputs are its low lanes
-      float* y = row.y_row + (ow + j) * k_count + kb + 8 * v;
-      if (row.accumulate) {
-        out = _mm512_add_ps(_mm512_maskz_loadu_ps(0x00FF, y), out);
-      } else if (row.bias != nullptr) {
-        out = _mm512_add_ps(_mm512_maskz_loadu_ps(0x00FF, row.bias + kb + 8 * v), out);
-      }
-      _mm512_mask_storeu_ps(y, 0x00FF, out);
-    }
+    for (int v = 0; v < KV; ++v) store_pair_sums(acc[j][v], row, row.y_row + (ow + j) * k_count + kb + 8 * v, kb + 8 * v);
 }
 
 template <int P>
@@ -242,22 +244,9 @@ inline void paired_block_fixed(const Conv2dGeometry& g, const DirectRow& row, in
       }
     }
   }
-  const __m512i even = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 14, 12, 10, 8, 6, 4, 2, 0);
-  const __m512i odd = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 15, 13, 11, 9, 7, 5, 3, 1);
   const int64_t kb = block * 8 * KV;
   for (int j = 0; j < P; ++j)
-    for (int v = 0; v < KV; ++v) {
-      const __m512 sum = _mm512_add_ps(_mm512_maskz_permutexvar_ps(0xFFFF, even, acc[j][v]),
-                                       _mm512_maskz_permutexvar_ps(0xFFFF, odd, acc[j][v]));
-      __m512 out = sum;
-      float* y = row.y_row + (ow + j) * k_count + kb + 8 * v;
-      if (row.accumulate) {
-        out = _mm512_add_ps(_mm512_maskz_loadu_ps(0x00FF, y), out);
-      } else if (row.bias != nullptr) {
-        out = _mm512_add_ps(_mm512_maskz_loadu_ps(0x00FF, row.bias + kb + 8 * v), out);
-      }
-      _mm512_mask_storeu_ps(y, 0x00FF, out);
-    }
+    for (int v = 0; v < KV; ++v) store_pair_sums(acc[j][v], row, row.y_row + (ow + j) * k_count + kb + 8 * v, kb + 8 * v);
 }
 
 template <int KV, int C, int STRIDE>
