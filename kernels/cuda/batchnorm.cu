@@ -79,10 +79,12 @@ __global__ void variance_kernel(const float* partials, int64_t chunks, int64_t c
   shift[c] = beta[c] - mean[c] * scale[c];
 }
 
-// Train backward: dgamma/dbeta accumulate the totals; the per-channel dx coefficients go to scratch.
-__global__ void train_backward_totals_kernel(const float* partials, int64_t chunks, int64_t channels, float inv_rows,
-                                             const float* gamma, const float* invstd, float* dgamma, float* dbeta,
-                                             float* mean_dy, float* mean_dy_xhat, float* coefficient) {
+// Backward totals: dgamma/dbeta accumulate the totals; with mean_dy (train backward with dx) the
+// per-channel dx coefficients go to scratch too (gamma and invstd are read only then). The eval
+// backward calls it with mean_dy null.
+__global__ void backward_totals_kernel(const float* partials, int64_t chunks, int64_t channels, float inv_rows,
+                                       const float* gamma, const float* invstd, float* dgamma, float* dbeta,
+                                       float* mean_dy, float* mean_dy_xhat, float* coefficient) {
   const int64_t c = detail::finalize_column();
   if (c >= channels) return;
   const Sums<2> total = detail::column_total<2>(partials, chunks, channels, c);
@@ -94,16 +96,6 @@ __global__ void train_backward_totals_kernel(const float* partials, int64_t chun
     mean_dy_xhat[c] = total.v[1] * inv_rows;
     coefficient[c] = gamma[c] * invstd[c];
   }
-}
-
-__global__ void eval_backward_totals_kernel(const float* partials, int64_t chunks, int64_t channels, float* dgamma,
-                                            float* dbeta) {
-  const int64_t c = detail::finalize_column();
-  if (c >= channels) return;
-  const Sums<2> total = detail::column_total<2>(partials, chunks, channels, c);
-  if (threadIdx.x % detail::kWarp != 0) return;
-  if (dbeta != nullptr) dbeta[c] += total.v[0];
-  if (dgamma != nullptr) dgamma[c] += total.v[1];
 }
 
 // ---- per-channel coefficients of the eval paths: thread c -> channel c -----------------------------
@@ -201,8 +193,7 @@ void batchnorm_forward_train(int64_t rows, int64_t channels, const float* x, con
       partials, plan.chunks, channels, rows, eps, gamma, beta, batch_mean, batch_var, batch_invstd, scale, shift);
   ST_CUDA_CHECK_LAUNCH();
   const int64_t n = rows * channels;
-  affine_kernel<<<detail::grid_for(n), detail::kThreads, 0, stream>>>(n, channels, x, scale, shift, relu, y);
-  ST_CUDA_CHECK_LAUNCH();
+  detail::launch_grid_stride(affine_kernel, n, stream, n, channels, x, scale, shift, relu, y);
 }
 
 void batchnorm_forward_eval(int64_t rows, int64_t channels, const float* x, const float* gamma, const float* beta,
@@ -214,12 +205,10 @@ void batchnorm_forward_eval(int64_t rows, int64_t channels, const float* x, cons
   DeviceBuffer scratch = DeviceBuffer::of<float>(static_cast<std::size_t>(2 * channels), stream);
   float* scale = scratch.as<float>();
   float* shift = scale + channels;
-  eval_forward_coefficients_kernel<<<detail::grid_for(channels), detail::kThreads, 0, stream>>>(
-      channels, gamma, beta, running_mean, running_var, eps, scale, shift);
-  ST_CUDA_CHECK_LAUNCH();
+  detail::launch_grid_stride(eval_forward_coefficients_kernel, channels, stream,
+                             channels, gamma, beta, running_mean, running_var, eps, scale, shift);
   const int64_t n = rows * channels;
-  affine_kernel<<<detail::grid_for(n), detail::kThreads, 0, stream>>>(n, channels, x, scale, shift, relu, y);
-  ST_CUDA_CHECK_LAUNCH();
+  detail::launch_grid_stride(affine_kernel, n, stream, n, channels, x, scale, shift, relu, y);
 }
 
 void batchnorm_backward_train(int64_t rows, int64_t channels, const float* x, const float* gamma,
@@ -240,15 +229,14 @@ void batchnorm_backward_train(int64_t rows, int64_t channels, const float* x, co
   launch_partials<2>(rows, channels, plan, GradientTerms{x, batch_mean, batch_invstd, relu_output, dy}, partials,
                      stream);
   const float inv_rows = 1.0f / static_cast<float>(rows);
-  train_backward_totals_kernel<<<detail::finalize_grid(channels), detail::kThreads, 0, stream>>>(
+  backward_totals_kernel<<<detail::finalize_grid(channels), detail::kThreads, 0, stream>>>(
       partials, plan.chunks, channels, inv_rows, gamma, batch_invstd, dgamma, dbeta, dx ? mean_dy : nullptr,
       mean_dy_xhat, coefficient);
   ST_CUDA_CHECK_LAUNCH();
   if (dx == nullptr) return;
   const int64_t n = rows * channels;
-  train_backward_dx_kernel<<<detail::grid_for(n), detail::kThreads, 0, stream>>>(
-      n, channels, x, batch_mean, batch_invstd, relu_output, dy, mean_dy, mean_dy_xhat, coefficient, dx);
-  ST_CUDA_CHECK_LAUNCH();
+  detail::launch_grid_stride(train_backward_dx_kernel, n, stream,
+                             n, channels, x, batch_mean, batch_invstd, relu_output, dy, mean_dy, mean_dy_xhat, coefficient, dx);
 }
 
 void batchnorm_backward_eval(int64_t rows, int64_t channels, const float* x, const float* gamma,
@@ -267,19 +255,16 @@ void batchnorm_backward_eval(int64_t rows, int64_t channels, const float* x, con
   float* scale = invstd + channels;
   float* partials = scale + channels;
 
-  eval_backward_coefficients_kernel<<<detail::grid_for(channels), detail::kThreads, 0, stream>>>(
-      channels, gamma, running_var, eps, invstd, scale);
-  ST_CUDA_CHECK_LAUNCH();
+  detail::launch_grid_stride(eval_backward_coefficients_kernel, channels, stream,
+                             channels, gamma, running_var, eps, invstd, scale);
   const int64_t n = rows * channels;
   if (dx != nullptr) {
-    eval_backward_dx_kernel<<<detail::grid_for(n), detail::kThreads, 0, stream>>>(n, channels, relu_output, dy, scale,
-                                                                                  dx);
-    ST_CUDA_CHECK_LAUNCH();
+    detail::launch_grid_stride(eval_backward_dx_kernel, n, stream, n, channels, relu_output, dy, scale, dx);
   }
   if (!want_sums) return;
   launch_partials<2>(rows, channels, plan, GradientTerms{x, running_mean, invstd, relu_output, dy}, partials, stream);
-  eval_backward_totals_kernel<<<detail::finalize_grid(channels), detail::kThreads, 0, stream>>>(
-      partials, plan.chunks, channels, dgamma, dbeta);
+  backward_totals_kernel<<<detail::finalize_grid(channels), detail::kThreads, 0, stream>>>(
+      partials, plan.chunks, channels, 0.0f, nullptr, nullptr, dgamma, dbeta, nullptr, nullptr, nullptr);
   ST_CUDA_CHECK_LAUNCH();
 }
 
@@ -289,9 +274,8 @@ void batchnorm_update_running_stats(int64_t channels, const float* batch_mean, c
   require(channels >= 0, kName, "channels must be >= 0");
   if (channels == 0) return;
   require(batch_mean && batch_var && running_mean && running_var, kName, "null pointer argument");
-  update_running_stats_kernel<<<detail::grid_for(channels), detail::kThreads, 0, stream>>>(
-      channels, batch_mean, batch_var, momentum, unbiased, running_mean, running_var);
-  ST_CUDA_CHECK_LAUNCH();
+  detail::launch_grid_stride(update_running_stats_kernel, channels, stream,
+                             channels, batch_mean, batch_var, momentum, unbiased, running_mean, running_var);
 }
 
 }  // namespace st::cuda

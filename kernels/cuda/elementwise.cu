@@ -20,8 +20,7 @@ template <typename Op>
 void for_each(int64_t n, const Op& op, const char* name, cudaStream_t stream) {
   require(n >= 0, name, "element count must be >= 0");
   if (n == 0) return;
-  for_each_kernel<Op><<<detail::grid_for(n), detail::kThreads, 0, stream>>>(n, op);
-  ST_CUDA_CHECK_LAUNCH();
+  detail::launch_grid_stride(for_each_kernel<Op>, n, stream, n, op);
 }
 
 struct Fill {

@@ -47,6 +47,13 @@ inline unsigned int grid_for(int64_t n, int threads = kThreads) {
   return static_cast<unsigned int>(blocks < kMaxBlocks ? blocks : kMaxBlocks);
 }
 
+// Launches a grid-stride kernel over n elements (n > 0) on `stream` and checks the launch.
+template <typename... Params, typename... Args>
+void launch_grid_stride(void (*kernel)(Params...), int64_t n, cudaStream_t stream, Args... args) {
+  kernel<<<grid_for(n), kThreads, 0, stream>>>(args...);
+  ST_CUDA_CHECK_LAUNCH();
+}
+
 // Thread -> element mapping of every grid-stride loop: element i is handled by global thread
 // i mod (gridDim.x * blockDim.x), in rounds; 64-bit so arrays past 2^31 elements are safe.
 __device__ __forceinline__ int64_t first_index() { return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; }

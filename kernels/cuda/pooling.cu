@@ -220,8 +220,7 @@ void max_pool_forward(const Pool2dGeometry& g, const float* x, float* y, int32_t
   const PoolShape s = shape_of(g, kName);
   require_pointers(x && y && argmax, kName);
   const int64_t total = s.batch * s.out_h * s.out_w * s.channels;
-  max_pool_forward_kernel<<<detail::grid_for(total), detail::kThreads, 0, stream>>>(s, x, y, argmax);
-  ST_CUDA_CHECK_LAUNCH();
+  detail::launch_grid_stride(max_pool_forward_kernel, total, stream, s, x, y, argmax);
 }
 
 void max_pool_backward(const Pool2dGeometry& g, const int32_t* argmax, const float* dy, float* dx,
@@ -230,8 +229,7 @@ void max_pool_backward(const Pool2dGeometry& g, const int32_t* argmax, const flo
   const PoolShape s = shape_of(g, kName);
   require_pointers(argmax && dy && dx, kName);
   const int64_t total = s.batch * s.in_h * s.in_w * s.channels;
-  max_pool_backward_kernel<<<detail::grid_for(total), detail::kThreads, 0, stream>>>(s, argmax, dy, dx);
-  ST_CUDA_CHECK_LAUNCH();
+  detail::launch_grid_stride(max_pool_backward_kernel, total, stream, s, argmax, dy, dx);
 }
 
 void avg_pool_forward(const Pool2dGeometry& g, const float* x, float* y, cudaStream_t stream) {
@@ -240,8 +238,7 @@ void avg_pool_forward(const Pool2dGeometry& g, const float* x, float* y, cudaStr
   require_pointers(x && y, kName);
   const float inv_area = 1.0f / static_cast<float>(g.kernel * g.kernel);
   const int64_t total = s.batch * s.out_h * s.out_w * s.channels;
-  avg_pool_forward_kernel<<<detail::grid_for(total), detail::kThreads, 0, stream>>>(s, inv_area, x, y);
-  ST_CUDA_CHECK_LAUNCH();
+  detail::launch_grid_stride(avg_pool_forward_kernel, total, stream, s, inv_area, x, y);
 }
 
 void avg_pool_backward(const Pool2dGeometry& g, const float* dy, float* dx, cudaStream_t stream) {
@@ -250,8 +247,7 @@ void avg_pool_backward(const Pool2dGeometry& g, const float* dy, float* dx, cuda
   require_pointers(dy && dx, kName);
   const float inv_area = 1.0f / static_cast<float>(g.kernel * g.kernel);
   const int64_t total = s.batch * s.in_h * s.in_w * s.channels;
-  avg_pool_backward_kernel<<<detail::grid_for(total), detail::kThreads, 0, stream>>>(s, inv_area, dy, dx);
-  ST_CUDA_CHECK_LAUNCH();
+  detail::launch_grid_stride(avg_pool_backward_kernel, total, stream, s, inv_area, dy, dx);
 }
 
 void global_avg_pool_forward(int64_t batch, int64_t pixels, int64_t channels, const float* x, float* y,
@@ -260,9 +256,8 @@ void global_avg_pool_forward(int64_t batch, int64_t pixels, int64_t channels, co
   require(batch > 0 && pixels > 0 && channels > 0, kName, "batch, pixels and channels must be > 0");
   require_pointers(x && y, kName);
   const float inv_pixels = 1.0f / static_cast<float>(pixels);
-  global_avg_pool_forward_kernel<<<detail::grid_for(batch * channels), detail::kThreads, 0, stream>>>(
-      batch, pixels, channels, inv_pixels, x, y);
-  ST_CUDA_CHECK_LAUNCH();
+  detail::launch_grid_stride(global_avg_pool_forward_kernel, batch * channels, stream, batch, pixels, channels,
+                             inv_pixels, x, y);
 }
 
 void global_avg_pool_backward(int64_t batch, int64_t pixels, int64_t channels, const float* dy, float* dx,
@@ -271,9 +266,8 @@ void global_avg_pool_backward(int64_t batch, int64_t pixels, int64_t channels, c
   require(batch > 0 && pixels > 0 && channels > 0, kName, "batch, pixels and channels must be > 0");
   require_pointers(dy && dx, kName);
   const float inv_pixels = 1.0f / static_cast<float>(pixels);
-  global_avg_pool_backward_kernel<<<detail::grid_for(batch * pixels * channels), detail::kThreads, 0, stream>>>(
-      batch, pixels, channels, inv_pixels, dy, dx);
-  ST_CUDA_CHECK_LAUNCH();
+  detail::launch_grid_stride(global_avg_pool_backward_kernel, batch * pixels * channels, stream, batch, pixels,
+                             channels, inv_pixels, dy, dx);
 }
 
 void pad_shortcut_forward(const PadShortcutGeometry& g, const float* x, float* y, cudaStream_t stream) {
@@ -281,8 +275,7 @@ void pad_shortcut_forward(const PadShortcutGeometry& g, const float* x, float* y
   const ShortcutShape s = shape_of(g, kName);
   require_pointers(x && y, kName);
   const int64_t total = s.batch * s.out_h * s.out_w * s.out_channels;
-  pad_shortcut_forward_kernel<<<detail::grid_for(total), detail::kThreads, 0, stream>>>(s, x, y);
-  ST_CUDA_CHECK_LAUNCH();
+  detail::launch_grid_stride(pad_shortcut_forward_kernel, total, stream, s, x, y);
 }
 
 void pad_shortcut_backward(const PadShortcutGeometry& g, const float* dy, float* dx, cudaStream_t stream) {
@@ -290,8 +283,7 @@ void pad_shortcut_backward(const PadShortcutGeometry& g, const float* dy, float*
   const ShortcutShape s = shape_of(g, kName);
   require_pointers(dy && dx, kName);
   const int64_t total = s.batch * s.out_h * s.out_w * s.in_channels;
-  pad_shortcut_backward_kernel<<<detail::grid_for(total), detail::kThreads, 0, stream>>>(s, dy, dx);
-  ST_CUDA_CHECK_LAUNCH();
+  detail::launch_grid_stride(pad_shortcut_backward_kernel, total, stream, s, dy, dx);
 }
 
 }  // namespace st::cuda

@@ -150,9 +150,8 @@ void softmax_cross_entropy_backward(int64_t batch, int64_t classes, const float*
   const float scale = loss_grad / static_cast<float>(batch);
   const float off_target = smoothing / static_cast<float>(classes);
   const float on_target_extra = 1.0f - smoothing;
-  softmax_cross_entropy_backward_kernel<<<detail::grid_for(batch * classes), detail::kThreads, 0, stream>>>(
-      batch, classes, probabilities, labels, off_target, on_target_extra, scale, dlogits);
-  ST_CUDA_CHECK_LAUNCH();
+  detail::launch_grid_stride(softmax_cross_entropy_backward_kernel, batch * classes, stream,
+                             batch, classes, probabilities, labels, off_target, on_target_extra, scale, dlogits);
 }
 
 void softmax_cross_entropy_backward_device_grad(int64_t batch, int64_t classes, const float* probabilities,
