@@ -8,6 +8,7 @@
 
 #include "engine/allocator.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/window.h"
 
 namespace st::cpu {
 namespace {
@@ -37,18 +38,13 @@ void conv2d_depthwise_forward(const Conv2dGeometry& g, const float* x, const flo
         float* out = y + ((n * oh_count + oh) * ow_count + ow) * c_count;
 #pragma omp simd
         for (int64_t c = 0; c < c_count; ++c) out[c] = b != nullptr ? b[c] : 0.0f;
-        for (int64_t r = 0; r < g.kernel_h; ++r) {
-          const int64_t ih = oh * g.stride - g.pad + r;
-          if (ih < 0 || ih >= g.in_h) continue;
-          for (int64_t s = 0; s < g.kernel_w; ++s) {
-            const int64_t iw = ow * g.stride - g.pad + s;
-            if (iw < 0 || iw >= g.in_w) continue;
-            const float* in = image + (ih * g.in_w + iw) * c_count;
-            const float* wp = packed.data() + (r * g.kernel_w + s) * c_count;
+        for_each_tap_in_image(oh, ow, g.kernel_h, g.kernel_w, g.stride, g.pad, g.in_h, g.in_w,
+                              [&](int64_t tap, int64_t pixel) {
+                                const float* in = image + pixel * c_count;
+                                const float* wp = packed.data() + tap * c_count;
 #pragma omp simd
-            for (int64_t c = 0; c < c_count; ++c) out[c] += in[c] * wp[c];
-          }
-        }
+                                for (int64_t c = 0; c < c_count; ++c) out[c] += in[c] * wp[c];
+                              });
       }
     }
   }
@@ -73,27 +69,22 @@ void conv2d_depthwise_backward(const Conv2dGeometry& g, const float* x, const fl
       for (int64_t oh = 0; oh < oh_count; ++oh) {
         for (int64_t ow = 0; ow < ow_count; ++ow) {
           const float* grad = dy + ((n * oh_count + oh) * ow_count + ow) * c_count;
-          for (int64_t r = 0; r < g.kernel_h; ++r) {
-            const int64_t ih = oh * g.stride - g.pad + r;
-            if (ih < 0 || ih >= g.in_h) continue;
-            for (int64_t s = 0; s < g.kernel_w; ++s) {
-              const int64_t iw = ow * g.stride - g.pad + s;
-              if (iw < 0 || iw >= g.in_w) continue;
-              const int64_t tap = r * g.kernel_w + s, offset = (ih * g.in_w + iw) * c_count;
-              if (image_grad != nullptr) {
-                const float* wp = packed.data() + tap * c_count;
-                float* out = image_grad + offset;
+          for_each_tap_in_image(oh, ow, g.kernel_h, g.kernel_w, g.stride, g.pad, g.in_h, g.in_w,
+                                [&](int64_t tap, int64_t pixel) {
+                                  const int64_t offset = pixel * c_count;
+                                  if (image_grad != nullptr) {
+                                    const float* wp = packed.data() + tap * c_count;
+                                    float* out = image_grad + offset;
 #pragma omp simd
-                for (int64_t c = 0; c < c_count; ++c) out[c] += grad[c] * wp[c];
-              }
-              if (partial != nullptr) {
-                const float* in = image + offset;
-                float* acc = partial + tap * c_count;
+                                    for (int64_t c = 0; c < c_count; ++c) out[c] += grad[c] * wp[c];
+                                  }
+                                  if (partial != nullptr) {
+                                    const float* in = image + offset;
+                                    float* acc = partial + tap * c_count;
 #pragma omp simd
-                for (int64_t c = 0; c < c_count; ++c) acc[c] += grad[c] * in[c];
-              }
-            }
-          }
+                                    for (int64_t c = 0; c < c_count; ++c) acc[c] += grad[c] * in[c];
+                                  }
+                                });
         }
       }
     }

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/window.h"
 
 namespace st::cpu {
 
@@ -21,22 +22,16 @@ void max_pool_forward(const Pool2dGeometry& g, const float* x, float* y, int32_t
           out[c] = -std::numeric_limits<float>::infinity();
           arg[c] = -1;
         }
-        for (int64_t r = 0; r < g.kernel; ++r) {
-          const int64_t ih = oh * g.stride - g.pad + r;
-          if (ih < 0 || ih >= g.in_h) continue;
-          for (int64_t s = 0; s < g.kernel; ++s) {
-            const int64_t iw = ow * g.stride - g.pad + s;
-            if (iw < 0 || iw >= g.in_w) continue;
-            const int64_t base = (ih * g.in_w + iw) * c_count;
-            for (int64_t c = 0; c < c_count; ++c) {
-              const float v = image[base + c];
-              if (v > out[c] || arg[c] < 0) {
-                out[c] = v;
-                arg[c] = static_cast<int32_t>(base + c);
-              }
+        for_each_tap_in_image(oh, ow, g.kernel, g.kernel, g.stride, g.pad, g.in_h, g.in_w, [&](int64_t, int64_t pixel) {
+          const int64_t base = pixel * c_count;
+          for (int64_t c = 0; c < c_count; ++c) {
+            const float v = image[base + c];
+            if (v > out[c] || arg[c] < 0) {
+              out[c] = v;
+              arg[c] = static_cast<int32_t>(base + c);
             }
           }
-        }
+        });
       }
     }
   }
@@ -64,16 +59,10 @@ void avg_pool_forward(const Pool2dGeometry& g, const float* x, float* y) {
       for (int64_t ow = 0; ow < ow_count; ++ow) {
         float* out = y + ((n * oh_count + oh) * ow_count + ow) * c_count;
         for (int64_t c = 0; c < c_count; ++c) out[c] = 0.0f;
-        for (int64_t r = 0; r < g.kernel; ++r) {
-          const int64_t ih = oh * g.stride - g.pad + r;
-          if (ih < 0 || ih >= g.in_h) continue;
-          for (int64_t s = 0; s < g.kernel; ++s) {
-            const int64_t iw = ow * g.stride - g.pad + s;
-            if (iw < 0 || iw >= g.in_w) continue;
-            const float* in = image + (ih * g.in_w + iw) * c_count;
-            for (int64_t c = 0; c < c_count; ++c) out[c] += in[c];
-          }
-        }
+        for_each_tap_in_image(oh, ow, g.kernel, g.kernel, g.stride, g.pad, g.in_h, g.in_w, [&](int64_t, int64_t pixel) {
+          const float* in = image + pixel * c_count;
+          for (int64_t c = 0; c < c_count; ++c) out[c] += in[c];
+        });
         for (int64_t c = 0; c < c_count; ++c) out[c] *= inv_area;
       }
     }
@@ -89,16 +78,10 @@ void avg_pool_backward(const Pool2dGeometry& g, const float* dy, float* dx) {
     for (int64_t oh = 0; oh < oh_count; ++oh) {
       for (int64_t ow = 0; ow < ow_count; ++ow) {
         const float* grad = dy + ((n * oh_count + oh) * ow_count + ow) * c_count;
-        for (int64_t r = 0; r < g.kernel; ++r) {
-          const int64_t ih = oh * g.stride - g.pad + r;
-          if (ih < 0 || ih >= g.in_h) continue;
-          for (int64_t s = 0; s < g.kernel; ++s) {
-            const int64_t iw = ow * g.stride - g.pad + s;
-            if (iw < 0 || iw >= g.in_w) continue;
-            float* out = image + (ih * g.in_w + iw) * c_count;
-            for (int64_t c = 0; c < c_count; ++c) out[c] += grad[c] * inv_area;
-          }
-        }
+        for_each_tap_in_image(oh, ow, g.kernel, g.kernel, g.stride, g.pad, g.in_h, g.in_w, [&](int64_t, int64_t pixel) {
+          float* out = image + pixel * c_count;
+          for (int64_t c = 0; c < c_count; ++c) out[c] += grad[c] * inv_area;
+        });
       }
     }
   }
