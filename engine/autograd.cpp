@@ -1,11 +1,14 @@
 #include "engine/autograd.h"
 
+#include <limits>
+
 #include "engine/error.h"
 
 namespace st {
 
 namespace {
 thread_local Tape* current_tape = nullptr;
+bool poison_fresh_gradients = false;
 }
 
 Variable::Variable(Tensor value, bool requires_grad) : state_(std::make_shared<VariableState>()) {
@@ -17,6 +20,17 @@ Tensor& Variable::grad_buffer() const {
   if (!state_->grad.defined()) state_->grad = Tensor::zeros(state_->value.shape(), state_->value.device());
   return state_->grad;
 }
+
+Tensor& Variable::grad_buffer_to_write(bool& fresh) const {
+  fresh = !state_->grad.defined();
+  if (fresh) {
+    state_->grad = Tensor::empty(state_->value.shape(), state_->value.device());
+    if (poison_fresh_gradients) state_->grad.fill(std::numeric_limits<float>::quiet_NaN());
+  }
+  return state_->grad;
+}
+
+void set_poison_fresh_gradients(bool poison) { poison_fresh_gradients = poison; }
 
 void Variable::zero_grad() {
   if (state_->grad.defined()) state_->grad.zero();

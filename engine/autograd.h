@@ -7,6 +7,10 @@
 //   Tape tape;
 //   { TapeScope scope(tape); loss = model.forward(x) ... }
 //   tape.backward(loss);   // fills .grad() of every Variable that requires it
+//
+// An activation's gradient buffer does not exist until the first backward step that writes it: that
+// step may take it uninitialised and OVERWRITE it (grad_buffer_to_write, fresh = true) instead of
+// zero-filling megabytes and adding to them; a later consumer of the same activation then adds.
 #pragma once
 
 #include <functional>
@@ -39,6 +43,9 @@ class Variable {
   Tensor& grad() const { return state_->grad; }
   // The gradient buffer, allocated and zeroed if absent: ops accumulate into it.
   Tensor& grad_buffer() const;
+  // The gradient buffer for a step that writes every element: when absent it is allocated without
+  // zeroing and `fresh` is set (the step must overwrite all of it); otherwise fresh is false (add).
+  Tensor& grad_buffer_to_write(bool& fresh) const;
   void zero_grad();
 
  private:
@@ -75,6 +82,10 @@ class TapeScope {
  private:
   Tape* previous_;
 };
+
+// Tests: fill buffers handed out fresh by grad_buffer_to_write with NaN, so a step that leaves any
+// element unwritten poisons the gradient instead of passing on whatever the allocator held.
+void set_poison_fresh_gradients(bool poison);
 
 // True when an op on these inputs must record a backward step.
 bool should_record(std::initializer_list<const Variable*> inputs);

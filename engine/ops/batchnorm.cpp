@@ -79,7 +79,7 @@ Variable batchnorm(const Variable& x, const Variable& gamma, const Variable& bet
       return;
     }
     cpu::batchnorm_backward_train(rows, channels, x.value().data(), gamma.value().data(), mean.data(), invstd.data(),
-                                  relu ? y_value.data() : nullptr, dy.data(), detail::grad_or_null(x),
+                                  relu ? y_value.data() : nullptr, dy.data(), detail::grad_to_write(x),
                                   detail::grad_or_null(gamma), detail::grad_or_null(beta));
   });
   return y;

@@ -44,7 +44,7 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
                            detail::grad_or_null(weight), detail::grad_or_null(bias));
       return;
     }
-    cpu::conv2d_backward(g, x.value().data(), weight.value().data(), dy.data(), detail::grad_or_null(x),
+    cpu::conv2d_backward(g, x.value().data(), weight.value().data(), dy.data(), detail::grad_to_write(x),
                          detail::grad_or_null(weight), detail::grad_or_null(bias));
   });
   return y;

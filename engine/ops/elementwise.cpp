@@ -87,7 +87,7 @@ Variable add_relu(const Variable& a, const Variable& b) {
       gpu::add_relu_backward(dy.numel(), y_value.data(), dy.data(), detail::grad_or_null(a), detail::grad_or_null(b));
       return;
     }
-    cpu::add_relu_backward(dy.numel(), y_value.data(), dy.data(), detail::grad_or_null(a), detail::grad_or_null(b));
+    cpu::add_relu_backward(dy.numel(), y_value.data(), dy.data(), detail::grad_to_write(a), detail::grad_to_write(b));
   });
   return y;
 }

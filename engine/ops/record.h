@@ -8,6 +8,7 @@
 
 #include "engine/autograd.h"
 #include "engine/error.h"
+#include "kernels/cpu/kernels.h"
 
 namespace st::ops::detail {
 
@@ -39,6 +40,15 @@ inline void require_cpu(const char* op, std::initializer_list<const Variable*> i
 // Gradient buffer of an input that needs one, else nullptr (so the kernel skips that gradient).
 inline float* grad_or_null(const Variable& input) {
   return input.defined() && input.requires_grad() ? input.grad_buffer().data() : nullptr;
+}
+
+// The same for a CPU backward kernel that writes the whole gradient (cpu::GradOut): the first
+// gradient of an activation is written into an uninitialised buffer instead of a zero-filled one.
+inline cpu::GradOut grad_to_write(const Variable& input) {
+  if (!input.defined() || !input.requires_grad()) return {};
+  bool fresh = false;
+  float* data = input.grad_buffer_to_write(fresh).data();
+  return {data, fresh};
 }
 
 // Records `backward` (called with the output's gradient tensor) when `recording` is true; the step is

@@ -49,6 +49,24 @@ inline float gated(const float* relu_output, const float* dy, int64_t i) {
   return relu_output == nullptr || relu_output[i] > 0.0f ? dy[i] : 0.0f;
 }
 
+// dx (=, or += unless Overwrite) coefficient * (dy - mean(dy) - xhat * mean(dy * xhat)), per channel.
+template <bool Overwrite>
+void normalised_gradient_rows(int64_t rows, int64_t channels, const float* x, const float* mean, const float* invstd,
+                              const float* relu_output, const float* dy, const float* coefficient,
+                              const float* mean_dy, const float* mean_dy_xhat, float* dx) {
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+    const float* in = x + row * channels;
+    float* out = dx + row * channels;
+#pragma omp simd
+    for (int64_t c = 0; c < channels; ++c) {
+      const float xhat = (in[c] - mean[c]) * invstd[c];
+      store_gradient<Overwrite>(
+          out, c, coefficient[c] * (gated(relu_output, dy, row * channels + c) - mean_dy[c] - xhat * mean_dy_xhat[c]));
+    }
+  }
+}
+
 }  // namespace
 
 void batchnorm_forward_train(int64_t rows, int64_t channels, const float* x, const float* gamma, const float* beta,
@@ -120,7 +138,7 @@ void batchnorm_forward_eval(int64_t rows, int64_t channels, const float* x, cons
 
 void batchnorm_backward_train(int64_t rows, int64_t channels, const float* x, const float* gamma,
                               const float* batch_mean, const float* batch_invstd, const float* relu_output,
-                              const float* dy, float* dx, float* dgamma, float* dbeta) {
+                              const float* dy, GradOut dx, float* dgamma, float* dbeta) {
   const int threads = thread_count();
   const auto width = static_cast<std::size_t>(channels);
   const std::size_t stride = partial_stride(width);
@@ -153,7 +171,7 @@ void batchnorm_backward_train(int64_t rows, int64_t channels, const float* x, co
     for (std::size_t c = 0; c < width; ++c) dgamma[c] += total_dy_xhat[c];
   if (dbeta != nullptr)
     for (std::size_t c = 0; c < width; ++c) dbeta[c] += total_dy[c];
-  if (dx == nullptr) return;
+  if (!dx) return;
   const float inv_rows = 1.0f / static_cast<float>(rows);
   std::vector<float> mean_dy(width), mean_dy_xhat(width), coefficient(width);
   for (std::size_t c = 0; c < width; ++c) {
@@ -161,15 +179,12 @@ void batchnorm_backward_train(int64_t rows, int64_t channels, const float* x, co
     mean_dy_xhat[c] = total_dy_xhat[c] * inv_rows;
     coefficient[c] = gamma[c] * batch_invstd[c];
   }
-#pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < rows; ++row) {
-    const float* in = x + row * channels;
-    float* out = dx + row * channels;
-#pragma omp simd
-    for (int64_t c = 0; c < channels; ++c) {
-      const float xhat = (in[c] - batch_mean[c]) * batch_invstd[c];
-      out[c] += coefficient[c] * (gated(relu_output, dy, row * channels + c) - mean_dy[c] - xhat * mean_dy_xhat[c]);
-    }
+  if (dx.overwrite) {
+    normalised_gradient_rows<true>(rows, channels, x, batch_mean, batch_invstd, relu_output, dy, coefficient.data(),
+                                   mean_dy.data(), mean_dy_xhat.data(), dx.data);
+  } else {
+    normalised_gradient_rows<false>(rows, channels, x, batch_mean, batch_invstd, relu_output, dy, coefficient.data(),
+                                    mean_dy.data(), mean_dy_xhat.data(), dx.data);
   }
 }
 

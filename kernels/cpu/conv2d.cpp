@@ -176,7 +176,7 @@ bool data_gradient_as_forward(const Conv2dGeometry& g) {
          conv2d_direct_supported(data_gradient_geometry(g));
 }
 
-void conv2d_backward_data_as_forward(const Conv2dGeometry& g, const float* w, const float* dy, float* dx) {
+void conv2d_backward_data_as_forward(const Conv2dGeometry& g, const float* w, const float* dy, GradOut dx) {
   HostBuffer rotated(static_cast<std::size_t>(g.weight_numel()));
   const int64_t r_count = g.kernel_h, s_count = g.kernel_w, c_count = g.in_channels, k_count = g.out_channels;
   for (int64_t k = 0; k < k_count; ++k)
@@ -185,7 +185,7 @@ void conv2d_backward_data_as_forward(const Conv2dGeometry& g, const float* w, co
         for (int64_t c = 0; c < c_count; ++c)
           rotated.data()[((c * r_count + (r_count - 1 - r)) * s_count + (s_count - 1 - s)) * k_count + k] =
               w[((k * r_count + r) * s_count + s) * c_count + c];
-  conv2d_forward_into(data_gradient_geometry(g), dy, rotated.data(), nullptr, dx, true);
+  conv2d_forward_into(data_gradient_geometry(g), dy, rotated.data(), nullptr, dx.data, !dx.overwrite);
 }
 
 }  // namespace
@@ -198,18 +198,27 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, con
   conv2d_forward_into(g, x, w, b, y, false);
 }
 
-void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, const float* dy, float* dx, float* dw,
-                     float* db) {
+void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, const float* dy, GradOut dx_out,
+                     float* dw, float* db) {
   const int64_t pixels = g.out_h() * g.out_w(), k = g.out_channels, kg = g.out_per_group(), patch = g.patch_size();
   const int64_t chunk = images_per_chunk(g);
+  const bool pointwise = is_pointwise(g);
+  float* dx = dx_out.data;
+  if (dx != nullptr && data_gradient_as_forward(g)) {
+    conv2d_backward_data_as_forward(g, w, dy, dx_out);
+    dx = nullptr;
+  }
+  // The paths below add into dx (col2im and the depthwise kernel scatter into overlapping windows):
+  // a fresh dx is zeroed first, per chunk of images where the chunk loop below owns it.
+  const bool zero_dx = dx != nullptr && dx_out.overwrite;
+  const int64_t image_floats = g.in_h * g.in_w * g.in_channels;
   if (conv2d_depthwise_supported(g)) {
+    if (zero_dx) {
+#pragma omp parallel for simd schedule(static)
+      for (int64_t i = 0; i < g.batch * image_floats; ++i) dx[i] = 0.0f;
+    }
     conv2d_depthwise_backward(g, x, w, dy, dx, dw, db);
     return;
-  }
-  const bool pointwise = is_pointwise(g);
-  if (dx != nullptr && data_gradient_as_forward(g)) {
-    conv2d_backward_data_as_forward(g, w, dy, dx);
-    dx = nullptr;
   }
   // The direct weight gradient pays per image and tap; on small images (resnet's 8x8 stage) sgemm wins.
   if (dw != nullptr && conv2d_direct_supported(g) && pixels >= 128) {
@@ -253,9 +262,10 @@ void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, co
         }
         if (dx != nullptr) {
           if (pointwise) {
-            gemm(false, false, rows, patch, kg, 1.0f, dy_chunk, k, w_group, patch, 1.0f,
+            gemm(false, false, rows, patch, kg, 1.0f, dy_chunk, k, w_group, patch, zero_dx ? 0.0f : 1.0f,
                  dx + first * pixels * g.in_channels, g.in_channels);
           } else {
+            if (zero_dx && group == 0) std::fill(dx + first * image_floats, dx + (first + images) * image_floats, 0.0f);
             gemm(false, false, rows, patch, kg, 1.0f, dy_chunk + group * kg, k, w_group, patch, 0.0f, dcol.data(), patch);
             col2im_accumulate(g, dcol.data(), first, images, group, dx);
           }

@@ -41,12 +41,31 @@ void add_relu_forward(int64_t n, const float* a, const float* b, float* y) {
   }
 }
 
-void add_relu_backward(int64_t n, const float* y, const float* dy, float* da, float* db) {
+namespace {
+
+template <bool WriteA, bool WriteB>
+void add_relu_backward_loop(int64_t n, const float* y, const float* dy, float* da, float* db) {
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const float g = y[i] > 0.0f ? dy[i] : 0.0f;
-    if (da != nullptr) da[i] += g;
-    if (db != nullptr) db[i] += g;
+    if (da != nullptr) store_gradient<WriteA>(da, i, g);
+    if (db != nullptr) store_gradient<WriteB>(db, i, g);
+  }
+}
+
+}  // namespace
+
+void add_relu_backward(int64_t n, const float* y, const float* dy, GradOut da, GradOut db) {
+  if (da.overwrite) {
+    if (db.overwrite) {
+      add_relu_backward_loop<true, true>(n, y, dy, da.data, db.data);
+    } else {
+      add_relu_backward_loop<true, false>(n, y, dy, da.data, db.data);
+    }
+  } else if (db.overwrite) {
+    add_relu_backward_loop<false, true>(n, y, dy, da.data, db.data);
+  } else {
+    add_relu_backward_loop<false, false>(n, y, dy, da.data, db.data);
   }
 }
 

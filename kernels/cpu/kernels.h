@@ -1,6 +1,8 @@
 // The CPU backend: the reference implementation of every op (plain C++, OpenMP, OpenBLAS sgemm).
 // Every function works on raw contiguous fp32 arrays. Backward functions ACCUMULATE (+=) into the
-// gradients they are given; a null gradient pointer means "not needed". Parallel loops use static
+// gradients they are given; a null gradient pointer means "not needed". The hot activation gradients
+// (convolution, BatchNorm, residual join) are GradOut: with `overwrite` they write instead of add,
+// into a buffer that holds no gradient yet (so it need not be zero-filled first). Parallel loops use static
 // OpenMP schedules and fixed-order reductions, so results are bit-identical from run to run with the
 // same thread count (resuming from a checkpoint relies on this).
 #pragma once
@@ -11,6 +13,28 @@
 #include "kernels/geometry.h"
 
 namespace st::cpu {
+
+// A gradient output: data null = not needed; overwrite = data is uninitialised, write every element.
+// A plain pointer converts to the accumulating form.
+struct GradOut {
+  float* data = nullptr;
+  bool overwrite = false;
+  GradOut() = default;
+  GradOut(float* p) : data(p) {}  // NOLINT(google-explicit-constructor): accumulate, as every backward
+  GradOut(float* p, bool write) : data(p), overwrite(write) {}
+  explicit operator bool() const { return data != nullptr; }
+};
+
+// out[i] = v into a fresh buffer (Overwrite), else out[i] += v: a template argument, so a loop over a
+// fresh buffer never reads it.
+template <bool Overwrite>
+inline void store_gradient(float* out, int64_t i, float v) {
+  if constexpr (Overwrite) {
+    out[i] = v;
+  } else {
+    out[i] += v;
+  }
+}
 
 // ---- gemm.cpp: row-major C = alpha * op(A) * op(B) + beta * C --------------------------------------
 // gemm runs on the calling thread; parallel_gemm splits C into per-thread blocks (no reduction).
@@ -27,7 +51,7 @@ void linear_backward(int64_t batch, int64_t in, int64_t out, const float* x, con
 
 // ---- conv2d.cpp: NHWC x KRSC, stride, padding, groups (im2col + sgemm; direct loops for grouped) ----
 void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y);
-void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, const float* dy, float* dx,
+void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, const float* dy, GradOut dx,
                      float* dw, float* db);
 
 // conv2d_direct.cpp: the AVX-512 direct kernel behind conv2d_forward (and the stride-1 data
@@ -53,7 +77,7 @@ void batchnorm_forward_eval(int64_t rows, int64_t channels, const float* x, cons
                             const float* running_mean, const float* running_var, float eps, bool relu, float* y);
 void batchnorm_backward_train(int64_t rows, int64_t channels, const float* x, const float* gamma,
                               const float* batch_mean, const float* batch_invstd, const float* relu_output,
-                              const float* dy, float* dx, float* dgamma, float* dbeta);
+                              const float* dy, GradOut dx, float* dgamma, float* dbeta);
 // Evaluation-mode backward (running statistics are constants): used by pruning scores on a frozen net.
 void batchnorm_backward_eval(int64_t rows, int64_t channels, const float* x, const float* gamma,
                              const float* running_mean, const float* running_var, float eps,
@@ -68,7 +92,7 @@ void relu6_backward(int64_t n, const float* y, const float* dy, float* dx);
 void add_forward(int64_t n, const float* a, const float* b, float* y);
 // Residual join: y = max(0, a + b); backward: g = y > 0 ? dy : 0 accumulated into da and db.
 void add_relu_forward(int64_t n, const float* a, const float* b, float* y);
-void add_relu_backward(int64_t n, const float* y, const float* dy, float* da, float* db);
+void add_relu_backward(int64_t n, const float* y, const float* dy, GradOut da, GradOut db);
 void accumulate(int64_t n, const float* source, float* destination);       // destination += source
 // sums[c] += sum over rows of x[row, c] (deterministic: per-thread row ranges, combined in order)
 void column_sums(int64_t rows, int64_t cols, const float* x, float* sums);
