@@ -11,6 +11,7 @@
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "engine/probe.h"
+#include "kernels/cpu/kernels.h"
 #include "models/registry.h"
 #include "pruning/random_mask.h"
 #include "tests/test_helpers.h"
@@ -126,6 +127,58 @@ TEST_SUITE("unit") {
     }
     CHECK(mean.data()[0] > 0.2f);  // running mean moved 10% towards about 3
     CHECK(mean.data()[0] < 0.4f);
+  }
+
+  TEST_CASE("batchnorm kernels match a double-precision reference at 3, 8, 12 and 64 channels") {
+    // Lane rows of 16 / gcd(C, 16) rows and leftover single rows (37 rows), a mean offset of 100 (the
+    // one-pass variance must not cancel), the fused ReLU and both the writing and adding backward.
+    for (const int64_t channels : {3, 8, 12, 64}) {
+      const int64_t rows = 37;
+      Rng rng(static_cast<uint64_t>(channels));
+      Tensor x = random_tensor({rows, channels}, rng), dy = random_tensor({rows, channels}, rng);
+      Tensor gamma = random_tensor({channels}, rng), beta = random_tensor({channels}, rng);
+      for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = 100.0f + 3.0f * x.data()[i];
+      std::vector<float> y(static_cast<std::size_t>(x.numel())), mean(static_cast<std::size_t>(channels)),
+          invstd(mean.size()), var(mean.size());
+      cpu::batchnorm_forward_train(rows, channels, x.data(), gamma.data(), beta.data(), 1e-5f, true, y.data(),
+                                   mean.data(), invstd.data(), var.data());
+      std::vector<float> dx_written(y.size(), std::nanf("")), dx_added(y.size(), 1.0f);
+      std::vector<float> dgamma(mean.size(), 0.0f), dbeta(mean.size(), 0.0f);
+      cpu::batchnorm_backward_train(rows, channels, x.data(), gamma.data(), mean.data(), invstd.data(), y.data(),
+                                    dy.data(), cpu::GradOut(dx_written.data(), true), dgamma.data(), dbeta.data());
+      cpu::batchnorm_backward_train(rows, channels, x.data(), gamma.data(), mean.data(), invstd.data(), y.data(),
+                                    dy.data(), dx_added.data(), nullptr, nullptr);
+      for (int64_t c = 0; c < channels; ++c) {
+        double m = 0.0, v = 0.0;
+        for (int64_t r = 0; r < rows; ++r) m += x.data()[r * channels + c];
+        m /= rows;
+        for (int64_t r = 0; r < rows; ++r) v += (x.data()[r * channels + c] - m) * (x.data()[r * channels + c] - m);
+        v /= rows;
+        const double is = 1.0 / std::sqrt(v + 1e-5);
+        INFO("channels " << channels << " channel " << c);
+        CHECK(mean[static_cast<std::size_t>(c)] == doctest::Approx(m).epsilon(1e-6));
+        CHECK(var[static_cast<std::size_t>(c)] == doctest::Approx(v).epsilon(1e-4));
+        double sum_g = 0.0, sum_gx = 0.0;
+        std::vector<double> g(static_cast<std::size_t>(rows)), xhat(g.size());
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t i = r * channels + c;
+          xhat[static_cast<std::size_t>(r)] = (x.data()[i] - m) * is;
+          const double out = std::max(0.0, xhat[static_cast<std::size_t>(r)] * gamma.data()[c] + beta.data()[c]);
+          CHECK(y[static_cast<std::size_t>(i)] == doctest::Approx(out).epsilon(1e-4));
+          g[static_cast<std::size_t>(r)] = y[static_cast<std::size_t>(i)] > 0.0f ? dy.data()[i] : 0.0;
+          sum_g += g[static_cast<std::size_t>(r)];
+          sum_gx += g[static_cast<std::size_t>(r)] * xhat[static_cast<std::size_t>(r)];
+        }
+        CHECK(dbeta[static_cast<std::size_t>(c)] == doctest::Approx(sum_g).epsilon(1e-4));
+        CHECK(dgamma[static_cast<std::size_t>(c)] == doctest::Approx(sum_gx).epsilon(1e-4));
+        for (int64_t r = 0; r < rows; ++r) {
+          const std::size_t i = static_cast<std::size_t>(r * channels + c), rr = static_cast<std::size_t>(r);
+          const double want = gamma.data()[c] * is * (g[rr] - sum_g / rows - xhat[rr] * sum_gx / rows);
+          CHECK(dx_written[i] == doctest::Approx(want).epsilon(1e-3).scale(1.0));
+          CHECK(dx_added[i] == doctest::Approx(1.0 + want).epsilon(1e-3).scale(1.0));
+        }
+      }
+    }
   }
 
   TEST_CASE("softmax cross-entropy value with label smoothing") {
