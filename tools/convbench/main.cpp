@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
     const double flops = 2.0 * static_cast<double>(g.macs());
     const double forward = best_time([&] { st::cpu::conv2d_forward(g, x.data(), w.data(), nullptr, y.data()); });
     const double data = best_time(
-        [&] { st::cpu::conv2d_backward(g, x.data(), w.data(), dy.data(), dx.data(), nullptr, nullptr); });
+        [&] { st::cpu::conv2d_backward(g, x.data(), w.data(), dy.data(), {dx.data(), true}, nullptr, nullptr); });
     const double weight = best_time(
         [&] { st::cpu::conv2d_backward(g, x.data(), w.data(), dy.data(), nullptr, dw.data(), nullptr); });
     std::printf("%3lld -> %3lld channels %2lldx%-2lld stride %lld: forward %6.2f ms %6.1f | data grad %6.2f ms %6.1f | "
