@@ -98,20 +98,22 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, depth=20, in_channels=3, num_classes=10):
+    """widths: the channels of the three stages (a structurally pruned twin has fewer)."""
+
+    def __init__(self, depth=20, in_channels=3, num_classes=10, widths=(16, 32, 64)):
         super().__init__()
         assert (depth - 2) % 6 == 0, "CIFAR ResNet depth must be 6n+2"
         n = (depth - 2) // 6
-        self.conv1 = nn.Conv2d(in_channels, 16, 3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
         layers = []
-        in_planes = 16
-        for planes, stride in ((16, 1), (32, 2), (64, 2)):
+        in_planes = widths[0]
+        for planes, stride in ((widths[0], 1), (widths[1], 2), (widths[2], 2)):
             for i in range(n):
                 layers.append(BasicBlock(in_planes, planes, stride if i == 0 else 1))
                 in_planes = planes
         self.blocks = nn.Sequential(*layers)
-        self.fc = nn.Linear(64, num_classes)
+        self.fc = nn.Linear(widths[2], num_classes)
 
     def forward(self, x):
         x = F.relu(self.bn1(self.conv1(x)))
