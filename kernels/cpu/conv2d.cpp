@@ -223,7 +223,7 @@ void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, co
   // The direct weight gradient on every image size: on resnet's 8x8 stage it once lost to im2col + sgemm,
   // but with its register-blocked 8/16-channel blocks it wins there too (convbench, one thread:
   // 32 -> 32 at 8x8 80 -> 101 GFLOP/s, 64 -> 64 93 -> 97).
-  if (dw != nullptr && conv2d_direct_supported(g)) {
+  if (dw != nullptr && conv2d_direct_weight_gradient_supported(g)) {
     if (db != nullptr) column_sums(g.batch * pixels, k, dy, db);
     conv2d_weight_gradient_direct(g, x, dy, dw);
     dw = nullptr;

@@ -1,4 +1,4 @@
-// Direct NHWC convolution with AVX-512 for one group and out_channels a multiple of 8 (16-lane zmm
+// Direct NHWC convolution with AVX-512 for one group and out_channels a multiple of 8 (others padded to one; 16-lane zmm
 // vectors for multiples of 16, 8-lane ymm vectors otherwise: channel-pruned networks have 8, 24, 40
 // channels; on AMD Zen 4 both widths reach the same FLOP rate): the path conv2d_forward takes (and the stride-1 data gradient, which is a forward convolution of dy) when
 // the CPU has AVX-512. It writes no patch matrix and packs nothing per call but the weights, so the
@@ -32,11 +32,15 @@ namespace st::cpu {
 bool conv2d_direct_supported(const Conv2dGeometry& g) {
 #if defined(__AVX512F__)
   const bool pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride == 1 && g.pad == 0;
-  return g.groups == 1 && g.out_channels % 8 == 0 && !pointwise;
+  return g.groups == 1 && g.out_channels >= 8 && !pointwise;
 #else
   (void)g;
   return false;
 #endif
+}
+
+bool conv2d_direct_weight_gradient_supported(const Conv2dGeometry& g) {
+  return conv2d_direct_supported(g) && g.out_channels % 8 == 0;
 }
 
 #if defined(__AVX512F__)
@@ -283,40 +287,58 @@ RowKernel paired_fixed_kernel(const Conv2dGeometry& g, int& kv) {
 
 }  // namespace
 
-void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y,
+void conv2d_forward_direct(const Conv2dGeometry& g_out, const float* x, const float* w, const float* b_out, float* y,
                            bool accumulate) {
-  const int64_t oh_count = g.out_h(), ow_count = g.out_w(), k_count = g.out_channels, c_count = g.in_channels;
+  // Output channels that are not a multiple of 8 (12 at a quarter of resnet's 16 pruned away) are computed
+  // as the next multiple of 8 with zero weights, one output row at a time into a per-thread buffer whose
+  // first out_channels values per pixel are then written (or added) to y.
+  const int64_t k_out = g_out.out_channels, k_count = (k_out + 7) / 8 * 8;
+  const bool padded_channels = k_count != k_out;
+  Conv2dGeometry g = g_out;
+  g.out_channels = k_count;
+  const int64_t oh_count = g.out_h(), ow_count = g.out_w(), c_count = g.in_channels;
+  std::vector<float> bias_padded;
+  const float* b = b_out;
+  if (padded_channels && b_out != nullptr) {
+    bias_padded.assign(static_cast<std::size_t>(k_count), 0.0f);
+    std::copy(b_out, b_out + k_out, bias_padded.begin());
+    b = bias_padded.data();
+  }
+  // w[k, t] for t in (r, s, c), zero for the padding channels k >= k_out
+  const int64_t rs = g.kernel_h * g.kernel_w, taps = rs * c_count;
+  const auto weight = [&](int64_t k, int64_t t) { return k < k_out ? w[k * taps + t] : 0.0f; };
   HostBuffer packed(static_cast<std::size_t>(g.weight_numel()));
-  const int64_t taps = g.kernel_h * g.kernel_w * c_count;
   for (int64_t k = 0; k < k_count; ++k)
-    for (int64_t t = 0; t < taps; ++t) packed.data()[t * k_count + k] = w[k * taps + t];
+    for (int64_t t = 0; t < taps; ++t) packed.data()[t * k_count + k] = weight(k, t);
   const bool wide = k_count % 32 == 0 && k_count >= 64, narrow = k_count % 16 != 0;
   const bool paired = !wide && c_count % 2 == 0 && k_count <= 32;
   int kv = 0;
   const RowKernel fixed = paired ? paired_fixed_kernel(g, kv) : nullptr;
   if (fixed != nullptr) {
-    const int64_t pairs = c_count / 2, rs = g.kernel_h * g.kernel_w, width = 8 * kv;
+    const int64_t pairs = c_count / 2, width = 8 * kv;
     for (int64_t k = 0; k < k_count; ++k)
       for (int64_t t = 0; t < rs; ++t)
         for (int64_t c = 0; c < c_count; ++c)
           packed.data()[(((k / width) * rs + t) * pairs + c / 2) * 2 * width + 2 * (k % width) + c % 2] =
-              w[(k * rs + t) * c_count + c];
+              weight(k, t * c_count + c);
   } else if (paired) {
-    const int64_t pairs = c_count / 2, rs = g.kernel_h * g.kernel_w;
+    const int64_t pairs = c_count / 2;
     for (int64_t k = 0; k < k_count; ++k)
       for (int64_t t = 0; t < rs; ++t)
         for (int64_t c = 0; c < c_count; ++c)
-          packed.data()[((t * pairs + c / 2) * k_count + k) * 2 + c % 2] = w[(k * rs + t) * c_count + c];
+          packed.data()[((t * pairs + c / 2) * k_count + k) * 2 + c % 2] = weight(k, t * c_count + c);
   }
 #pragma omp parallel
   {
     PaddedImage padded(g);
+    HostBuffer row_buffer(static_cast<std::size_t>(padded_channels ? ow_count * k_count : 0));
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.batch; ++n) {
       const float* image = padded.load(x, n);
       for (int64_t oh = 0; oh < oh_count; ++oh) {
+        float* y_row = y + (n * oh_count + oh) * ow_count * k_out;
         const DirectRow row{image, padded.width(), packed.data(), b,
-                            y + (n * oh_count + oh) * ow_count * k_count, oh, accumulate};
+                            padded_channels ? row_buffer.data() : y_row, oh, accumulate && !padded_channels};
         if (fixed != nullptr) {
           fixed(g, row);
         } else if (paired) {
@@ -327,6 +349,16 @@ void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float*
           direct_row<Zmm, 8, 2>(g, row);
         } else {
           direct_row<Zmm, 8, 1>(g, row);
+        }
+        if (!padded_channels) continue;
+        for (int64_t ow = 0; ow < ow_count; ++ow) {
+          const float* from = row_buffer.data() + ow * k_count;
+          float* to = y_row + ow * k_out;
+          if (accumulate) {
+            for (int64_t k = 0; k < k_out; ++k) to[k] += from[k];
+          } else {
+            for (int64_t k = 0; k < k_out; ++k) to[k] = from[k];
+          }
         }
       }
     }

@@ -55,9 +55,11 @@ void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, co
                      float* dw, float* db);
 
 // conv2d_direct.cpp: the AVX-512 direct kernel behind conv2d_forward (and the stride-1 data
-// gradient) where supported: one group, out_channels % 16 == 0, not 1x1/stride 1/unpadded.
+// gradient) where supported: one group, at least 8 output channels (a count that is not a multiple
+// of 8 is computed padded to one), not 1x1/stride 1/unpadded.
 // accumulate: y += conv(x, w) (b must then be null).
 bool conv2d_direct_supported(const Conv2dGeometry& g);
+bool conv2d_direct_weight_gradient_supported(const Conv2dGeometry& g);  // also out_channels % 8 == 0
 void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y,
                            bool accumulate);
 void conv2d_weight_gradient_direct(const Conv2dGeometry& g, const float* x, const float* dy, float* dw);  // dw +=

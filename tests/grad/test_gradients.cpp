@@ -162,6 +162,14 @@ TEST_SUITE("grad") {
                     1e-2f, 2e-2, 60);
   }
 
+  TEST_CASE("conv2d: 12 output channels (the direct kernel computing 16, with bias; the data gradient through it)") {
+    Rng rng(23);
+    check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], v[2], 1, 1); },
+                    {param(random_tensor({1, 10, 10, 12}, rng)), param(random_tensor({12, 3, 3, 12}, rng, 0.4f)),
+                     param(random_tensor({12}, rng))},
+                    1e-2f, 2e-2, 60);
+  }
+
   TEST_CASE("conv2d: groups and depthwise") {
     Rng rng(6);
     check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], v[2], 1, 1, 2); },
