@@ -34,12 +34,7 @@ struct LaneRows {
     for (int64_t i = 0; i < width; ++i) tiled[static_cast<std::size_t>(i)] = per_channel[i % channels];
     return tiled;
   }
-  template <typename T>
-  std::vector<T> tile(const std::vector<T>& per_channel) const {
-    std::vector<T> tiled(static_cast<std::size_t>(width));
-    for (int64_t i = 0; i < width; ++i) tiled[static_cast<std::size_t>(i)] = per_channel[static_cast<std::size_t>(i % channels)];
-    return tiled;
-  }
+  std::vector<float> tile(const std::vector<float>& per_channel) const { return tile(per_channel.data()); }
 };
 
 // Inside a parallel region: body(first float, width) over this thread's share of the rows, as whole
