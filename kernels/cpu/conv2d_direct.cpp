@@ -308,13 +308,14 @@ void conv2d_forward_direct(const Conv2dGeometry& g_out, const float* x, const fl
   const int64_t rs = g.kernel_h * g.kernel_w, taps = rs * c_count;
   const auto weight = [&](int64_t k, int64_t t) { return k < k_out ? w[k * taps + t] : 0.0f; };
   HostBuffer packed(static_cast<std::size_t>(g.weight_numel()));
-  for (int64_t k = 0; k < k_count; ++k)
-    for (int64_t t = 0; t < taps; ++t) packed.data()[t * k_count + k] = weight(k, t);
   const bool wide = k_count % 32 == 0 && k_count >= 64, narrow = k_count % 16 != 0;
   const bool paired = !wide && c_count % 2 == 0 && k_count <= 32;
   int kv = 0;
   const RowKernel fixed = paired ? paired_fixed_kernel(g, kv) : nullptr;
-  if (fixed != nullptr) {
+  if (!paired) {
+    for (int64_t k = 0; k < k_count; ++k)
+      for (int64_t t = 0; t < taps; ++t) packed.data()[t * k_count + k] = weight(k, t);
+  } else if (fixed != nullptr) {
     const int64_t pairs = c_count / 2, width = 8 * kv;
     for (int64_t k = 0; k < k_count; ++k)
       for (int64_t t = 0; t < rs; ++t)
