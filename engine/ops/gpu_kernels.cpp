@@ -260,11 +260,8 @@ struct OptimizerGroup::Impl {
 
   const cuda::TensorList& list_for(const std::vector<OptimizerSlot>& wanted) {
     if (list != nullptr && wanted == slots) return *list;
-    std::vector<cuda::TensorSlot> tensors;
-    tensors.reserve(wanted.size());
-    for (const OptimizerSlot& s : wanted) tensors.push_back({s.w, s.g, s.state0, s.state1, s.mask, s.n});
     list.reset();  // its device arrays go back to the cache first (stream-ordered)
-    list = std::make_unique<cuda::TensorList>(std::move(tensors), engine_stream());
+    list = std::make_unique<cuda::TensorList>(wanted, engine_stream());
     slots = wanted;
     ++rebuilds;
     return *list;

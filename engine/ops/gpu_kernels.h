@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cuda/tensor_slot.h"
 #include "kernels/geometry.h"
 
 namespace st::ops::gpu {
@@ -96,16 +97,8 @@ void softmax_cross_entropy_backward(int64_t batch, int64_t classes, const float*
 int64_t count_correct(int64_t batch, int64_t classes, const float* logits, const int32_t* labels);
 
 // ---- masked optimizer steps: one multi-tensor launch per parameter group ----
-// One tensor of a group (device pointers); state0/state1 as st::cuda::TensorSlot (kernels/cuda/optimizer.h).
-struct OptimizerSlot {
-  float* w = nullptr;
-  const float* g = nullptr;
-  float* state0 = nullptr;
-  float* state1 = nullptr;
-  const float* mask = nullptr;
-  int64_t n = 0;
-  bool operator==(const OptimizerSlot&) const = default;
-};
+// One tensor of a group (device pointers): kernels/cuda/tensor_slot.h.
+using OptimizerSlot = cuda::TensorSlot;
 
 // The device-side block map of one parameter group, built on the first step and rebuilt only when a
 // tensor's pointer or size changes (a model moved between devices, a structural shrink, new masks).

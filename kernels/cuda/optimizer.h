@@ -24,22 +24,9 @@
 
 #include "kernels/cpu/kernels.h"
 #include "kernels/cuda/allocator.h"
+#include "kernels/cuda/tensor_slot.h"
 
 namespace st::cuda {
-
-// One tensor of a parameter group. state0/state1 by optimizer:
-//   SGD: state0 = velocity (null or momentum == 0: plain SGD), state1 unused;
-//   Adam: state0 = m, state1 = v (both required);
-//   RMSProp: state0 = square_avg (required), state1 = momentum buffer (null or momentum == 0: none).
-// mask null: dense tensor. n may be 0 (no blocks).
-struct TensorSlot {
-  float* w = nullptr;
-  const float* g = nullptr;
-  float* state0 = nullptr;
-  float* state1 = nullptr;
-  const float* mask = nullptr;
-  int64_t n = 0;
-};
 
 class TensorList {
  public:
