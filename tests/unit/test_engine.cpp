@@ -93,6 +93,9 @@ TEST_SUITE("unit") {
                           {{2, 9, 10, 32}, {32, 3, 3, 32}, 1, 1, 1},  {{2, 11, 9, 16}, {16, 3, 3, 16}, 2, 1, 1},
                           {{1, 7, 9, 32}, {8, 3, 3, 32}, 1, 1, 1},    {{2, 9, 9, 16}, {16, 1, 1, 16}, 2, 0, 1},
                           {{1, 10, 13, 16}, {24, 3, 3, 16}, 1, 1, 1}, {{2, 17, 17, 32}, {16, 3, 3, 32}, 2, 1, 1},
+                          // 8 output channels from 8 or 16 inputs: the quad kernel (two pixels folded per store, tails)
+                          {{2, 9, 10, 16}, {8, 3, 3, 16}, 1, 1, 1},   {{2, 11, 9, 8}, {8, 3, 3, 8}, 2, 1, 1},
+                          {{1, 12, 13, 16}, {8, 3, 3, 16}, 2, 1, 1},
                           // 12, 20 and 10 output channels: the direct kernel on the next multiple of 8, rows copied out
                           {{2, 10, 9, 12}, {12, 3, 3, 12}, 1, 1, 1},  {{1, 12, 12, 1}, {12, 3, 3, 1}, 1, 1, 1},
                           {{2, 9, 9, 8}, {20, 3, 3, 8}, 2, 1, 1},     {{1, 8, 8, 16}, {10, 3, 3, 16}, 1, 1, 1},
@@ -108,6 +111,54 @@ TEST_SUITE("unit") {
         worst = std::max(worst, std::fabs(static_cast<double>(y.value().data()[i]) - expected[i]));
       INFO("x " << shape_string(c.x) << " w " << shape_string(c.w));
       CHECK(worst < 1e-4);
+    }
+  }
+
+  TEST_CASE("conv2d data gradient, written into a fresh buffer and added to an existing one, equals the reference") {
+    // Stride 1 runs the data gradient as a forward convolution of dy: 8 -> 8 and 16 -> 8 through the quad
+    // kernel, 8 -> 16 through the paired one; stride 2 through sgemm and col2im.
+    Rng rng(31);
+    struct Case { Shape x, w; int64_t stride; };
+    const Case cases[] = {{{2, 13, 11, 8}, {8, 3, 3, 8}, 1},   {{2, 9, 10, 8}, {16, 3, 3, 8}, 1},
+                          {{2, 10, 9, 16}, {8, 3, 3, 16}, 1},  {{2, 12, 12, 8}, {8, 3, 3, 8}, 2}};
+    for (const Case& c : cases) {
+      const Tensor x = random_tensor(c.x, rng), w = random_tensor(c.w, rng);
+      Conv2dGeometry g;
+      g.batch = c.x[0];
+      g.in_h = c.x[1];
+      g.in_w = c.x[2];
+      g.in_channels = c.x[3];
+      g.out_channels = c.w[0];
+      g.kernel_h = c.w[1];
+      g.kernel_w = c.w[2];
+      g.stride = c.stride;
+      g.pad = 1;
+      const Tensor dy = random_tensor({g.batch, g.out_h(), g.out_w(), g.out_channels}, rng);
+      std::vector<double> expected(static_cast<std::size_t>(x.numel()), 0.0);
+      for (int64_t n = 0; n < g.batch; ++n)
+        for (int64_t oh = 0; oh < g.out_h(); ++oh)
+          for (int64_t ow = 0; ow < g.out_w(); ++ow)
+            for (int64_t k = 0; k < g.out_channels; ++k)
+              for (int64_t r = 0; r < g.kernel_h; ++r)
+                for (int64_t s = 0; s < g.kernel_w; ++s) {
+                  const int64_t h = oh * g.stride - g.pad + r, v = ow * g.stride - g.pad + s;
+                  if (h < 0 || h >= g.in_h || v < 0 || v >= g.in_w) continue;
+                  for (int64_t ch = 0; ch < g.in_channels; ++ch)
+                    expected[static_cast<std::size_t>(((n * g.in_h + h) * g.in_w + v) * g.in_channels + ch)] +=
+                        static_cast<double>(dy.data()[((n * g.out_h() + oh) * g.out_w() + ow) * g.out_channels + k]) *
+                        w.data()[((k * g.kernel_h + r) * g.kernel_w + s) * g.in_channels + ch];
+                }
+      std::vector<float> written(expected.size(), std::nanf("")), added(expected.size(), 1.0f);
+      cpu::conv2d_backward(g, x.data(), w.data(), dy.data(), cpu::GradOut(written.data(), true), nullptr, nullptr);
+      cpu::conv2d_backward(g, x.data(), w.data(), dy.data(), cpu::GradOut(added.data(), false), nullptr, nullptr);
+      double worst_written = 0.0, worst_added = 0.0;
+      for (std::size_t i = 0; i < expected.size(); ++i) {
+        worst_written = std::max(worst_written, std::fabs(written[i] - expected[i]));
+        worst_added = std::max(worst_added, std::fabs(added[i] - 1.0 - expected[i]));
+      }
+      INFO("x " << shape_string(c.x) << " w " << shape_string(c.w) << " stride " << c.stride);
+      CHECK(worst_written < 1e-4);  // NaN fails too
+      CHECK(worst_added < 1e-4);
     }
   }
 
