@@ -447,23 +447,38 @@ void conv2d_forward_direct(const Conv2dGeometry& g_out, const float* x, const fl
 }
 namespace {
 
-// dW (packed (r, s, c, k)) += sum over the pixels of one image of dy[pixel, k] * x[pixel + (r, s), c]
+// The output pixels [lo, hi) of one dimension whose input coordinate o * stride - pad + tap lies inside
+// [0, size): the others meet the zero padding and contribute nothing to the weight gradient.
+struct TapRange {
+  int64_t lo, hi;
+  TapRange(int64_t tap, int64_t size, int64_t out, int64_t stride, int64_t pad) {
+    const int64_t first = pad - tap;  // o * stride >= first
+    lo = first > 0 ? (first + stride - 1) / stride : 0;
+    const int64_t last = size - 1 + pad - tap;  // o * stride <= last
+    hi = last < 0 ? 0 : std::min(out, last / stride + 1);
+    hi = std::max(hi, lo);
+  }
+};
+
+// dW (packed (r, s, c, k)) += sum over the pixels of one image of dy[pixel, k] * x[pixel * stride - pad + (r, s), c]
 // for channel blocks [cb, cb + 16) x [kb, kb + lanes): 16 accumulators (one per input channel), one dy
-// vector load and 16 broadcast FMAs per output pixel.
+// vector load and 16 broadcast FMAs per output pixel. Only the pixels whose tap (r, s) lands inside the
+// image are visited, so x is read where it lies (no zero-padded copy).
 // CH: the block's input channel count when it is 16 or 8 (accumulators in registers, unrolled), 0 for
 // any other count (a runtime loop; its accumulators live in memory).
 template <typename Vec, int CH>
-void weight_gradient_block(const Conv2dGeometry& g, const float* padded, int64_t padded_w, const float* dy_image,
-                           int64_t r, int64_t s, int64_t cb, int64_t kb, float* packed_dw) {
+void weight_gradient_block(const Conv2dGeometry& g, const float* x_image, const float* dy_image, int64_t r, int64_t s,
+                           int64_t cb, int64_t kb, float* packed_dw) {
   const int64_t k_count = g.out_channels, c_count = g.in_channels, ow_count = g.out_w();
   const int64_t channels = CH > 0 ? CH : std::min<int64_t>(16, c_count - cb);
+  const TapRange rows(r, g.in_h, g.out_h(), g.stride, g.pad), columns(s, g.in_w, ow_count, g.stride, g.pad);
   typename Vec::V acc[16];
   float* out = packed_dw + ((r * g.kernel_w + s) * c_count + cb) * k_count + kb;
   for (int64_t c = 0; c < channels; ++c) acc[c] = Vec::load(out + c * k_count);
-  for (int64_t oh = 0; oh < g.out_h(); ++oh) {
-    const float* x_line = padded + ((oh * g.stride + r) * padded_w + s) * c_count + cb;
+  for (int64_t oh = rows.lo; oh < rows.hi; ++oh) {
+    const float* x_line = x_image + ((oh * g.stride + r - g.pad) * g.in_w + s - g.pad) * c_count + cb;
     const float* dy_line = dy_image + oh * ow_count * k_count + kb;
-    for (int64_t ow = 0; ow < ow_count; ++ow) {
+    for (int64_t ow = columns.lo; ow < columns.hi; ++ow) {
       const typename Vec::V grad = Vec::load(dy_line + ow * k_count);
       const float* xp = x_line + ow * g.stride * c_count;
       if constexpr (CH > 0) {
@@ -478,15 +493,15 @@ void weight_gradient_block(const Conv2dGeometry& g, const float* padded, int64_t
 }
 
 template <typename Vec>
-void weight_gradient_block_any(const Conv2dGeometry& g, const float* padded, int64_t padded_w, const float* dy_image,
-                               int64_t r, int64_t s, int64_t cb, int64_t kb, float* packed_dw) {
+void weight_gradient_block_any(const Conv2dGeometry& g, const float* x_image, const float* dy_image, int64_t r,
+                               int64_t s, int64_t cb, int64_t kb, float* packed_dw) {
   const int64_t channels = std::min<int64_t>(16, g.in_channels - cb);
   if (channels == 16) {
-    weight_gradient_block<Vec, 16>(g, padded, padded_w, dy_image, r, s, cb, kb, packed_dw);
+    weight_gradient_block<Vec, 16>(g, x_image, dy_image, r, s, cb, kb, packed_dw);
   } else if (channels == 8) {
-    weight_gradient_block<Vec, 8>(g, padded, padded_w, dy_image, r, s, cb, kb, packed_dw);
+    weight_gradient_block<Vec, 8>(g, x_image, dy_image, r, s, cb, kb, packed_dw);
   } else {
-    weight_gradient_block<Vec, 0>(g, padded, padded_w, dy_image, r, s, cb, kb, packed_dw);
+    weight_gradient_block<Vec, 0>(g, x_image, dy_image, r, s, cb, kb, packed_dw);
   }
 }
 
@@ -506,19 +521,18 @@ void conv2d_weight_gradient_direct(const Conv2dGeometry& g, const float* x, cons
     partial = std::make_unique<HostBuffer>(weight_floats);
     float* packed_dw = partial->data();
     std::fill(packed_dw, packed_dw + weight_floats, 0.0f);
-    PaddedImage padded(g);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.batch; ++n) {
-      const float* image = padded.load(x, n);
+      const float* x_image = x + n * g.in_h * g.in_w * c_count;
       const float* dy_image = dy + n * g.out_h() * g.out_w() * k_count;
       for (int64_t r = 0; r < g.kernel_h; ++r)
         for (int64_t s = 0; s < g.kernel_w; ++s)
           for (int64_t cb = 0; cb < c_count; cb += 16)
             for (int64_t kb = 0; kb < k_count; kb += narrow ? 8 : 16) {
               if (narrow) {
-                weight_gradient_block_any<Ymm>(g, image, padded.width(), dy_image, r, s, cb, kb, packed_dw);
+                weight_gradient_block_any<Ymm>(g, x_image, dy_image, r, s, cb, kb, packed_dw);
               } else {
-                weight_gradient_block_any<Zmm>(g, image, padded.width(), dy_image, r, s, cb, kb, packed_dw);
+                weight_gradient_block_any<Zmm>(g, x_image, dy_image, r, s, cb, kb, packed_dw);
               }
             }
     }

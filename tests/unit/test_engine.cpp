@@ -114,13 +114,19 @@ TEST_SUITE("unit") {
     }
   }
 
-  TEST_CASE("conv2d data gradient, written into a fresh buffer and added to an existing one, equals the reference") {
+  TEST_CASE("conv2d data gradient (written into a fresh buffer and added to an existing one) and weight gradient "
+            "equal the reference") {
     // Stride 1 runs the data gradient as a forward convolution of dy: 8 -> 8 and 16 -> 8 through the quad
-    // kernel, 8 -> 16 through the paired one; stride 2 through sgemm and col2im.
+    // kernel, 8 -> 16 through the paired one; stride 2 through sgemm and col2im. The weight gradient runs
+    // the direct kernel (output channels a multiple of 8), which visits only the pixels whose tap lands
+    // inside the image: pads 0 to 3, strides 1 and 2, odd and even sizes, 1x1 to 7x7 kernels.
     Rng rng(31);
-    struct Case { Shape x, w; int64_t stride; };
-    const Case cases[] = {{{2, 13, 11, 8}, {8, 3, 3, 8}, 1},   {{2, 9, 10, 8}, {16, 3, 3, 8}, 1},
-                          {{2, 10, 9, 16}, {8, 3, 3, 16}, 1},  {{2, 12, 12, 8}, {8, 3, 3, 8}, 2}};
+    struct Case { Shape x, w; int64_t stride, pad; };
+    const Case cases[] = {{{2, 13, 11, 8}, {8, 3, 3, 8}, 1, 1},   {{2, 9, 10, 8}, {16, 3, 3, 8}, 1, 1},
+                          {{2, 10, 9, 16}, {8, 3, 3, 16}, 1, 1},  {{2, 12, 12, 8}, {8, 3, 3, 8}, 2, 1},
+                          {{2, 11, 12, 16}, {16, 3, 3, 16}, 2, 0}, {{1, 9, 8, 3}, {8, 5, 5, 3}, 1, 2},
+                          {{1, 15, 14, 3}, {16, 7, 7, 3}, 2, 3},  {{1, 7, 7, 24}, {16, 1, 1, 24}, 2, 0},
+                          {{2, 8, 9, 8}, {24, 3, 3, 8}, 1, 0}};
     for (const Case& c : cases) {
       const Tensor x = random_tensor(c.x, rng), w = random_tensor(c.w, rng);
       Conv2dGeometry g;
@@ -132,9 +138,10 @@ TEST_SUITE("unit") {
       g.kernel_h = c.w[1];
       g.kernel_w = c.w[2];
       g.stride = c.stride;
-      g.pad = 1;
+      g.pad = c.pad;
       const Tensor dy = random_tensor({g.batch, g.out_h(), g.out_w(), g.out_channels}, rng);
-      std::vector<double> expected(static_cast<std::size_t>(x.numel()), 0.0);
+      std::vector<double> expected_dx(static_cast<std::size_t>(x.numel()), 0.0),
+          expected_dw(static_cast<std::size_t>(w.numel()), 0.0);
       for (int64_t n = 0; n < g.batch; ++n)
         for (int64_t oh = 0; oh < g.out_h(); ++oh)
           for (int64_t ow = 0; ow < g.out_w(); ++ow)
@@ -143,22 +150,29 @@ TEST_SUITE("unit") {
                 for (int64_t s = 0; s < g.kernel_w; ++s) {
                   const int64_t h = oh * g.stride - g.pad + r, v = ow * g.stride - g.pad + s;
                   if (h < 0 || h >= g.in_h || v < 0 || v >= g.in_w) continue;
-                  for (int64_t ch = 0; ch < g.in_channels; ++ch)
-                    expected[static_cast<std::size_t>(((n * g.in_h + h) * g.in_w + v) * g.in_channels + ch)] +=
-                        static_cast<double>(dy.data()[((n * g.out_h() + oh) * g.out_w() + ow) * g.out_channels + k]) *
-                        w.data()[((k * g.kernel_h + r) * g.kernel_w + s) * g.in_channels + ch];
+                  const double grad = dy.data()[((n * g.out_h() + oh) * g.out_w() + ow) * g.out_channels + k];
+                  for (int64_t ch = 0; ch < g.in_channels; ++ch) {
+                    const int64_t xi = ((n * g.in_h + h) * g.in_w + v) * g.in_channels + ch;
+                    const int64_t wi = ((k * g.kernel_h + r) * g.kernel_w + s) * g.in_channels + ch;
+                    expected_dx[static_cast<std::size_t>(xi)] += grad * w.data()[wi];
+                    expected_dw[static_cast<std::size_t>(wi)] += grad * x.data()[xi];
+                  }
                 }
-      std::vector<float> written(expected.size(), std::nanf("")), added(expected.size(), 1.0f);
-      cpu::conv2d_backward(g, x.data(), w.data(), dy.data(), cpu::GradOut(written.data(), true), nullptr, nullptr);
+      std::vector<float> written(expected_dx.size(), std::nanf("")), added(expected_dx.size(), 1.0f),
+          dw(expected_dw.size(), 0.5f);
+      cpu::conv2d_backward(g, x.data(), w.data(), dy.data(), cpu::GradOut(written.data(), true), dw.data(), nullptr);
       cpu::conv2d_backward(g, x.data(), w.data(), dy.data(), cpu::GradOut(added.data(), false), nullptr, nullptr);
-      double worst_written = 0.0, worst_added = 0.0;
-      for (std::size_t i = 0; i < expected.size(); ++i) {
-        worst_written = std::max(worst_written, std::fabs(written[i] - expected[i]));
-        worst_added = std::max(worst_added, std::fabs(added[i] - 1.0 - expected[i]));
+      double worst_written = 0.0, worst_added = 0.0, worst_dw = 0.0;
+      for (std::size_t i = 0; i < expected_dx.size(); ++i) {
+        worst_written = std::max(worst_written, std::fabs(written[i] - expected_dx[i]));
+        worst_added = std::max(worst_added, std::fabs(added[i] - 1.0 - expected_dx[i]));
       }
-      INFO("x " << shape_string(c.x) << " w " << shape_string(c.w) << " stride " << c.stride);
+      for (std::size_t i = 0; i < expected_dw.size(); ++i)
+        worst_dw = std::max(worst_dw, std::fabs(dw[i] - 0.5 - expected_dw[i]));
+      INFO("x " << shape_string(c.x) << " w " << shape_string(c.w) << " stride " << c.stride << " pad " << c.pad);
       CHECK(worst_written < 1e-4);  // NaN fails too
       CHECK(worst_added < 1e-4);
+      CHECK(worst_dw < 1e-3);
     }
   }
 
