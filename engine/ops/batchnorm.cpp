@@ -1,5 +1,6 @@
 #include <cmath>
 #include "engine/error.h"
+#include "engine/op_times.h"
 #include "engine/ops.h"
 #include "engine/ops/gpu_kernels.h"
 #include "engine/ops/record.h"
@@ -54,6 +55,7 @@ Variable batchnorm(const Variable& x, const Variable& gamma, const Variable& bet
   Tensor mean = Tensor::empty({channels}, device), invstd = Tensor::empty({channels}, device),
          var = Tensor::empty({channels}, device);
   const float unbiased = static_cast<float>(rows) / static_cast<float>(rows - 1);
+  const OpTimer timer("batchnorm forward");
   if (cuda) {
     gpu::batchnorm_forward_train(rows, channels, x.value().data(), gamma.value().data(), beta.value().data(), eps,
                                  relu, y.value().data(), mean.data(), invstd.data(), var.data());
@@ -71,6 +73,7 @@ Variable batchnorm(const Variable& x, const Variable& gamma, const Variable& bet
   }
   detail::record_backward(recording, y, [x, gamma, beta, mean, invstd, rows, channels, relu, cuda,
                                          y_value = y.value()](Tensor& dy) mutable {
+    const OpTimer backward_timer("batchnorm backward");
     if (cuda) {
       gpu::batchnorm_backward_train(rows, channels, x.value().data(), gamma.value().data(), mean.data(),
                                     invstd.data(), relu ? y_value.data() : nullptr, dy.data(),

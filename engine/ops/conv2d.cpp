@@ -1,4 +1,5 @@
 #include "engine/error.h"
+#include "engine/op_times.h"
 #include "engine/ops.h"
 #include "engine/ops/gpu_kernels.h"
 #include "engine/ops/record.h"
@@ -31,6 +32,7 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
   const Device device = detail::op_device("conv2d", {&x, &weight, &bias});
   const bool recording = should_record({&x, &weight, &bias});
   Variable y(Tensor::empty({g.batch, g.out_h(), g.out_w(), g.out_channels}, device), recording);
+  const OpTimer timer("conv2d forward");
   if (device == Device::CUDA) {
     gpu::conv2d_forward(g, x.value().data(), weight.value().data(), has_bias ? bias.value().data() : nullptr,
                         y.value().data());
@@ -39,6 +41,7 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
                         y.value().data());
   }
   detail::record_backward(recording, y, [x, weight, bias, g, device](Tensor& dy) mutable {
+    const OpTimer backward_timer("conv2d backward");
     if (device == Device::CUDA) {
       gpu::conv2d_backward(g, x.value().data(), weight.value().data(), dy.data(), detail::grad_or_null(x),
                            detail::grad_or_null(weight), detail::grad_or_null(bias));

@@ -1,5 +1,6 @@
 // relu, relu6, add, add_relu, flatten, concat, scale, dropout.
 #include "engine/error.h"
+#include "engine/op_times.h"
 #include "engine/ops.h"
 #include "engine/ops/gpu_kernels.h"
 #include "engine/ops/record.h"
@@ -76,6 +77,7 @@ Variable add_relu(const Variable& a, const Variable& b) {
   const Device device = detail::op_device("add_relu", {&a, &b});
   const bool recording = should_record({&a, &b});
   Variable y(Tensor::empty(a.shape(), device), recording);
+  const OpTimer timer("add_relu forward");
   if (device == Device::CUDA) {
     gpu::add_relu_forward(a.value().numel(), a.value().data(), b.value().data(), y.value().data());
   } else {
@@ -83,6 +85,7 @@ Variable add_relu(const Variable& a, const Variable& b) {
   }
   probe_activation("add_relu", y.value());
   detail::record_backward(recording, y, [a, b, y_value = y.value(), device](Tensor& dy) mutable {
+    const OpTimer backward_timer("add_relu backward");
     if (device == Device::CUDA) {
       gpu::add_relu_backward(dy.numel(), y_value.data(), dy.data(), detail::grad_or_null(a), detail::grad_or_null(b));
       return;

@@ -625,6 +625,24 @@ TEST_SUITE("e2e") {
     CHECK(std::isfinite(line.at("final_loss").get<double>()));
   }
 
+  TEST_CASE("sparsetrain bench --op-times splits the step of the dense and the channel-pruned network by op") {
+    SKIP_WITHOUT_FASHION_MNIST();
+    const CommandResult r = run("bench --model resnet20 --batch 8 --steps 2 --warmup 1 --threads 1 --device cpu "
+                                "--structured 0.5 --op-times --json");
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    const auto line = nlohmann::json::parse(r.out);
+    for (const auto* result : {&line, &line.at("structured")}) {
+      const auto& ms = result->at("op_ms_per_step");
+      for (const char* key : {"conv2d forward", "conv2d backward", "batchnorm forward", "batchnorm backward",
+                              "add_relu forward", "add_relu backward"})
+        CHECK(ms.at(key).get<double>() > 0.0);
+      CHECK(ms.at("other").get<double>() >= 0.0);  // the timed ops lie inside the step
+      // the step in ms is the inverse of the reported rate at batch 8
+      CHECK(ms.at("step").get<double>() == doctest::Approx(8e3 / result->at("images_per_s").get<double>()).epsilon(1e-6));
+    }
+  }
+
   TEST_CASE("--device and --kernels are validated; --device cuda without a GPU is refused") {
     const fs::path base = fresh_dir("device-flags");
     const std::string small = " --val-size 10 --threads 1 --run-dir " + (base / "run").string();

@@ -9,6 +9,7 @@
 
 #include "engine/device.h"
 #include "engine/error.h"
+#include "engine/op_times.h"
 #include "tools/sparsetrain/commands.h"
 
 namespace st::cli {
@@ -29,7 +30,39 @@ void add_bench_flags(CLI::App& app, BenchOptions& o) {
   app.add_option("--data-dir", o.data_dir, "Fashion-MNIST directory (default: /usr/share/datasets/fashion-mnist)");
   app.add_option("--structured", o.structured,
                  "also time the step after physically removing this fraction of the channels of every group (l1)");
+  app.add_flag("--op-times", o.op_times,
+               "CPU: also report the time per step of conv2d, batchnorm and add_relu (forward, backward) and the rest");
 }
+
+namespace {
+
+// Milliseconds per step of each timed op and of the rest of the step ("other"), in the JSON result.
+nlohmann::json op_times_per_step(const OpTimes& times, double step_seconds, int64_t steps) {
+  nlohmann::json result = nlohmann::json::object();
+  double timed = 0.0;
+  for (const auto& [key, seconds] : times) {
+    result[key] = 1e3 * seconds / static_cast<double>(steps);
+    timed += seconds;
+  }
+  result["other"] = 1e3 * (step_seconds * static_cast<double>(steps) - timed) / static_cast<double>(steps);
+  result["step"] = 1e3 * step_seconds;
+  return result;
+}
+
+void print_op_times(const nlohmann::json& dense, const nlohmann::json* shrunk) {
+  fmt::print("time per step (ms){}\n", shrunk != nullptr ? ": dense | channel-pruned | ratio" : "");
+  for (const auto& [key, value] : dense.items()) {
+    const double ms = value.get<double>();
+    if (shrunk == nullptr) {
+      fmt::print("  {:<20} {:8.2f}\n", key, ms);
+      continue;
+    }
+    const double after = shrunk->value(key, 0.0);
+    fmt::print("  {:<20} {:8.2f} | {:8.2f} | {:5.2f}x\n", key, ms, after, after > 0.0 ? ms / after : 0.0);
+  }
+}
+
+}  // namespace
 
 int run_bench(const BenchOptions& o) {
   if (o.steps <= 0) fail("--steps: must be positive, got {}", o.steps);
@@ -57,9 +90,14 @@ int run_bench(const BenchOptions& o) {
     const auto i = static_cast<std::size_t>(s);
     sizes[i] = loader.fill_batch(s / loader.batches_per_epoch(), s % loader.batches_per_epoch(), images[i], labels[i]);
   }
+  if (o.op_times && trainer.device() != Device::CPU)
+    fail("--op-times: CPU only (GPU kernels run asynchronously; profile them with nsys), got --device {}", o.device);
   float loss = 0.0f;
-  // Warmup steps, then the timed ones; returns images per second.
+  OpTimes op_times;
+  double step_seconds = 0.0;
+  // Warmup steps, then the timed ones (inside the op-time profile with --op-times); returns images per second.
   auto time_steps = [&]() {
+    op_times.clear();
     for (int64_t s = 0; s < o.warmup; ++s) {
       const auto i = static_cast<std::size_t>(s);
       loss = trainer.train_step(images[i], labels[i], sizes[i], o.lr, nullptr);
@@ -67,13 +105,18 @@ int run_bench(const BenchOptions& o) {
     int64_t timed_images = 0;
     synchronize_device();
     const auto start = std::chrono::steady_clock::now();
-    for (int64_t s = o.warmup; s < total; ++s) {
-      const auto i = static_cast<std::size_t>(s);
-      loss = trainer.train_step(images[i], labels[i], sizes[i], o.lr, nullptr);
-      timed_images += sizes[i];
+    {
+      OpTimes unused;
+      const OpTimeScope scope(o.op_times ? op_times : unused);
+      for (int64_t s = o.warmup; s < total; ++s) {
+        const auto i = static_cast<std::size_t>(s);
+        loss = trainer.train_step(images[i], labels[i], sizes[i], o.lr, nullptr);
+        timed_images += sizes[i];
+      }
     }
     synchronize_device();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    step_seconds = seconds / static_cast<double>(o.steps);
     return static_cast<double>(timed_images) / seconds;
   };
   const double images_per_second = time_steps();
@@ -84,6 +127,7 @@ int run_bench(const BenchOptions& o) {
                         {"images_per_s", images_per_second}, {"final_loss", loss},
                         {"parameters", trainer.model().parameter_count()},
                         {"flops_per_sample", pruning::flops_per_sample(trainer.model())}};
+  if (o.op_times) result["op_ms_per_step"] = op_times_per_step(op_times, step_seconds, o.steps);
   if (o.structured > 0.0) {
     trainer.prune_filters({o.structured, "l1"}, 0);
     const double shrunk = time_steps();
@@ -92,6 +136,7 @@ int run_bench(const BenchOptions& o) {
                             {"parameters", trainer.model().parameter_count()},
                             {"flops_per_sample", pruning::flops_per_sample(trainer.model())},
                             {"speedup", shrunk / images_per_second}};
+    if (o.op_times) result["structured"]["op_ms_per_step"] = op_times_per_step(op_times, step_seconds, o.steps);
   }
   if (o.json) {
     fmt::print("{}\n", result.dump());
@@ -111,6 +156,9 @@ int run_bench(const BenchOptions& o) {
                1e-6 * st["flops_per_sample"].get<double>(),
                result["flops_per_sample"].get<double>() / st["flops_per_sample"].get<double>());
   }
+  if (o.op_times)
+    print_op_times(result["op_ms_per_step"],
+                   o.structured > 0.0 ? &result["structured"]["op_ms_per_step"] : nullptr);
   return 0;
 }
 

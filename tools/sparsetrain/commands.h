@@ -32,6 +32,7 @@ struct BenchOptions {
   float lr = 0.05f;
   bool json = false;
   double structured = 0.0;
+  bool op_times = false;
   std::string device = "auto", kernels = "ours", data_dir;
   bool tf32 = true;
 };
