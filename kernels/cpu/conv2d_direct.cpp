@@ -476,11 +476,13 @@ void weight_gradient_block(const Conv2dGeometry& g, const float* x_image, const 
   float* out = packed_dw + ((r * g.kernel_w + s) * c_count + cb) * k_count + kb;
   for (int64_t c = 0; c < channels; ++c) acc[c] = Vec::load(out + c * k_count);
   for (int64_t oh = rows.lo; oh < rows.hi; ++oh) {
-    const float* x_line = x_image + ((oh * g.stride + r - g.pad) * g.in_w + s - g.pad) * c_count + cb;
+    // the first visited pixel's input (a pointer to column s - pad could lie before the tensor)
+    const float* x_line =
+        x_image + ((oh * g.stride + r - g.pad) * g.in_w + columns.lo * g.stride + s - g.pad) * c_count + cb;
     const float* dy_line = dy_image + oh * ow_count * k_count + kb;
     for (int64_t ow = columns.lo; ow < columns.hi; ++ow) {
       const typename Vec::V grad = Vec::load(dy_line + ow * k_count);
-      const float* xp = x_line + ow * g.stride * c_count;
+      const float* xp = x_line + (ow - columns.lo) * g.stride * c_count;
       if constexpr (CH > 0) {
 #pragma GCC unroll 16
         for (int c = 0; c < CH; ++c) acc[c] = Vec::fma(Vec::broadcast(xp[c]), grad, acc[c]);
