@@ -10,22 +10,14 @@
 #include <map>
 #include <string>
 
+#include "engine/thread_scope.h"
+
 namespace st {
 
 using OpTimes = std::map<std::string, double>;  // seconds per "<op> <phase>"
 
-OpTimes* active_op_times();
-
-class OpTimeScope {
- public:
-  explicit OpTimeScope(OpTimes& times);
-  ~OpTimeScope();
-  OpTimeScope(const OpTimeScope&) = delete;
-  OpTimeScope& operator=(const OpTimeScope&) = delete;
-
- private:
-  OpTimes* previous_;
-};
+using OpTimeScope = ThreadScope<OpTimes>;
+inline OpTimes* active_op_times() { return OpTimeScope::active(); }
 
 // Times its own lifetime into the active profile under `key` (a string literal).
 class OpTimer {

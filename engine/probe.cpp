@@ -4,14 +4,6 @@
 #include <cmath>
 
 namespace st {
-namespace {
-thread_local ActivationProbe* current_probe = nullptr;
-}  // namespace
-
-ActivationProbe* active_probe() { return current_probe; }
-
-ProbeScope::ProbeScope(ActivationProbe& probe) : previous_(current_probe) { current_probe = &probe; }
-ProbeScope::~ProbeScope() { current_probe = previous_; }
 
 void ActivationProbe::add(const char* op, const Tensor& output) {
   ActivationSite site;

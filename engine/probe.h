@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/tensor.h"
+#include "engine/thread_scope.h"
 
 namespace st {
 
@@ -35,18 +36,8 @@ class ActivationProbe {
   std::vector<ActivationSite> sites_;
 };
 
-ActivationProbe* active_probe();
-
-class ProbeScope {
- public:
-  explicit ProbeScope(ActivationProbe& probe);
-  ~ProbeScope();
-  ProbeScope(const ProbeScope&) = delete;
-  ProbeScope& operator=(const ProbeScope&) = delete;
-
- private:
-  ActivationProbe* previous_;
-};
+using ProbeScope = ThreadScope<ActivationProbe>;
+inline ActivationProbe* active_probe() { return ProbeScope::active(); }
 
 // Called by the activation ops.
 inline void probe_activation(const char* op, const Tensor& output) {
