@@ -9,10 +9,14 @@
 //   are KV vector loads; a block of P adjacent output pixels keeps P * KV accumulators in
 //   registers and every weight vector feeds P FMAs with broadcast inputs.
 //   Each image is first copied into a zero-padded buffer (per thread, cache-resident), so the inner
-//   loops have no bounds checks and border pixels take the same path as interior ones.
+//   loops have no bounds checks and border pixels take the same path as interior ones. (Reading the
+//   image in place instead, border pixels one at a time with clipped taps, measured 20-25% slower on
+//   8x8 images and no faster on 32x32.)
+//   Narrow layers: 8 output channels take the quad kernel, other counts up to 32 the paired kernels.
 // Summation order is fixed (r, s, c), so results do not depend on threading.
-// The weight gradient uses the same padded images, vectorised over 16 output channels with one
-// accumulator per input channel (blocks of 16 x 16), per-thread partials summed in thread order.
+// The weight gradient reads the images in place: for each tap it visits only the output pixels whose
+// input lies inside the image. It is vectorised over 16 output channels with one accumulator per input
+// channel (blocks of 16 x 16), per-thread partials summed in thread order.
 #include <omp.h>
 
 #include <algorithm>
