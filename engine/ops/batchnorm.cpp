@@ -21,6 +21,7 @@ Variable batchnorm(const Variable& x, const Variable& gamma, const Variable& bet
     fail("op batchnorm: input on {} but running statistics on {} (move the model with Module::to)",
          device_name(device), device_name(running_mean.device()));
   const bool cuda = device == Device::CUDA;
+  const OpTimer timer("batchnorm forward");  // training and evaluation mode alike
   if (!training) {
     const bool recording = should_record({&x, &gamma, &beta});
     Variable y(Tensor::empty(x.shape(), device), recording);
@@ -35,6 +36,7 @@ Variable batchnorm(const Variable& x, const Variable& gamma, const Variable& bet
     // Evaluation-mode backward (used by pruning scores on a frozen network): an affine map per channel.
     detail::record_backward(recording, y, [x, gamma, beta, running_mean, running_var, rows, channels, eps, relu, cuda,
                                            y_value = y.value()](Tensor& dy) mutable {
+      const OpTimer backward_timer("batchnorm backward");
       if (cuda) {
         gpu::batchnorm_backward_eval(rows, channels, x.value().data(), gamma.value().data(), running_mean.data(),
                                      running_var.data(), eps, relu ? y_value.data() : nullptr, dy.data(),
@@ -55,7 +57,6 @@ Variable batchnorm(const Variable& x, const Variable& gamma, const Variable& bet
   Tensor mean = Tensor::empty({channels}, device), invstd = Tensor::empty({channels}, device),
          var = Tensor::empty({channels}, device);
   const float unbiased = static_cast<float>(rows) / static_cast<float>(rows - 1);
-  const OpTimer timer("batchnorm forward");
   if (cuda) {
     gpu::batchnorm_forward_train(rows, channels, x.value().data(), gamma.value().data(), beta.value().data(), eps,
                                  relu, y.value().data(), mean.data(), invstd.data(), var.data());

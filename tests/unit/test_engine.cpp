@@ -8,6 +8,7 @@
 
 #include "engine/error.h"
 #include "engine/io/checkpoint.h"
+#include "engine/op_times.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "engine/probe.h"
@@ -70,6 +71,44 @@ TEST_SUITE("unit") {
     CHECK(relu.sample == std::vector<float>{0.0f, 0.5f, 4.0f});  // stride ceil(6 / 4) = 2
     CHECK(probe.sites()[1].op == "add_relu");
     CHECK(probe.sites()[1].mean == doctest::Approx(13.0 / 6.0));
+  }
+
+  TEST_CASE("the op-time profile times conv2d, batchnorm (both modes) and add_relu, forward and backward, only while active") {
+    Rng rng(9);
+    const auto forward_backward = [&](bool training) {
+      Tape tape;
+      Variable loss;
+      {
+        TapeScope scope(tape);
+        Variable x(random_tensor({2, 4, 4, 3}, rng), true), w(random_tensor({4, 3, 3, 3}, rng), true);
+        Variable gamma(Tensor::full({4}, 1.0f), true), beta(Tensor::zeros({4}), true);
+        Tensor mean = Tensor::zeros({4}), var = Tensor::full({4}, 1.0f);
+        const Variable c = ops::conv2d(x, w, Variable(), 1, 1);
+        const Variable b = ops::batchnorm(c, gamma, beta, mean, var, training, 0.1f, 1e-5f, true);
+        loss = ops::softmax_cross_entropy(ops::flatten(ops::add_relu(b, c)), {0, 1});
+      }
+      tape.backward(loss);
+    };
+    OpTimes times;
+    forward_backward(true);  // no scope: nothing recorded
+    for (const bool training : {true, false}) {
+      INFO("training " << training);
+      times.clear();
+      {
+        OpTimeScope scope(times);
+        forward_backward(training);
+      }
+      for (const char* key : {"conv2d forward", "conv2d backward", "batchnorm forward", "batchnorm backward",
+                              "add_relu forward", "add_relu backward"}) {
+        INFO(key);
+        REQUIRE(times.count(key) == 1);
+        CHECK(times.at(key) >= 0.0);
+      }
+      CHECK(times.size() == 6);
+      const OpTimes before = times;
+      forward_backward(training);  // after the scope: nothing added
+      CHECK(times == before);
+    }
   }
 
   TEST_CASE("conv2d forward equals the direct-loop reference") {
