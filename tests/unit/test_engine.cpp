@@ -132,9 +132,11 @@ TEST_SUITE("unit") {
                           {{2, 9, 10, 32}, {32, 3, 3, 32}, 1, 1, 1},  {{2, 11, 9, 16}, {16, 3, 3, 16}, 2, 1, 1},
                           {{1, 7, 9, 32}, {8, 3, 3, 32}, 1, 1, 1},    {{2, 9, 9, 16}, {16, 1, 1, 16}, 2, 0, 1},
                           {{1, 10, 13, 16}, {24, 3, 3, 16}, 1, 1, 1}, {{2, 17, 17, 32}, {16, 3, 3, 32}, 2, 1, 1},
-                          // 8 output channels from 8 or 16 inputs: the quad kernel (two pixels folded per store, tails)
+                          // 8 output channels from 8 or 16 inputs: the quad kernel (two pixels folded per store, tails;
+                          // 3x3 with the tap loops unrolled, 1x1 and 5x5 with them as loops)
                           {{2, 9, 10, 16}, {8, 3, 3, 16}, 1, 1, 1},   {{2, 11, 9, 8}, {8, 3, 3, 8}, 2, 1, 1},
-                          {{1, 12, 13, 16}, {8, 3, 3, 16}, 2, 1, 1},
+                          {{1, 12, 13, 16}, {8, 3, 3, 16}, 2, 1, 1},  {{2, 9, 10, 8}, {8, 1, 1, 8}, 1, 0, 1},
+                          {{1, 11, 10, 16}, {8, 5, 5, 16}, 2, 2, 1},
                           // 12, 20 and 10 output channels: the direct kernel on the next multiple of 8, rows copied out
                           {{2, 10, 9, 12}, {12, 3, 3, 12}, 1, 1, 1},  {{1, 12, 12, 1}, {12, 3, 3, 1}, 1, 1, 1},
                           {{2, 9, 9, 8}, {20, 3, 3, 8}, 2, 1, 1},     {{1, 8, 8, 16}, {10, 3, 3, 16}, 1, 1, 1},
