@@ -12,7 +12,9 @@
 //   loops have no bounds checks and border pixels take the same path as interior ones. (Reading the
 //   image in place instead, border pixels one at a time with clipped taps, measured 20-25% slower on
 //   8x8 images and no faster on 32x32.)
-//   Narrow layers: 8 output channels take the quad kernel, other counts up to 32 the paired kernels.
+//   Narrow layers: 8 output channels take the quad kernel, 24 the paired kernels. (16 and 32 output
+//   channels took the paired kernels too until the direct kernel, built without predictive commoning,
+//   measured faster there: 16 -> 16 98 -> 103-106 GFLOP/s, 32 -> 32 104 -> 109-110.)
 // Summation order is fixed (r, s, c), so results do not depend on threading.
 // The weight gradient reads the images in place: for each tap it visits only the output pixels whose
 // input lies inside the image. It is vectorised over 16 output channels with one accumulator per input
@@ -139,8 +141,8 @@ inline void direct_block(const Conv2dGeometry& g, const DirectRow& row, int64_t 
     for (int v = 0; v < KV; ++v) Vec::store(row.y_row + (ow + j) * k_count + kb + L * v, acc[j][v]);
 }
 
-// Register blocking per channel width (measured on resnet20 shapes): 16 or 32 channels: 8 pixels x
-// 1 vector; 64 and more (multiples of 32): 8 pixels x 2 vectors. Tails take single pixels.
+// Register blocking per channel width (measured on resnet20 shapes): 16 or 48 channels: 8 pixels x
+// 1 vector; multiples of 32: 8 pixels x 2 vectors. Tails take single pixels.
 template <typename Vec, int P, int KV>
 void direct_row(const Conv2dGeometry& g, const DirectRow& row) {
   const int64_t ow_count = g.out_w();
@@ -151,7 +153,7 @@ void direct_row(const Conv2dGeometry& g, const DirectRow& row) {
   }
 }
 
-// Paired input channels (even in_channels, out_channels 8..32 not taking the wide path): one 8-byte
+// Paired input channels (even in_channels, out_channels 8 or 24): one 8-byte
 // broadcast puts the input pair (x[c], x[c+1]) in every lane pair of a 16-lane vector, and the packed
 // weights hold (w[k][c], w[k][c+1]) in lanes (2k, 2k+1) of 8 output channels. Each FMA then does 16
 // useful products per broadcast load where the 8-lane kernel does 8: half the loads per FLOP, which
@@ -372,8 +374,8 @@ RowKernel paired_fixed_kernel(const Conv2dGeometry& g, int& kv) {
     kv = 0;
     return g.kernel_h == 3 && g.kernel_w == 3 ? quad_row_kernel<3>(g) : quad_row_kernel<0>(g);
   }
-  kv = g.out_channels % 16 == 0 ? 2 : 1;
-  return kv == 2 ? fixed_row_kernel<2>(g.in_channels, g.stride) : fixed_row_kernel<1>(g.in_channels, g.stride);
+  kv = 1;  // 24 output channels: blocks of 8
+  return fixed_row_kernel<1>(g.in_channels, g.stride);
 }
 
 }  // namespace
@@ -399,8 +401,8 @@ void conv2d_forward_direct(const Conv2dGeometry& g_out, const float* x, const fl
   const int64_t rs = g.kernel_h * g.kernel_w, taps = rs * c_count;
   const auto weight = [&](int64_t k, int64_t t) { return k < k_out ? w[k * taps + t] : 0.0f; };
   HostBuffer packed(static_cast<std::size_t>(g.weight_numel()));
-  const bool wide = k_count % 32 == 0 && k_count >= 64, narrow = k_count % 16 != 0;
-  const bool paired = !wide && c_count % 2 == 0 && k_count <= 32;
+  const bool wide = k_count % 32 == 0, narrow = k_count % 16 != 0;
+  const bool paired = narrow && c_count % 2 == 0 && k_count <= 32;
   int kv = 0;
   const RowKernel fixed = paired ? paired_fixed_kernel(g, kv) : nullptr;
   if (!paired) {
