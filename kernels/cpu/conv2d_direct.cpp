@@ -514,53 +514,61 @@ void weight_gradient_block(const Conv2dGeometry& g, const float* x_image, const 
   for (int64_t c = 0; c < channels; ++c) Vec::store(out + c * k_count, acc[c]);
 }
 
-// dW[r, s, c, k] for the three kernel columns s = 0, 1, 2 at once (stride 1; input channels [cb, cb + 8),
-// output channels [kb, kb + 8)): each input value x[ih, q, c] is broadcast once for the three output
-// pixels ow = q + pad - s it feeds, so 24 accumulators take 3 dy loads and 8 broadcasts per 24 FMAs
-// where the per-tap block takes 9 loads per 8 (8 -> 8 channels: 95 -> 120 GFLOP/s). For each (s, c) the
-// pixels are still visited in increasing ow, so the sums equal the per-tap block's bit for bit.
+// dW[r, s, c, k] for the three kernel columns s = 0, 1, 2 at once (stride 1; CH input channels from cb,
+// one vector of output channels from kb): each input value x[ih, q, c] is broadcast once for the three
+// output pixels ow = q + pad - s it feeds.
+//   CH = 8 (8-lane output blocks): 24 accumulators take 3 dy loads and 8 broadcasts per 24 FMAs where
+//     the per-tap block takes 9 loads per 8 (8 -> 8 channels: 95 -> 120 GFLOP/s).
+//   CH = 1 (a channel count the 8/16-channel blocks leave over, e.g. the 1-channel stem): three
+//     independent FMA chains where the per-tap block has one (1 -> 8: 15 -> 45 GFLOP/s, 1 -> 16: 29 -> 60).
+// For each (s, c) the pixels are still visited in increasing ow, so the sums equal the per-tap block's
+// bit for bit.
 // An x column at the image border: only the output pixels ow = ow0 - s that exist.
-__attribute__((always_inline)) inline void three_columns_edge(__m256 (&acc)[3][8], const float* xp, const float* dy_line,
-                                                              int64_t ow0, int64_t ow_count, int64_t k_count) {
+template <typename Vec, int CH>
+__attribute__((always_inline)) inline void three_columns_edge(typename Vec::V (&acc)[3][CH], const float* xp,
+                                                              const float* dy_line, int64_t ow0, int64_t ow_count,
+                                                              int64_t k_count) {
   for (int s = 0; s < 3; ++s) {
     const int64_t ow = ow0 - s;
     if (ow < 0 || ow >= ow_count) continue;
-    const __m256 grad = _mm256_loadu_ps(dy_line + ow * k_count);
-    for (int c = 0; c < 8; ++c) acc[s][c] = _mm256_fmadd_ps(_mm256_set1_ps(xp[c]), grad, acc[s][c]);
+    const typename Vec::V grad = Vec::load(dy_line + ow * k_count);
+    for (int c = 0; c < CH; ++c) acc[s][c] = Vec::fma(Vec::broadcast(xp[c]), grad, acc[s][c]);
   }
 }
 
+template <typename Vec, int CH>
 void weight_gradient_three_columns(const Conv2dGeometry& g, const float* x_image, const float* dy_image, int64_t r,
                                    int64_t cb, int64_t kb, float* packed_dw) {
   const int64_t k_count = g.out_channels, c_count = g.in_channels, ow_count = g.out_w(), pad = g.pad;
   const TapRange rows(r, g.in_h, g.out_h(), 1, pad);
-  __m256 acc[3][8];
+  typename Vec::V acc[3][CH];
   float* out = packed_dw + (r * 3 * c_count + cb) * k_count + kb;
   for (int s = 0; s < 3; ++s)
-    for (int c = 0; c < 8; ++c) acc[s][c] = _mm256_loadu_ps(out + (s * c_count + c) * k_count);
+    for (int c = 0; c < CH; ++c) acc[s][c] = Vec::load(out + (s * c_count + c) * k_count);
   // x columns whose three output pixels all exist
   const int64_t q_lo = std::max<int64_t>(0, 2 - pad), q_hi = std::max(q_lo, std::min(g.in_w, ow_count - pad));
   for (int64_t oh = rows.lo; oh < rows.hi; ++oh) {
     const float* x_line = x_image + (oh + r - pad) * g.in_w * c_count + cb;
     const float* dy_line = dy_image + oh * ow_count * k_count + kb;
-    for (int64_t q = 0; q < std::min(q_lo, g.in_w); ++q) three_columns_edge(acc, x_line + q * c_count, dy_line, q + pad, ow_count, k_count);
+    for (int64_t q = 0; q < std::min(q_lo, g.in_w); ++q)
+      three_columns_edge<Vec, CH>(acc, x_line + q * c_count, dy_line, q + pad, ow_count, k_count);
     for (int64_t q = q_lo; q < q_hi; ++q) {
       const float* xp = x_line + q * c_count;
       const float* dp = dy_line + (q + pad) * k_count;
-      const __m256 grad0 = _mm256_loadu_ps(dp), grad1 = _mm256_loadu_ps(dp - k_count),
-                   grad2 = _mm256_loadu_ps(dp - 2 * k_count);
+      const typename Vec::V grad0 = Vec::load(dp), grad1 = Vec::load(dp - k_count), grad2 = Vec::load(dp - 2 * k_count);
 #pragma GCC unroll 8
-      for (int c = 0; c < 8; ++c) {
-        const __m256 input = _mm256_set1_ps(xp[c]);
-        acc[0][c] = _mm256_fmadd_ps(input, grad0, acc[0][c]);
-        acc[1][c] = _mm256_fmadd_ps(input, grad1, acc[1][c]);
-        acc[2][c] = _mm256_fmadd_ps(input, grad2, acc[2][c]);
+      for (int c = 0; c < CH; ++c) {
+        const typename Vec::V input = Vec::broadcast(xp[c]);
+        acc[0][c] = Vec::fma(input, grad0, acc[0][c]);
+        acc[1][c] = Vec::fma(input, grad1, acc[1][c]);
+        acc[2][c] = Vec::fma(input, grad2, acc[2][c]);
       }
     }
-    for (int64_t q = q_hi; q < g.in_w; ++q) three_columns_edge(acc, x_line + q * c_count, dy_line, q + pad, ow_count, k_count);
+    for (int64_t q = q_hi; q < g.in_w; ++q)
+      three_columns_edge<Vec, CH>(acc, x_line + q * c_count, dy_line, q + pad, ow_count, k_count);
   }
   for (int s = 0; s < 3; ++s)
-    for (int c = 0; c < 8; ++c) _mm256_storeu_ps(out + (s * c_count + c) * k_count, acc[s][c]);
+    for (int c = 0; c < CH; ++c) Vec::store(out + (s * c_count + c) * k_count, acc[s][c]);
 }
 
 template <typename Vec>
@@ -583,8 +591,11 @@ void conv2d_weight_gradient_direct(const Conv2dGeometry& g, const float* x, cons
   const int64_t taps = g.kernel_h * g.kernel_w * c_count;
   const int threads = thread_count();
   const bool narrow = k_count % 16 != 0;
-  // 8-lane output blocks of a stride-1 kernel 3 wide: three columns per input broadcast
-  const bool three_columns = narrow && g.stride == 1 && g.kernel_w == 3;
+  // Input channels [0, c_taps) go through the per-tap blocks, [c_taps, c_count) through the three-column
+  // kernels (stride 1, kernels 3 wide): all of them for 8-lane output blocks, else those the 16- and
+  // 8-channel blocks leave over.
+  int64_t c_taps = c_count;
+  if (g.stride == 1 && g.kernel_w == 3) c_taps = narrow ? 0 : c_count % 16 == 8 ? c_count : c_count / 16 * 16;
   // Per-thread partials in the packed (r, s, c, k) layout, summed in thread order afterwards.
   const auto weight_floats = static_cast<std::size_t>(g.weight_numel());
   std::vector<std::unique_ptr<HostBuffer>> partials(static_cast<std::size_t>(threads));
@@ -599,14 +610,8 @@ void conv2d_weight_gradient_direct(const Conv2dGeometry& g, const float* x, cons
       const float* x_image = x + n * g.in_h * g.in_w * c_count;
       const float* dy_image = dy + n * g.out_h() * g.out_w() * k_count;
       for (int64_t r = 0; r < g.kernel_h; ++r) {
-        int64_t c_done = 0;  // input channels whose three columns of row r are done
-        if (three_columns) {
-          for (; c_done + 8 <= c_count; c_done += 8)
-            for (int64_t kb = 0; kb < k_count; kb += 8)
-              weight_gradient_three_columns(g, x_image, dy_image, r, c_done, kb, packed_dw);
-        }
         for (int64_t s = 0; s < g.kernel_w; ++s)
-          for (int64_t cb = c_done; cb < c_count; cb += 16)
+          for (int64_t cb = 0; cb < c_taps; cb += 16)
             for (int64_t kb = 0; kb < k_count; kb += narrow ? 8 : 16) {
               if (narrow) {
                 weight_gradient_block_any<Ymm>(g, x_image, dy_image, r, s, cb, kb, packed_dw);
@@ -614,6 +619,19 @@ void conv2d_weight_gradient_direct(const Conv2dGeometry& g, const float* x, cons
                 weight_gradient_block_any<Zmm>(g, x_image, dy_image, r, s, cb, kb, packed_dw);
               }
             }
+        for (int64_t cb = c_taps; cb < c_count;) {
+          const bool eight = narrow && cb + 8 <= c_count;
+          for (int64_t kb = 0; kb < k_count; kb += narrow ? 8 : 16) {
+            if (eight) {
+              weight_gradient_three_columns<Ymm, 8>(g, x_image, dy_image, r, cb, kb, packed_dw);
+            } else if (narrow) {
+              weight_gradient_three_columns<Ymm, 1>(g, x_image, dy_image, r, cb, kb, packed_dw);
+            } else {
+              weight_gradient_three_columns<Zmm, 1>(g, x_image, dy_image, r, cb, kb, packed_dw);
+            }
+          }
+          cb += eight ? 8 : 1;
+        }
       }
     }
   }

@@ -165,7 +165,8 @@ TEST_SUITE("unit") {
     // the direct kernel (output channels a multiple of 8), which visits only the pixels whose tap lands
     // inside the image: pads 0 to 3, strides 1 and 2, odd and even sizes, 1x1 to 7x7 kernels. With 8 or
     // 24 output channels, stride 1 and 3x3 kernels, blocks of 8 input channels take the three-column
-    // kernel (border columns, images 2 wide, a remainder of 4 channels per tap).
+    // kernel (border columns, images 2 wide); input channels the 8/16-channel blocks leave over take it
+    // one at a time (1 and 3 channels, 12 = 8 + 4, 20 = 16 + 4).
     Rng rng(31);
     struct Case { Shape x, w; int64_t stride, pad; };
     const Case cases[] = {{{2, 13, 11, 8}, {8, 3, 3, 8}, 1, 1},   {{2, 9, 10, 8}, {16, 3, 3, 8}, 1, 1},
@@ -173,7 +174,8 @@ TEST_SUITE("unit") {
                           {{2, 11, 12, 16}, {16, 3, 3, 16}, 2, 0}, {{1, 9, 8, 3}, {8, 5, 5, 3}, 1, 2},
                           {{1, 15, 14, 3}, {16, 7, 7, 3}, 2, 3},  {{1, 7, 7, 24}, {16, 1, 1, 24}, 2, 0},
                           {{2, 8, 9, 8}, {24, 3, 3, 8}, 1, 0},   {{2, 7, 9, 12}, {8, 3, 3, 12}, 1, 1},
-                          {{1, 5, 2, 8}, {8, 3, 3, 8}, 1, 1}};
+                          {{1, 5, 2, 8}, {8, 3, 3, 8}, 1, 1},    {{2, 9, 8, 1}, {16, 3, 3, 1}, 1, 1},
+                          {{1, 8, 7, 3}, {8, 3, 3, 3}, 1, 0},    {{1, 6, 7, 20}, {16, 3, 3, 20}, 1, 2}};
     for (const Case& c : cases) {
       const Tensor x = random_tensor(c.x, rng), w = random_tensor(c.w, rng);
       Conv2dGeometry g;
