@@ -297,20 +297,25 @@ void Trainer::prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics) {
   }
   if (config_.structured_fraction > 0.0) {
     const int64_t params_before = model_->parameter_count(), flops_before = pruning::flops_per_sample(*model_);
-    std::vector<std::pair<std::string, Shape>> shapes_before;
+    struct LayerBefore {
+      Shape shape;
+      int64_t params, kept_uses;  // parameters; kept weights x uses per sample (half its FLOPs)
+    };
+    std::vector<LayerBefore> before;
     for (nn::Parameter* p : pruning::prunable_of(model_->parameters()))
-      shapes_before.emplace_back(p->name, p->value().shape());
+      before.push_back({p->value().shape(), p->numel(), p->kept() * p->uses_per_sample});
     const auto groups = prune_filters({config_.structured_fraction, config_.structured_score}, 1000 + next_cycle);
     const int64_t params_after = model_->parameter_count(), flops_after = pruning::flops_per_sample(*model_);
     std::string table = fmt::format("{:<34} {:>9} {:>9}\n", "channel group", "before", "after");
     for (const auto& g : groups) table += fmt::format("{:<34} {:>9} {:>9}\n", g.name, g.channels_before, g.channels_after);
-    table += fmt::format("{:<28} {:>16} {:>16} {:>10} {:>10}\n", "layer", "shape before", "shape after", "params",
-                         "MFLOP aft.");
+    table += fmt::format("{:<28} {:>16} {:>16} {:>21} {:>17}\n", "layer", "shape before", "shape after",
+                         "params before/after", "MFLOP before/after");
     std::size_t i = 0;
     for (nn::Parameter* p : pruning::prunable_of(model_->parameters())) {
-      table += fmt::format("{:<28} {:>16} {:>16} {:>10} {:>10.3f}\n", p->name, shape_string(shapes_before[i++].second),
-                           shape_string(p->value().shape()), p->numel(),
-                           2e-6 * static_cast<double>(p->kept() * p->uses_per_sample));
+      const LayerBefore& b = before[i++];
+      table += fmt::format("{:<28} {:>16} {:>16} {:>10}/{:<10} {:>8.3f}/{:<8.3f}\n", p->name, shape_string(b.shape),
+                           shape_string(p->value().shape()), b.params, p->numel(),
+                           2e-6 * static_cast<double>(b.kept_uses), 2e-6 * static_cast<double>(p->kept() * p->uses_per_sample));
     }
     fmt::print("structured pruning before cycle {} ({} of the channels of every group by {}):\n{}"
                "parameters {} -> {} ({:.3f}x), MFLOPs per sample {:.3f} -> {:.3f} ({:.3f}x)\n",
