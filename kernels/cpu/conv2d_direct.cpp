@@ -18,7 +18,9 @@
 // Summation order is fixed (r, s, c), so results do not depend on threading.
 // The weight gradient reads the images in place: for each tap it visits only the output pixels whose
 // input lies inside the image. It is vectorised over 16 output channels with one accumulator per input
-// channel (blocks of 16 x 16), per-thread partials summed in thread order.
+// channel (blocks of 16 x 16), per-thread partials summed in thread order; 8-lane output blocks and
+// leftover input channels of stride-1 kernels 3 wide take the three-column kernel (one broadcast per
+// input value for the three kernel columns it meets).
 #include <omp.h>
 
 #include <algorithm>
