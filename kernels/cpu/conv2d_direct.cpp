@@ -12,9 +12,11 @@
 //   loops have no bounds checks and border pixels take the same path as interior ones. (Reading the
 //   image in place instead, border pixels one at a time with clipped taps, measured 20-25% slower on
 //   8x8 images and no faster on 32x32.)
-//   Narrow layers: 8 output channels take the quad kernel, 24 the paired kernels. (16 and 32 output
-//   channels took the paired kernels too until the direct kernel, built without predictive commoning,
-//   measured faster there: 16 -> 16 98 -> 103-106 GFLOP/s, 32 -> 32 104 -> 109-110.)
+//   Narrow layers: 8 output channels from 8 or 16 inputs take the quad kernel, other 8s and 24 the paired
+//   kernel. (16 and 32 output channels took paired kernels too until the direct kernel, built without
+//   predictive commoning, measured faster there: 16 -> 16 98 -> 101-106 GFLOP/s, 32 -> 32 104 -> 109-110;
+//   a paired kernel with 8 or 16 input channels fixed at compile time, kept for 24 outputs, then
+//   measured slower than the generic one: 16 -> 24 73 -> 82, 8 -> 24 stride 2 69 -> 73.)
 // Summation order is fixed (r, s, c), so results do not depend on threading.
 // The weight gradient reads the images in place: for each tap it visits only the output pixels whose
 // input lies inside the image. It is vectorised over 16 output channels with one accumulator per input
@@ -222,60 +224,8 @@ void paired_row(const Conv2dGeometry& g, const DirectRow& row) {
   }
 }
 
-// (Its inner pixel loop repeats the generic paired kernel's on purpose: one shared always-inline helper
-// cost the generic kernel 5% at 32 -> 32 channels, 103 -> 98 GFLOP/s.)
-// The paired kernel with the input channel count and stride known at compile time (8 or 16 input
-// channels, stride 1 or 2: the narrowest layers of a channel-pruned CIFAR ResNet; at 32 channels the
-// unrolled block measured slower than the generic one). Every input
-// broadcast is then at a constant offset from one pointer, the pair loop unrolls, and the weights of
-// a block of 8 * KV output channels are packed contiguously per tap:
-//   blocked pairs: ((b * R * S + t) * C/2 + p) * 16 * KV + 16 * v + 2 * kk + j  =  w[8 * (KV * b + v) + kk, t, 2p + j]
-// With the offsets in registers the generic kernel spills its P input pointers and runs at about a
-// third of the FMA rate on 8 channels.
-template <int P, int KV, int C, int STRIDE>
-inline void paired_block_fixed(const Conv2dGeometry& g, const DirectRow& row, int64_t ow, int64_t block) {
-  constexpr int pairs = C / 2, step = STRIDE * C;
-  const int64_t k_count = g.out_channels, taps = g.kernel_h * g.kernel_w;
-  __m512 acc[P][KV];
-  for (int j = 0; j < P; ++j)
-    for (int v = 0; v < KV; ++v) acc[j][v] = _mm512_setzero_ps();
-  const float* weights = row.weights + block * taps * pairs * 16 * KV;
-  for (int64_t r = 0; r < g.kernel_h; ++r) {
-    const float* line = row.image + ((row.oh * STRIDE + r) * row.padded_w + ow * STRIDE) * C;
-    for (int64_t s = 0; s < g.kernel_w; ++s, weights += pairs * 16 * KV) {
-      const float* xp = line + s * C;
-#pragma GCC unroll 16
-      for (int p = 0; p < pairs; ++p) {
-        __m512 w[KV];
-        for (int v = 0; v < KV; ++v) w[v] = _mm512_loadu_ps(weights + (p * KV + v) * 16);
-#pragma GCC unroll 16
-        for (int j = 0; j < P; ++j) {
-          double pair;
-          std::memcpy(&pair, xp + j * step + 2 * p, sizeof pair);
-          const __m512 input = _mm512_castpd_ps(_mm512_set1_pd(pair));
-          for (int v = 0; v < KV; ++v) acc[j][v] = _mm512_fmadd_ps(input, w[v], acc[j][v]);
-        }
-      }
-    }
-  }
-  const int64_t kb = block * 8 * KV;
-  for (int j = 0; j < P; ++j)
-    for (int v = 0; v < KV; ++v) store_pair_sums(acc[j][v], row, row.y_row + (ow + j) * k_count + kb + 8 * v, kb + 8 * v);
-}
-
-template <int KV, int C, int STRIDE>
-void paired_row_fixed(const Conv2dGeometry& g, const DirectRow& row) {
-  constexpr int P = 8;
-  const int64_t ow_count = g.out_w(), blocks = g.out_channels / (8 * KV);
-  for (int64_t block = 0; block < blocks; ++block) {
-    int64_t ow = 0;
-    for (; ow + P <= ow_count; ow += P) paired_block_fixed<P, KV, C, STRIDE>(g, row, ow, block);
-    for (; ow < ow_count; ++ow) paired_block_fixed<1, KV, C, STRIDE>(g, row, ow, block);
-  }
-}
-
-// Quads of input channels for 8 output channels (KV = 1 above feeds one FMA per input broadcast,
-// which held 8 -> 8 channels to about 60% of the FMA rate): one 16-byte broadcast puts (x[c], .., x[c+3])
+// Quads of input channels for 8 output channels (pairs feed one FMA per input broadcast at 8 output
+// channels, which held 8 -> 8 to about 60% of the FMA rate): one 16-byte broadcast puts (x[c], .., x[c+3])
 // in every 4-lane group, and two weight vectors hold (w[k][c], .., w[k][c+3]) in lanes (4kk, .., 4kk+3)
 // for k = kk and k = 4 + kk, so every broadcast feeds two FMAs, as at 16 output channels.
 //   quads: (((b * R * S + t) * C/4 + q) * 2 + h) * 16 + 4 * kk + j  =  w[8b + 4h + kk, t, 4q + j]
@@ -346,18 +296,6 @@ void quad_row_fixed(const Conv2dGeometry& g, const DirectRow& row) {
 
 using RowKernel = void (*)(const Conv2dGeometry&, const DirectRow&);
 
-template <int KV>
-RowKernel fixed_row_kernel(int64_t channels, int64_t stride) {
-  if (stride == 1) {
-    if (channels == 8) return paired_row_fixed<KV, 8, 1>;
-    if (channels == 16) return paired_row_fixed<KV, 16, 1>;
-  } else if (stride == 2) {
-    if (channels == 8) return paired_row_fixed<KV, 8, 2>;
-    if (channels == 16) return paired_row_fixed<KV, 16, 2>;
-  }
-  return nullptr;
-}
-
 // The quad kernel for 8 output channels at this input channel count and stride, or null.
 template <int K>
 RowKernel quad_row_kernel(const Conv2dGeometry& g) {
@@ -368,16 +306,10 @@ RowKernel quad_row_kernel(const Conv2dGeometry& g) {
   return nullptr;
 }
 
-// The fixed-channel paired kernel for this geometry, or null (then the generic kernels run); kv = 0
-// selects the quad kernel (8 output channels).
-RowKernel paired_fixed_kernel(const Conv2dGeometry& g, int& kv) {
-  if (g.out_channels > 32) return nullptr;
-  if (g.out_channels == 8) {
-    kv = 0;
-    return g.kernel_h == 3 && g.kernel_w == 3 ? quad_row_kernel<3>(g) : quad_row_kernel<0>(g);
-  }
-  kv = 1;  // 24 output channels: blocks of 8
-  return fixed_row_kernel<1>(g.in_channels, g.stride);
+// The quad kernel for 8 output channels from 8 or 16 input channels at stride 1 or 2, or null.
+RowKernel quad_kernel(const Conv2dGeometry& g) {
+  if (g.out_channels != 8) return nullptr;
+  return g.kernel_h == 3 && g.kernel_w == 3 ? quad_row_kernel<3>(g) : quad_row_kernel<0>(g);
 }
 
 }  // namespace
@@ -405,26 +337,18 @@ void conv2d_forward_direct(const Conv2dGeometry& g_out, const float* x, const fl
   HostBuffer packed(static_cast<std::size_t>(g.weight_numel()));
   const bool wide = k_count % 32 == 0, narrow = k_count % 16 != 0;
   const bool paired = narrow && c_count % 2 == 0 && k_count <= 32;
-  int kv = 0;
-  const RowKernel fixed = paired ? paired_fixed_kernel(g, kv) : nullptr;
+  const RowKernel quad = paired ? quad_kernel(g) : nullptr;
   if (!paired) {
     for (int64_t k = 0; k < k_count; ++k)
       for (int64_t t = 0; t < taps; ++t) packed.data()[t * k_count + k] = weight(k, t);
-  } else if (fixed != nullptr && kv == 0) {
+  } else if (quad != nullptr) {
     const int64_t quads = c_count / 4;
     for (int64_t k = 0; k < k_count; ++k)
       for (int64_t t = 0; t < rs; ++t)
         for (int64_t c = 0; c < c_count; ++c)
           packed.data()[((((k / 8) * rs + t) * quads + c / 4) * 2 + (k % 8) / 4) * 16 + 4 * (k % 4) + c % 4] =
               weight(k, t * c_count + c);
-  } else if (fixed != nullptr) {
-    const int64_t pairs = c_count / 2, width = 8 * kv;
-    for (int64_t k = 0; k < k_count; ++k)
-      for (int64_t t = 0; t < rs; ++t)
-        for (int64_t c = 0; c < c_count; ++c)
-          packed.data()[(((k / width) * rs + t) * pairs + c / 2) * 2 * width + 2 * (k % width) + c % 2] =
-              weight(k, t * c_count + c);
-  } else if (paired) {
+  } else {
     const int64_t pairs = c_count / 2;
     for (int64_t k = 0; k < k_count; ++k)
       for (int64_t t = 0; t < rs; ++t)
@@ -442,8 +366,8 @@ void conv2d_forward_direct(const Conv2dGeometry& g_out, const float* x, const fl
         float* y_row = y + (n * oh_count + oh) * ow_count * k_out;
         const DirectRow row{image, padded.width(), packed.data(), b,
                             padded_channels ? row_buffer.data() : y_row, oh, accumulate && !padded_channels};
-        if (fixed != nullptr) {
-          fixed(g, row);
+        if (quad != nullptr) {
+          quad(g, row);
         } else if (paired) {
           paired_row<8>(g, row);
         } else if (narrow) {

@@ -130,9 +130,8 @@ TEST_SUITE("unit") {
                           // 16 and 32 output channels: the direct kernel (1 and 2 vectors)
                           {{2, 9, 10, 32}, {32, 3, 3, 32}, 1, 1, 1},  {{2, 11, 9, 16}, {16, 3, 3, 16}, 2, 1, 1},
                           {{2, 9, 9, 16}, {16, 1, 1, 16}, 2, 0, 1},   {{2, 17, 17, 32}, {16, 3, 3, 32}, 2, 1, 1},
-                          // 8 or 24 output channels from even input counts: the paired kernels, with 8 or 16
-                          // input channels fixed at compile time (blocks of 8 outputs, tails), else generic
-                          // (blocks of 16 and 8 outputs)
+                          // 8 output channels from other even input counts, and 24: the paired kernel
+                          // (blocks of 16 and 8 outputs, tails)
                           {{1, 7, 9, 32}, {8, 3, 3, 32}, 1, 1, 1},    {{1, 10, 13, 16}, {24, 3, 3, 16}, 1, 1, 1},
                           {{2, 9, 9, 6}, {24, 3, 3, 6}, 1, 1, 1},     {{1, 11, 10, 8}, {24, 3, 3, 8}, 2, 1, 1},
                           // 8 output channels from 8 or 16 inputs: the quad kernel (two pixels folded per store, tails;

@@ -48,10 +48,11 @@ int main(int argc, char** argv) {
     int64_t in_channels, out_channels, size, stride;
   };
   // resnet20's 3x3 convolutions at half width (8/16/32) and full width (16/32/64), the stem (1 input
-  // channel, Fashion-MNIST) last
+  // channel, Fashion-MNIST), then 24 output channels (the paired kernel)
   const Shape shapes[] = {{8, 8, 32, 1},  {16, 16, 32, 1}, {16, 16, 16, 1}, {32, 32, 16, 1},
                           {32, 32, 8, 1}, {64, 64, 8, 1},  {8, 16, 32, 2},  {16, 32, 32, 2},
-                          {16, 32, 16, 2}, {32, 64, 16, 2}, {1, 8, 32, 1},   {1, 16, 32, 1}};
+                          {16, 32, 16, 2}, {32, 64, 16, 2}, {1, 8, 32, 1},   {1, 16, 32, 1},
+                          {16, 24, 32, 1}, {8, 24, 32, 2},  {24, 24, 16, 1}};
   st::Rng rng(1);
   std::printf("convbench: batch 128, 3x3 pad 1, %d thread(s); GFLOP/s of forward, data gradient, weight gradient\n",
               threads);
