@@ -719,7 +719,26 @@ TEST_SUITE("e2e") {
       kill_after = 70;
     }
     const fs::path reference = fresh_dir("kill-reference"), killed = fresh_dir("kill-resumed");
-    REQUIRE(run("train" + common + " --run-dir " + reference.string()).exit_code == 0);
+    const CommandResult reference_run = run("train" + common + " --run-dir " + reference.string());
+    REQUIRE(reference_run.exit_code == 0);
+    if (common.find("--structured-prune") != std::string::npos) {
+      // the per-layer table: parameters and MFLOPs per sample before/after (lenet5's two convolutions at
+      // half their filters: 6 -> 3 of 5x5x1 on 28x28, 16 -> 8 of 5x5 on 10x10 with 6 -> 3 input channels)
+      const std::size_t table = reference_run.out.find("\nlayer ");  // after the channel-group table
+      REQUIRE(table != std::string::npos);
+      const auto line_of = [&](const std::string& start) {
+        const std::size_t at = reference_run.out.find("\n" + start, table);
+        REQUIRE(at != std::string::npos);
+        return reference_run.out.substr(at + 1, reference_run.out.find('\n', at + 1) - at - 1);
+      };
+      CHECK(line_of("layer ").find("params before/after MFLOP before/after") != std::string::npos);
+      const std::string conv1 = line_of("0.weight "), conv2 = line_of("3.weight ");
+      INFO(conv1 << "\n" << conv2);
+      CHECK(conv1.find(" 150/75 ") != std::string::npos);
+      CHECK(conv1.find(" 0.235/0.118") != std::string::npos);
+      CHECK(conv2.find(" 2400/600 ") != std::string::npos);
+      CHECK(conv2.find(" 0.480/0.120") != std::string::npos);
+    }
 
     // Start the same run, wait until it has checkpointed mid-training, then SIGKILL it.
     const pid_t child = fork();
