@@ -100,7 +100,7 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"score_batches", c.score_batches},
           {"select",
            {{"method", c.select_method}, {"tolerance", c.select_tolerance}, {"target", c.select_target},
-            {"repeats", c.select_repeats}, {"candidates", c.select_candidates},
+            {"repeats", c.select_repeats}, {"scale", c.select_scale}, {"candidates", c.select_candidates},
             {"batches", c.select_batches},
             {"finetune_steps", c.select_finetune_steps}, {"eval", c.select_eval}}},
           {"structured", {{"fraction", c.structured_fraction}, {"score", c.structured_score}}},
@@ -160,6 +160,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     select.at("tolerance").get_to(c.select_tolerance);
     c.select_target = select.value("target", std::string("original"));  // runs made before the options
     c.select_repeats = select.value("repeats", false);
+    c.select_scale = select.value("scale", std::string("average"));  // runs made before the option
     select.at("candidates").get_to(c.select_candidates);
     select.at("batches").get_to(c.select_batches);
     select.at("finetune_steps").get_to(c.select_finetune_steps);
@@ -275,6 +276,10 @@ void validate(const TrainConfig& c) {
       fail("--select-tolerance: must be in [0, 1), got {}", c.select_tolerance);
     if (c.select_target != "layer" && c.select_target != "original")
       fail("--select-target: unknown reference '{}' (known: layer, original)", c.select_target);
+    if (c.select_scale != "average" && c.select_scale != "sum")
+      fail("--select-scale: unknown form '{}' (known: average, sum)", c.select_scale);
+    if (c.select_repeats && c.select_scale != "average")
+      fail("--select-repeats: needs --select-scale average (a repeated pick counts through its weight k N / |S|)");
     if (c.select_candidates < 1) fail("--select-candidates: must be at least 1, got {}", c.select_candidates);
     if (c.select_batches < 1) fail("--select-batches: must be at least 1, got {}", c.select_batches);
     if (c.select_finetune_steps < 0) fail("--select-finetune-steps: must be >= 0, got {}", c.select_finetune_steps);

@@ -93,6 +93,7 @@ struct TrainConfig {
   double select_tolerance = 0.02;
   std::string select_target = "layer";  // layer | original
   bool select_repeats = false;          // gfs: S a multiset (a unit may be picked again; pruning/greedy.h)
+  std::string select_scale = "average";  // gfs: average (N / |S|, Ye et al.) | sum (selected units as trained)
   int select_candidates = 50;
   int64_t select_batches = 1;  // gfs: training minibatches averaged for each candidate's loss (8 measured no better)
   int64_t select_finetune_steps = 100;

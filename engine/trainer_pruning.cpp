@@ -226,7 +226,8 @@ void Trainer::select_units(int next_cycle, io::MetricsLog& metrics) {
   Rng rng = Rng::derived(config_.seed, 0x676673ULL + static_cast<uint64_t>(next_cycle));  // "gfs"
   fmt::print("unit selection ({}) before cycle {}: accuracy on {} training images {:.4f}; each layer stops at "
              "(1 - {}) of {}\n",
-             config_.select_method, next_cycle, count, original, config_.select_tolerance,
+             config_.select_method == "gfs" ? fmt::format("gfs, {} form", config_.select_scale) : config_.select_method,
+             next_cycle, count, original, config_.select_tolerance,
              per_layer ? "the accuracy before its selection" : "this");
   fmt::print("{:<24} {:>7} {:>8} {:>9} {:>12} {:>14} {:>12}\n", "layer", "units", "selected", "target", "acc selected",
              "acc finetuned", "loss evals");
@@ -244,9 +245,11 @@ void Trainer::select_units(int next_cycle, io::MetricsLog& metrics) {
     }
     const double target = (1.0 - config_.select_tolerance) * reference;
     const pruning::Selection chosen = config_.select_method == "gfs"
-                                          ? pruning::greedy_forward_selection(group, hooks, target,
-                                                                              config_.select_candidates, rng,
-                                                                              config_.select_repeats)
+                                          ? pruning::greedy_forward_selection(
+                                                group, hooks, target,
+                                                {config_.select_candidates, config_.select_repeats,
+                                                 config_.select_scale == "average"},
+                                                rng)
                                           : pruning::magnitude_selection(group, hooks, target);
     std::vector<std::vector<int64_t>> keep(groups.size());
     for (std::size_t i = 0; i < groups.size(); ++i) {
@@ -281,6 +284,7 @@ void Trainer::select_units(int next_cycle, io::MetricsLog& metrics) {
   optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
   metrics.write({{"event", "select_units"},
                  {"method", config_.select_method},
+                 {"scale", config_.select_method == "gfs" ? config_.select_scale : "sum"},
                  {"cycle", next_cycle},
                  {"original_accuracy", original},
                  {"target", config_.select_target},

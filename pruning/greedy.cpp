@@ -53,8 +53,11 @@ void UnitSubset::apply(const std::vector<int64_t>& selected, double scale) {
 }
 
 Selection greedy_forward_selection(const nn::ChannelGroup& group, const SelectionHooks& hooks, double target_accuracy,
-                                   int candidates, Rng& rng, bool repeats) {
-  if (candidates < 1) fail("--select-candidates: must be at least 1, got {}", candidates);
+                                   const GreedyOptions& options, Rng& rng) {
+  if (options.candidates < 1) fail("--select-candidates: must be at least 1, got {}", options.candidates);
+  if (options.repeats && !options.average)
+    fail("--select-repeats: needs --select-scale average (a repeated pick counts through its weight k N / |S|)");
+  const bool repeats = options.repeats;
   UnitSubset subset(group);
   const int64_t n = group.channels;
   Selection result;
@@ -65,10 +68,14 @@ Selection greedy_forward_selection(const nn::ChannelGroup& group, const Selectio
   std::iota(pool.begin(), pool.end(), int64_t{0});
   // With repeats the multiset can grow past n; give up (keep the whole layer) after 4n picks.
   const int64_t max_picks = repeats ? 4 * n : n;
+  // The consumers' factor for a selection of `size` picks.
+  const auto scale_for = [&](std::size_t size) {
+    return options.average ? static_cast<double>(n) / static_cast<double>(size) : 1.0;
+  };
   bool reached = false;
   while (!pool.empty() && static_cast<int64_t>(picks.size()) < max_picks) {
     // Sample up to `candidates` units of the pool (a partial Fisher-Yates shuffle).
-    const auto count = std::min<std::size_t>(static_cast<std::size_t>(candidates), pool.size());
+    const auto count = std::min<std::size_t>(static_cast<std::size_t>(options.candidates), pool.size());
     for (std::size_t i = 0; i < count; ++i) std::swap(pool[i], pool[i + rng.uniform_int(pool.size() - i)]);
     double best_loss = std::numeric_limits<double>::infinity();
     std::size_t best = 0;
@@ -77,7 +84,7 @@ Selection greedy_forward_selection(const nn::ChannelGroup& group, const Selectio
     trial.push_back(0);
     for (std::size_t i = 0; i < count; ++i) {
       trial.back() = pool[i];
-      subset.apply(trial, static_cast<double>(n) / static_cast<double>(trial.size()));
+      subset.apply(trial, scale_for(trial.size()));
       const double loss = hooks.minibatch_loss(iteration);  // the same fresh minibatch for every candidate
       ++result.evaluations;
       if (loss < best_loss) {
@@ -92,7 +99,7 @@ Selection greedy_forward_selection(const nn::ChannelGroup& group, const Selectio
       result.units.push_back(unit);
     }
     if (!repeats) pool.erase(pool.begin() + static_cast<std::ptrdiff_t>(best));
-    result.scale = static_cast<double>(n) / static_cast<double>(picks.size());
+    result.scale = scale_for(picks.size());
     subset.apply(picks, result.scale);
     result.accuracy = hooks.accuracy();
     if (result.accuracy >= target_accuracy) {

@@ -4,7 +4,9 @@
 //   `candidates` unselected units and add the one whose addition gives the lowest loss on a fresh
 //   minibatch, with the layer's output rescaled as an average of the selected units (the next
 //   layer's weights of the selected units times N / |S|); stop when the accuracy on the selection
-//   set reaches (1 - tolerance) of the original network's.
+//   set reaches (1 - tolerance) of the original network's. The sum form (GreedyOptions::average
+//   false) leaves the selected units' weights as trained: the subnetwork is the full network with
+//   the other units removed, the form magnitude pruning compares against.
 //   magnitude (the baseline): units ordered by the L1 norm of their weights, the fewest leading units
 //   that reach the same accuracy, without rescaling.
 // A subset is tried by rewriting the consumers' weights (0 for unselected units), so the network
@@ -49,12 +51,20 @@ struct Selection {
   int64_t evaluations = 0;     // minibatch losses computed
 };
 
-// repeats: S is a multiset (the candidates are drawn from every unit, and a unit picked k times
-// carries k N / |S|), the Frank-Wolfe form of the selection in Ye et al.'s analysis; without, each
-// unit is picked at most once (their released code). If the target is not reached (n picks without
-// repeats, 4n with), the layer is kept whole and unscaled.
+struct GreedyOptions {
+  int candidates = 50;  // units sampled per step
+  // S is a multiset (the candidates are drawn from every unit, and a unit picked k times carries
+  // k N / |S|), the Frank-Wolfe form of the selection in Ye et al.'s analysis; without, each unit is
+  // picked at most once (their released code). Needs `average`.
+  bool repeats = false;
+  // The selected units' consumer weights times N / |S| (Ye et al.), or left as trained (the sum form).
+  bool average = true;
+};
+
+// If the target is not reached (n picks without repeats, 4n with), the layer is kept whole and
+// unscaled.
 Selection greedy_forward_selection(const nn::ChannelGroup& group, const SelectionHooks& hooks, double target_accuracy,
-                                   int candidates, Rng& rng, bool repeats = false);
+                                   const GreedyOptions& options, Rng& rng);
 Selection magnitude_selection(const nn::ChannelGroup& group, const SelectionHooks& hooks, double target_accuracy);
 
 }  // namespace st::pruning

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -532,11 +533,16 @@ TEST_SUITE("e2e") {
 
   TEST_CASE("unit selection (GFS and magnitude) shrinks lenet300 to the units it selects, each layer at its target") {
     SKIP_WITHOUT_FASHION_MNIST();
-    for (const std::string method : {"gfs", "magnitude"}) {
+    // method (and GFS's form): the label in the run directory's name, the flags, the metrics' "scale"
+    const std::vector<std::array<std::string, 3>> methods = {{"gfs", "gfs", "average"},
+                                                             {"gfs-sum", "gfs --select-scale sum", "sum"},
+                                                             {"magnitude", "magnitude", "sum"}};
+    for (const auto& [method, flags, scale] : methods) {
       for (const std::string target : {"layer", "original"}) {
+        if (method == "gfs-sum" && target == "original") continue;  // the form does not change the references
         const fs::path run_dir = fresh_dir("select-" + method + "-" + target);
         const CommandResult r = run("train --model lenet300 --epochs 1 --cycles 2 --cycle-policy restart --select " +
-                                    method + " --select-target " + target +
+                                    flags + " --select-target " + target +
                                     " --select-tolerance 0.05 --select-eval 1000 --select-finetune-steps 20"
                                     " --train-limit 6000 --val-size 1000 --threads 2 --run-dir " + run_dir.string());
         INFO(method << " " << target << "\n" << r.out << r.err);
@@ -549,6 +555,7 @@ TEST_SUITE("e2e") {
           if (event.at("event") == "select_units") selection = event;
         }
         REQUIRE(selection.is_object());
+        CHECK(selection.at("scale") == scale);
         const auto& layers = selection.at("layers");
         REQUIRE(layers.size() == 2);
         const double original = selection.at("original_accuracy").get<double>();
@@ -577,6 +584,12 @@ TEST_SUITE("e2e") {
     check_refused("train --model lenet300 --cycles 2 --select gfs --select-target best --val-size 10 --run-dir " +
                       fresh_dir("select-refused").string(),
                   {"--select-target", "best"});
+    check_refused("train --model lenet300 --cycles 2 --select gfs --select-scale product --val-size 10 --run-dir " +
+                      fresh_dir("select-refused").string(),
+                  {"--select-scale", "product"});
+    check_refused("train --model lenet300 --cycles 2 --select gfs --select-scale sum --select-repeats --val-size 10 "
+                  "--run-dir " + fresh_dir("select-refused").string(),
+                  {"--select-repeats", "average"});
   }
 
   TEST_CASE("exported checkpoints load into PyTorch twins with the same logits") {

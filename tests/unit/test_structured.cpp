@@ -392,7 +392,7 @@ TEST_SUITE("unit") {
         },
         [&] { return factor(42) > 0.0 && factor(7) > factor(42) * 1.5 ? 1.0 : 0.0; }};
     {
-      const pruning::Selection with = pruning::greedy_forward_selection(hidden2, hooks, 1.0, 100, rng, true);
+      const pruning::Selection with = pruning::greedy_forward_selection(hidden2, hooks, 1.0, {100, true, true}, rng);
       CHECK(with.units == std::vector<int64_t>{7, 42});
       CHECK(with.picks == 3);
       CHECK(with.scale == doctest::Approx(100.0 / 3.0));
@@ -402,11 +402,19 @@ TEST_SUITE("unit") {
       CHECK(factor(0) == 0.0);
     }
     hidden2.consumers[0].parameter->value().copy_from(Tensor::from_vector({10, 100}, original));
-    const pruning::Selection without = pruning::greedy_forward_selection(hidden2, hooks, 1.0, 100, rng, false);
+    const pruning::Selection without = pruning::greedy_forward_selection(hidden2, hooks, 1.0, {100, false, true}, rng);
     CHECK(without.units.size() == 100);  // never reached: every unit, unscaled
     CHECK(without.scale == 1.0);
     CHECK(without.accuracy == 0.0);
     CHECK(hidden2.consumers[0].parameter->value().to_vector() == original);
+  }
+
+  // Gives the group's consumer the weights of a newly built lenet300 (no unit selected); returns them.
+  std::vector<float> fresh_consumer(const nn::ChannelGroup& group, Rng& rng) {
+    auto fresh = models::build_model("lenet300", {1, 28, 28, 10}, rng);
+    const Tensor& w = fresh->channel_groups()[1].consumers[0].parameter->value();
+    group.consumers[0].parameter->value().copy_from(w);
+    return w.to_vector();
   }
 
   TEST_CASE("greedy forward selection finds the useful units; magnitude needs more when they are small") {
@@ -428,10 +436,25 @@ TEST_SUITE("unit") {
           return loss - (active(7) ? 1.0 : 0.0) - (active(42) ? 1.0 : 0.0);
         },
         [&] { return ((active(7) ? 1.0 : 0.0) + (active(42) ? 1.0 : 0.0)) / 2.0; }};
-    const pruning::Selection greedy = pruning::greedy_forward_selection(hidden2, hooks, 1.0, 100, rng);
+    const pruning::Selection greedy = pruning::greedy_forward_selection(hidden2, hooks, 1.0, {100, false, true}, rng);
     CHECK(greedy.units == std::vector<int64_t>{7, 42});
     CHECK(greedy.scale == doctest::Approx(50.0));
     CHECK(greedy.accuracy == 1.0);
+    {
+      // The sum form selects the same units and leaves their consumer weights as they were.
+      const std::vector<float> before = fresh_consumer(hidden2, rng);
+      const pruning::Selection sum = pruning::greedy_forward_selection(hidden2, hooks, 1.0, {100, false, false}, rng);
+      CHECK(sum.units == std::vector<int64_t>{7, 42});
+      CHECK(sum.scale == 1.0);
+      const float* w = hidden2.consumers[0].parameter->value().data();
+      for (int64_t row = 0; row < 10; ++row)
+        for (int64_t unit = 0; unit < 100; ++unit) {
+          const float expected = (unit == 7 || unit == 42) ? before[static_cast<std::size_t>(row * 100 + unit)] : 0.0f;
+          REQUIRE(w[row * 100 + unit] == expected);
+        }
+      CHECK_THROWS_WITH_AS(pruning::greedy_forward_selection(hidden2, hooks, 1.0, {100, true, false}, rng),
+                           doctest::Contains("--select-repeats"), Error);
+    }
     // make the useful units the two of smallest norm: magnitude ordering reaches them last
     for (const nn::ChannelSlice& slice : hidden2.producers) {
       if (slice.parameter == nullptr || !slice.parameter->prunable()) continue;
@@ -441,8 +464,7 @@ TEST_SUITE("unit") {
         w[42 * 300 + i] *= 1e-3f;
       }
     }
-    auto fresh = models::build_model("lenet300", {1, 28, 28, 10}, rng);  // unselected consumers again
-    hidden2.consumers[0].parameter->value().copy_from(fresh->channel_groups()[1].consumers[0].parameter->value());
+    fresh_consumer(hidden2, rng);
     const pruning::Selection magnitude = pruning::magnitude_selection(hidden2, hooks, 1.0);
     CHECK(magnitude.units.size() == 100);
   }

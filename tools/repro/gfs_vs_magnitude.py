@@ -10,6 +10,7 @@ per layer and the accuracies, per seed and averaged.
 
 usage: tools/repro/gfs_vs_magnitude.py [--binary build/sparsetrain] [--tolerances 0.01,0.02,0.05]
                                        [--seeds 0,1,2,3,4] [--target layer|original] [--epochs 5]
+                                       [--scale average|sum] [--methods gfs,magnitude]
                                        [--out bench/results/<date>-gfs-lenet300.md]"""
 import argparse
 import concurrent.futures
@@ -33,12 +34,13 @@ def read_run(run_dir):
 
 
 def run_one(args, tolerance, method, seed):
-    variant = "-repeats" if args.repeats and method == "gfs" else ""
+    variant = ("-repeats" if args.repeats else "") + ("-sum" if args.scale == "sum" else "") if method == "gfs" else ""
     run_dir = os.path.join(args.runs, f"{args.target}-{method}{variant}-tol{tolerance}-seed{seed}")
     command = [args.binary, "train", "--model", "lenet300", "--epochs", str(args.epochs), "--cycles", "2",
                "--cycle-policy", "restart", "--select", method, "--select-tolerance", str(tolerance),
                "--select-target", args.target, "--select-batches", str(args.select_batches), "--seed", str(seed),
-               "--threads", "1", "--run-dir", run_dir, "--overwrite"] + (["--select-repeats"] if variant else [])
+               "--threads", "1", "--run-dir", run_dir, "--overwrite"] + (["--select-repeats"] if args.repeats and method == "gfs" else []) + \
+              (["--select-scale", args.scale] if method == "gfs" else [])
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     selection, end = read_run(run_dir)
@@ -64,6 +66,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--select-batches", type=int, default=1, help="gfs: minibatches averaged per candidate")
     parser.add_argument("--repeats", action="store_true", help="gfs: --select-repeats (S a multiset)")
+    parser.add_argument("--scale", default="average", choices=["average", "sum"],
+                        help="gfs: --select-scale (average: N / |S|, Ye et al.; sum: selected units as trained)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--runs", default="runs/gfs-vs-magnitude")
     parser.add_argument("--out", default="")
@@ -103,7 +107,7 @@ def main():
     print("\n".join(detail))
     if args.out:
         with open(args.out, "w") as f:
-            f.write(f"## Seeds {args.seeds}, --select-target {args.target}{', GFS with --select-repeats' if args.repeats else ''}\n\n")
+            f.write(f"## Seeds {args.seeds}, --select-target {args.target}{', GFS with --select-repeats' if args.repeats else ''}{', GFS --select-scale ' + args.scale}\n\n")
             f.write(f"{datetime.date.today()}, CPU (2 cores, two runs at a time on one thread each). Command:\n\n"
                     f"```\n/usr/bin/python3 {' '.join(sys.argv)}\n```\n\n")
             f.write(table + "\n\nPer seed:\n\n" + "\n".join(detail) + "\n")

@@ -69,6 +69,9 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
       ->capture_default_str();
   app.add_flag("--select-repeats", c.select_repeats,
                "gfs: a unit may be picked again (S a multiset, each pick weighted N / |S|)");
+  app.add_option("--select-scale", c.select_scale,
+                 "gfs: average (the selected units' outputs times N / |S|, Ye et al.) | sum (as trained)")
+      ->capture_default_str();
   app.add_option("--select-candidates", c.select_candidates, "gfs: units sampled per step")->capture_default_str();
   app.add_option("--select-batches", c.select_batches,
                  "gfs: fresh training minibatches averaged for each candidate's loss")->capture_default_str();
