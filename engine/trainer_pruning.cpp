@@ -229,7 +229,7 @@ void Trainer::select_units(int next_cycle, io::MetricsLog& metrics) {
              config_.select_method == "gfs" ? fmt::format("gfs, {} form", config_.select_scale) : config_.select_method,
              next_cycle, count, original, config_.select_tolerance,
              per_layer ? "the accuracy before its selection" : "this");
-  fmt::print("{:<24} {:>7} {:>8} {:>9} {:>12} {:>14} {:>12}\n", "layer", "units", "selected", "target", "acc selected",
+  fmt::print("{:<28} {:>7} {:>8} {:>9} {:>12} {:>14} {:>12}\n", "layer", "units", "selected", "target", "acc selected",
              "acc finetuned", "loss evals");
   nlohmann::json layers = nlohmann::json::array();
   const std::size_t group_count = model_->channel_groups().size();
@@ -269,7 +269,7 @@ void Trainer::select_units(int next_cycle, io::MetricsLog& metrics) {
     }
     model_->train(false);
     const double finetuned = evaluate(selection).accuracy;
-    fmt::print("{:<24} {:>7} {:>8} {:>9.4f} {:>12.4f} {:>14.4f} {:>12}\n", group.name, group.channels,
+    fmt::print("{:<28} {:>7} {:>8} {:>9.4f} {:>12.4f} {:>14.4f} {:>12}\n", group.name, group.channels,
                chosen.units.size(), target, chosen.accuracy, finetuned, chosen.evaluations);
     layers.push_back({{"name", group.name},
                       {"units", group.channels},

@@ -592,6 +592,43 @@ TEST_SUITE("e2e") {
                   {"--select-repeats", "average"});
   }
 
+  TEST_CASE("unit selection removes the filters of convolutional layers (lenet5) and their columns after Flatten") {
+    SKIP_WITHOUT_FASHION_MNIST();
+    const fs::path run_dir = fresh_dir("select-lenet5");
+    const CommandResult r = run("train --model lenet5 --epochs 1 --cycles 2 --cycle-policy restart --select gfs "
+                                "--select-scale sum --select-tolerance 0.05 --select-eval 1000 "
+                                "--select-finetune-steps 20 --train-limit 6000 --val-size 1000 --threads 2 --run-dir " +
+                                run_dir.string());
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    std::ifstream metrics(run_dir / "metrics.jsonl");
+    std::string line;
+    nlohmann::json selection;
+    while (std::getline(metrics, line)) {
+      const auto event = nlohmann::json::parse(line);
+      if (event.at("event") == "select_units") selection = event;
+    }
+    REQUIRE(selection.is_object());
+    const auto& layers = selection.at("layers");
+    REQUIRE(layers.size() == 4);  // conv 6, conv 16, fc 120, fc 84
+    std::vector<int64_t> k;
+    for (const auto& layer : layers) {
+      k.push_back(layer.at("selected").get<int64_t>());
+      CHECK(k.back() >= 1);
+      CHECK((layer.at("accuracy_selected").get<double>() >= layer.at("target_accuracy").get<double>() ||
+             k.back() == layer.at("units").get<int64_t>()));
+    }
+    CHECK(k[0] + k[1] < 6 + 16);  // at 5% tolerance the convolutions lose filters
+    const auto file = st::io::read_safetensors(run_dir / "checkpoints" / "final.safetensors");
+    CHECK(file.at("param/0.weight").shape == std::vector<int64_t>{k[0], 5, 5, 1});  // KRSC
+    CHECK(file.at("param/3.weight").shape == std::vector<int64_t>{k[1], 5, 5, k[0]});
+    CHECK(file.at("param/7.weight").shape == std::vector<int64_t>{k[2], 25 * k[1]});  // 5x5 positions x k[1] channels
+    CHECK(file.at("param/9.weight").shape == std::vector<int64_t>{k[3], k[2]});
+    CHECK(file.at("param/11.weight").shape == std::vector<int64_t>{10, k[3]});
+    CHECK(selection.at("parameters").get<int64_t>() ==
+          k[0] * 26 + k[1] * (25 * k[0] + 1) + k[2] * (25 * k[1] + 1) + k[3] * (k[2] + 1) + 10 * (k[3] + 1));
+  }
+
   TEST_CASE("exported checkpoints load into PyTorch twins with the same logits") {
     SKIP_WITHOUT_FASHION_MNIST();
     if (std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) {
