@@ -71,6 +71,18 @@ CommandResult run(const std::string& args) {
   return result;
 }
 
+// The events of one kind in a run's metrics.jsonl, in order.
+std::vector<nlohmann::json> metrics_events(const fs::path& run_dir, const std::string& kind) {
+  std::ifstream metrics(run_dir / "metrics.jsonl");
+  std::string line;
+  std::vector<nlohmann::json> events;
+  while (std::getline(metrics, line)) {
+    auto event = nlohmann::json::parse(line);
+    if (event.at("event") == kind) events.push_back(std::move(event));
+  }
+  return events;
+}
+
 // The refusal contract: non-zero exit, exactly one line on stderr containing every `needles`.
 void check_refused(const std::string& args, const std::vector<std::string>& needles) {
   const CommandResult r = run(args);
@@ -392,12 +404,7 @@ TEST_SUITE("e2e") {
       CHECK(report.find(row) != std::string::npos);
     CHECK(report.find("SILO max_lr(k)") != std::string::npos);
     // every branch was trained and logged: 3 cycles x 3 max_lr values
-    std::ifstream metrics(run_dir / "metrics.jsonl");
-    std::string line;
-    int branches = 0;
-    while (std::getline(metrics, line))
-      if (nlohmann::json::parse(line).at("event") == "oracle_branch") ++branches;
-    CHECK(branches == 9);
+    CHECK(metrics_events(run_dir, "oracle_branch").size() == 9);
     const std::string summary = read_text(run_dir / "summary.csv");
     CHECK(std::count(summary.begin(), summary.end(), '\n') == 4);  // header + 3 cycles
     check_refused("train --oracle --oracle-size 0 --run-dir " + (run_dir / "x").string(), {"--oracle-size"});
@@ -414,13 +421,7 @@ TEST_SUITE("e2e") {
     REQUIRE(r.exit_code == 0);
     CHECK(masked_density(run_dir / "checkpoints" / "final.safetensors") == doctest::Approx(0.8 * 0.8 * 0.8).epsilon(1e-4));
     // The per-cycle distribution report: one event per cycle, measured on the network each cycle trains.
-    std::ifstream metrics(run_dir / "metrics.jsonl");
-    std::string line;
-    std::vector<nlohmann::json> events;
-    while (std::getline(metrics, line)) {
-      auto event = nlohmann::json::parse(line);
-      if (event["event"] == "distributions") events.push_back(event);
-    }
+    const auto events = metrics_events(run_dir, "distributions");
     REQUIRE(events.size() == 4);
     const int64_t prunable = 784 * 300 + 300 * 100 + 100 * 10;
     for (int k = 0; k < 4; ++k) {
@@ -547,14 +548,9 @@ TEST_SUITE("e2e") {
                                     " --train-limit 6000 --val-size 1000 --threads 2 --run-dir " + run_dir.string());
         INFO(method << " " << target << "\n" << r.out << r.err);
         REQUIRE(r.exit_code == 0);
-        std::ifstream metrics(run_dir / "metrics.jsonl");
-        std::string line;
-        nlohmann::json selection;
-        while (std::getline(metrics, line)) {
-          const auto event = nlohmann::json::parse(line);
-          if (event.at("event") == "select_units") selection = event;
-        }
-        REQUIRE(selection.is_object());
+        const auto events = metrics_events(run_dir, "select_units");
+        REQUIRE(events.size() == 1);
+        const nlohmann::json& selection = events[0];
         CHECK(selection.at("scale") == scale);
         const auto& layers = selection.at("layers");
         REQUIRE(layers.size() == 2);
@@ -601,14 +597,9 @@ TEST_SUITE("e2e") {
                                 run_dir.string());
     INFO(r.out << r.err);
     REQUIRE(r.exit_code == 0);
-    std::ifstream metrics(run_dir / "metrics.jsonl");
-    std::string line;
-    nlohmann::json selection;
-    while (std::getline(metrics, line)) {
-      const auto event = nlohmann::json::parse(line);
-      if (event.at("event") == "select_units") selection = event;
-    }
-    REQUIRE(selection.is_object());
+    const auto events = metrics_events(run_dir, "select_units");
+    REQUIRE(events.size() == 1);
+    const nlohmann::json& selection = events[0];
     const auto& layers = selection.at("layers");
     REQUIRE(layers.size() == 4);  // conv 6, conv 16, fc 120, fc 84
     std::vector<int64_t> k;
