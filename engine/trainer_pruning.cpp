@@ -16,6 +16,49 @@
 #include "pruning/random_mask.h"
 
 namespace st {
+namespace {
+
+// The prunable layers' shapes, parameters and FLOPs, and the model's totals, before or after a
+// structured change (channel pruning, unit selection).
+struct ModelSize {
+  struct Layer {
+    std::string name;
+    Shape shape;
+    int64_t params, kept_uses;  // parameters; kept weights x uses per sample (half its FLOPs)
+  };
+  std::vector<Layer> layers;
+  int64_t parameters = 0, flops = 0;
+};
+
+ModelSize model_size(nn::Module& model) {
+  ModelSize size;
+  for (nn::Parameter* p : pruning::prunable_of(model.parameters()))
+    size.layers.push_back({p->name, p->value().shape(), p->numel(), p->kept() * p->uses_per_sample});
+  size.parameters = model.parameter_count();
+  size.flops = pruning::flops_per_sample(model);
+  return size;
+}
+
+// Per layer: shape, parameters and MFLOPs per sample before/after; then the totals and their ratios.
+std::string size_table(const ModelSize& before, const ModelSize& after) {
+  ST_CHECK(before.layers.size() == after.layers.size(), "size table: {} layers before, {} after", before.layers.size(),
+           after.layers.size());
+  std::string table = fmt::format("{:<28} {:>16} {:>16} {:>21} {:>17}\n", "layer", "shape before", "shape after",
+                                  "params before/after", "MFLOP before/after");
+  for (std::size_t i = 0; i < before.layers.size(); ++i) {
+    const ModelSize::Layer &b = before.layers[i], &a = after.layers[i];
+    table += fmt::format("{:<28} {:>16} {:>16} {:>10}/{:<10} {:>8.3f}/{:<8.3f}\n", a.name, shape_string(b.shape),
+                         shape_string(a.shape), b.params, a.params, 2e-6 * static_cast<double>(b.kept_uses),
+                         2e-6 * static_cast<double>(a.kept_uses));
+  }
+  table += fmt::format("parameters {} -> {} ({:.3f}x), MFLOPs per sample {:.3f} -> {:.3f} ({:.3f}x)\n", before.parameters,
+                       after.parameters, static_cast<double>(before.parameters) / static_cast<double>(after.parameters),
+                       1e-6 * static_cast<double>(before.flops), 1e-6 * static_cast<double>(after.flops),
+                       static_cast<double>(before.flops) / static_cast<double>(std::max<int64_t>(after.flops, 1)));
+  return table;
+}
+
+}  // namespace
 
 pruning::ScoreData Trainer::score_data(int64_t stream) {
   // Batches for scores come from their own deterministic epoch of the data order (not the training
@@ -195,6 +238,7 @@ void Trainer::select_units(int next_cycle, io::MetricsLog& metrics) {
   selection.pixels.resize(static_cast<std::size_t>(count * train_.pixels_per_image()));
   const pruning::ScoreData data = score_data(2000 + next_cycle);
   model_->train(false);
+  const ModelSize size_before = model_size(*model_);
   const double original = evaluate(selection).accuracy;
   const bool per_layer = config_.select_target == "layer";
   // The candidates of one GFS step are all scored on the same fresh minibatches (select_batches of
@@ -280,6 +324,8 @@ void Trainer::select_units(int next_cycle, io::MetricsLog& metrics) {
                       {"scale", chosen.scale},
                       {"picks", chosen.picks}});
   }
+  const ModelSize size_after = model_size(*model_);
+  fmt::print("{}", size_table(size_before, size_after));
   std::fflush(stdout);
   optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
   metrics.write({{"event", "select_units"},
@@ -289,7 +335,10 @@ void Trainer::select_units(int next_cycle, io::MetricsLog& metrics) {
                  {"original_accuracy", original},
                  {"target", config_.select_target},
                  {"tolerance", config_.select_tolerance},
-                 {"parameters", model_->parameter_count()},
+                 {"parameters", size_after.parameters},
+                 {"parameters_before", size_before.parameters},
+                 {"flops_before", size_before.flops},
+                 {"flops_after", size_after.flops},
                  {"layers", layers}});
 }
 
@@ -300,32 +349,15 @@ void Trainer::prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics) {
     return;
   }
   if (config_.structured_fraction > 0.0) {
-    const int64_t params_before = model_->parameter_count(), flops_before = pruning::flops_per_sample(*model_);
-    struct LayerBefore {
-      Shape shape;
-      int64_t params, kept_uses;  // parameters; kept weights x uses per sample (half its FLOPs)
-    };
-    std::vector<LayerBefore> before;
-    for (nn::Parameter* p : pruning::prunable_of(model_->parameters()))
-      before.push_back({p->value().shape(), p->numel(), p->kept() * p->uses_per_sample});
+    const ModelSize before = model_size(*model_);
     const auto groups = prune_filters({config_.structured_fraction, config_.structured_score}, 1000 + next_cycle);
-    const int64_t params_after = model_->parameter_count(), flops_after = pruning::flops_per_sample(*model_);
+    const ModelSize after = model_size(*model_);
     std::string table = fmt::format("{:<34} {:>9} {:>9}\n", "channel group", "before", "after");
     for (const auto& g : groups) table += fmt::format("{:<34} {:>9} {:>9}\n", g.name, g.channels_before, g.channels_after);
-    table += fmt::format("{:<28} {:>16} {:>16} {:>21} {:>17}\n", "layer", "shape before", "shape after",
-                         "params before/after", "MFLOP before/after");
-    std::size_t i = 0;
-    for (nn::Parameter* p : pruning::prunable_of(model_->parameters())) {
-      const LayerBefore& b = before[i++];
-      table += fmt::format("{:<28} {:>16} {:>16} {:>10}/{:<10} {:>8.3f}/{:<8.3f}\n", p->name, shape_string(b.shape),
-                           shape_string(p->value().shape()), b.params, p->numel(),
-                           2e-6 * static_cast<double>(b.kept_uses), 2e-6 * static_cast<double>(p->kept() * p->uses_per_sample));
-    }
-    fmt::print("structured pruning before cycle {} ({} of the channels of every group by {}):\n{}"
-               "parameters {} -> {} ({:.3f}x), MFLOPs per sample {:.3f} -> {:.3f} ({:.3f}x)\n",
-               next_cycle, config_.structured_fraction, config_.structured_score, table, params_before, params_after,
-               static_cast<double>(params_before) / static_cast<double>(params_after), 1e-6 * static_cast<double>(flops_before),
-               1e-6 * static_cast<double>(flops_after), static_cast<double>(flops_before) / static_cast<double>(std::max<int64_t>(flops_after, 1)));
+    fmt::print("structured pruning before cycle {} ({} of the channels of every group by {}):\n{}{}", next_cycle,
+               config_.structured_fraction, config_.structured_score, table, size_table(before, after));
+    const int64_t params_before = before.parameters, params_after = after.parameters;
+    const int64_t flops_before = before.flops, flops_after = after.flops;
     nlohmann::json json_groups = nlohmann::json::array();
     for (const auto& g : groups)
       json_groups.push_back({{"name", g.name}, {"before", g.channels_before}, {"after", g.channels_after}});

@@ -616,8 +616,17 @@ TEST_SUITE("e2e") {
     CHECK(file.at("param/7.weight").shape == std::vector<int64_t>{k[2], 25 * k[1]});  // 5x5 positions x k[1] channels
     CHECK(file.at("param/9.weight").shape == std::vector<int64_t>{k[3], k[2]});
     CHECK(file.at("param/11.weight").shape == std::vector<int64_t>{10, k[3]});
-    CHECK(selection.at("parameters").get<int64_t>() ==
-          k[0] * 26 + k[1] * (25 * k[0] + 1) + k[2] * (25 * k[1] + 1) + k[3] * (k[2] + 1) + 10 * (k[3] + 1));
+    const int64_t parameters =
+        k[0] * 26 + k[1] * (25 * k[0] + 1) + k[2] * (25 * k[1] + 1) + k[3] * (k[2] + 1) + 10 * (k[3] + 1);
+    CHECK(selection.at("parameters").get<int64_t>() == parameters);
+    CHECK(selection.at("parameters_before").get<int64_t>() == 61706);
+    // FLOPs per sample: 2 x weights x output positions (28x28 for conv1, 10x10 for conv2, 1 for linears)
+    CHECK(selection.at("flops_before").get<int64_t>() == 2 * (150 * 784 + 2400 * 100 + 48000 + 10080 + 840));
+    CHECK(selection.at("flops_after").get<int64_t>() ==
+          2 * (k[0] * 25 * 784 + k[1] * 25 * k[0] * 100 + 25 * k[1] * k[2] + k[2] * k[3] + k[3] * 10));
+    CHECK(r.out.find(fmt::format("parameters 61706 -> {} (", parameters)) != std::string::npos);
+    CHECK(r.out.find(fmt::format("{:>16} {:>16} {:>10}/{:<10}", "[16,5,5,6]",
+                                 fmt::format("[{},5,5,{}]", k[1], k[0]), 2400, k[1] * 25 * k[0])) != std::string::npos);
   }
 
   TEST_CASE("exported checkpoints load into PyTorch twins with the same logits") {
