@@ -768,6 +768,12 @@ TEST_SUITE("e2e") {
                " --train-limit 4000 --val-size 500 --batch 64 --threads 2 --seed 6 --checkpoint-every 5";
       kill_after = 70;
     }
+    SUBCASE("unit selection (GFS), killed in the second cycle (units selected and removed)") {
+      common = " --model lenet5 --epochs 1 --cycles 2 --cycle-policy restart --select gfs --select-tolerance 0.05"
+               " --select-eval 500 --select-finetune-steps 10 --train-limit 4000 --val-size 500 --batch 64"
+               " --threads 2 --seed 8 --checkpoint-every 5";
+      kill_after = 70;
+    }
     const fs::path reference = fresh_dir("kill-reference"), killed = fresh_dir("kill-resumed");
     const CommandResult reference_run = run("train" + common + " --run-dir " + reference.string());
     REQUIRE(reference_run.exit_code == 0);
@@ -830,6 +836,11 @@ TEST_SUITE("e2e") {
     const auto expected = weights_of(reference / "checkpoints" / "final.safetensors");
     const auto actual = weights_of(killed / "checkpoints" / "final.safetensors");
     REQUIRE(expected.size() > 10);
+    if (common.find("--structured-prune") != std::string::npos || common.find("--select") != std::string::npos) {
+      // the resumed run restored a network with fewer filters than lenet5's (6, 16)
+      const auto file = st::io::read_safetensors(killed / "checkpoints" / "final.safetensors");
+      CHECK(file.at("param/0.weight").shape[0] + file.at("param/3.weight").shape[0] < 6 + 16);
+    }
     CHECK(expected.size() == actual.size());
     for (const auto& [name, bytes] : expected) {
       INFO(name);
