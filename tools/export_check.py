@@ -33,9 +33,10 @@ def read_safetensors(path):
     return tensors
 
 
-def lenet300(in_channels, size, classes):
-    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * size * size, 300), nn.ReLU(), nn.Linear(300, 100),
-                         nn.ReLU(), nn.Linear(100, classes))
+def lenet300(in_channels, size, classes, widths):
+    h1, h2 = widths  # 300, 100 unless units were selected or channels pruned
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * size * size, h1), nn.ReLU(), nn.Linear(h1, h2),
+                         nn.ReLU(), nn.Linear(h2, classes))
 
 
 def lenet5(in_channels, size, classes, widths):
@@ -102,7 +103,7 @@ def main():
     weights = {k: v for k, v in state.items() if not k.endswith("_mask")}
     in_channels, size, classes = x.shape[1], x.shape[2], expected.shape[1]
     if args.model == "lenet300":
-        twin = lenet300(in_channels, size, classes)
+        twin = lenet300(in_channels, size, classes, [weights["1.weight"].shape[0], weights["3.weight"].shape[0]])
     elif args.model == "lenet5":
         twin = lenet5(in_channels, size, classes, [weights["0.weight"].shape[0], weights["3.weight"].shape[0],
                                                    weights["7.weight"].shape[0], weights["9.weight"].shape[0]])

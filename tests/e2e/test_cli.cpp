@@ -639,7 +639,9 @@ TEST_SUITE("e2e") {
     write_idx_directory(vit_data, 400);
     const std::vector<std::pair<std::string, std::string>> runs = {
         {"lenet5", "--cycles 2 --prune-rate 0.5"},  // pruned: masks beside the weights
-        {"lenet300", "--cycles 2"},
+        // units selected by GFS: hidden layers narrower than 300 and 100
+        {"lenet300", "--cycles 2 --cycle-policy restart --select gfs --select-tolerance 0.05 --select-eval 300 "
+                     "--select-finetune-steps 5"},
         {"resnet20", "--cycles 2 --cycle-policy restart --structured-prune 0.25"},  // physically shrunk
         // ViT (6 blocks, MLP hidden units shrunk) on 400 synthetic images and a few steps: its
         // evaluations dominate the time
