@@ -356,18 +356,16 @@ void Trainer::prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics) {
     for (const auto& g : groups) table += fmt::format("{:<34} {:>9} {:>9}\n", g.name, g.channels_before, g.channels_after);
     fmt::print("structured pruning before cycle {} ({} of the channels of every group by {}):\n{}{}", next_cycle,
                config_.structured_fraction, config_.structured_score, table, size_table(before, after));
-    const int64_t params_before = before.parameters, params_after = after.parameters;
-    const int64_t flops_before = before.flops, flops_after = after.flops;
     nlohmann::json json_groups = nlohmann::json::array();
     for (const auto& g : groups)
       json_groups.push_back({{"name", g.name}, {"before", g.channels_before}, {"after", g.channels_after}});
     metrics.write({{"event", "structured_prune"},
                    {"cycle", next_cycle},
                    {"groups", json_groups},
-                   {"parameters_before", params_before},
-                   {"parameters_after", params_after},
-                   {"flops_before", flops_before},
-                   {"flops_after", flops_after}});
+                   {"parameters_before", before.parameters},
+                   {"parameters_after", after.parameters},
+                   {"flops_before", before.flops},
+                   {"flops_after", after.flops}});
     return;
   }
   pruning::PruneSpec spec = config_.prune;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace st {
 
@@ -21,6 +22,24 @@ struct Conv2dGeometry {
   // Multiply-accumulates of the forward pass (FLOPs = 2 * macs).
   int64_t macs() const { return batch * out_h() * out_w() * out_channels * patch_size(); }
 };
+
+// The convolution of an NHWC input of shape x by a KRSC weight of shape w (4 entries each; the caller
+// checks them).
+inline Conv2dGeometry conv2d_geometry(const std::vector<int64_t>& x, const std::vector<int64_t>& w, int64_t stride,
+                                      int64_t pad, int64_t groups = 1) {
+  Conv2dGeometry g;
+  g.batch = x[0];
+  g.in_h = x[1];
+  g.in_w = x[2];
+  g.in_channels = x[3];
+  g.out_channels = w[0];
+  g.kernel_h = w[1];
+  g.kernel_w = w[2];
+  g.stride = stride;
+  g.pad = pad;
+  g.groups = groups;
+  return g;
+}
 
 struct Pool2dGeometry {
   int64_t batch = 0, in_h = 0, in_w = 0, channels = 0;

@@ -15,17 +15,7 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
            shape_string(ws));
   ST_CHECK(groups >= 1 && xs[3] % groups == 0 && ws[0] % groups == 0 && ws[3] == xs[3] / groups,
            "conv2d: input {} weight {} groups {} do not match", shape_string(xs), shape_string(ws), groups);
-  Conv2dGeometry g;
-  g.batch = xs[0];
-  g.in_h = xs[1];
-  g.in_w = xs[2];
-  g.in_channels = xs[3];
-  g.out_channels = ws[0];
-  g.kernel_h = ws[1];
-  g.kernel_w = ws[2];
-  g.stride = stride;
-  g.pad = pad;
-  g.groups = groups;
+  const Conv2dGeometry g = conv2d_geometry(xs, ws, stride, pad, groups);
   ST_CHECK(stride >= 1 && g.out_h() >= 1 && g.out_w() >= 1, "conv2d: input {} too small for kernel {} pad {} stride {}",
            shape_string(xs), shape_string(ws), pad, stride);
   const bool has_bias = bias.defined();

@@ -177,16 +177,7 @@ TEST_SUITE("unit") {
                           {{1, 8, 7, 3}, {8, 3, 3, 3}, 1, 0},    {{1, 6, 7, 20}, {16, 3, 3, 20}, 1, 2}};
     for (const Case& c : cases) {
       const Tensor x = random_tensor(c.x, rng), w = random_tensor(c.w, rng);
-      Conv2dGeometry g;
-      g.batch = c.x[0];
-      g.in_h = c.x[1];
-      g.in_w = c.x[2];
-      g.in_channels = c.x[3];
-      g.out_channels = c.w[0];
-      g.kernel_h = c.w[1];
-      g.kernel_w = c.w[2];
-      g.stride = c.stride;
-      g.pad = c.pad;
+      const Conv2dGeometry g = conv2d_geometry(c.x, c.w, c.stride, c.pad);
       const Tensor dy = random_tensor({g.batch, g.out_h(), g.out_w(), g.out_channels}, rng);
       std::vector<double> expected_dx(static_cast<std::size_t>(x.numel()), 0.0),
           expected_dw(static_cast<std::size_t>(w.numel()), 0.0);
