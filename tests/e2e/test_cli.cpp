@@ -83,6 +83,20 @@ std::vector<nlohmann::json> metrics_events(const fs::path& run_dir, const std::s
   return events;
 }
 
+// The units each layer of a select_units event kept; checks that every layer kept at least one and
+// stopped at its target, or kept every unit when the target was out of reach.
+std::vector<int64_t> checked_selection(const nlohmann::json& layers) {
+  std::vector<int64_t> kept;
+  for (const auto& layer : layers) {
+    kept.push_back(layer.at("selected").get<int64_t>());
+    INFO(layer.dump());
+    CHECK(kept.back() >= 1);
+    CHECK((layer.at("accuracy_selected").get<double>() >= layer.at("target_accuracy").get<double>() ||
+           kept.back() == layer.at("units").get<int64_t>()));
+  }
+  return kept;
+}
+
 // The refusal contract: non-zero exit, exactly one line on stderr containing every `needles`.
 void check_refused(const std::string& args, const std::vector<std::string>& needles) {
   const CommandResult r = run(args);
@@ -561,14 +575,7 @@ TEST_SUITE("e2e") {
         const double second_reference =
             target == "layer" ? layers[0].at("accuracy_finetuned").get<double>() : original;
         CHECK(layers[1].at("target_accuracy").get<double>() == doctest::Approx(0.95 * second_reference).epsilon(1e-12));
-        std::vector<int64_t> kept;
-        for (const auto& layer : layers) {
-          kept.push_back(layer.at("selected").get<int64_t>());
-          CHECK(kept.back() >= 1);
-          // Selection stops at the target, or keeps every unit when the target is out of reach.
-          CHECK((layer.at("accuracy_selected").get<double>() >= layer.at("target_accuracy").get<double>() ||
-                 kept.back() == layer.at("units").get<int64_t>()));
-        }
+        const std::vector<int64_t> kept = checked_selection(layers);
         CHECK(kept[0] < 300);  // at 5% tolerance the first layer always loses units
         const auto file = st::io::read_safetensors(run_dir / "checkpoints" / "final.safetensors");
         CHECK(file.at("param/1.weight").shape == std::vector<int64_t>{kept[0], 784});
@@ -602,13 +609,7 @@ TEST_SUITE("e2e") {
     const nlohmann::json& selection = events[0];
     const auto& layers = selection.at("layers");
     REQUIRE(layers.size() == 4);  // conv 6, conv 16, fc 120, fc 84
-    std::vector<int64_t> k;
-    for (const auto& layer : layers) {
-      k.push_back(layer.at("selected").get<int64_t>());
-      CHECK(k.back() >= 1);
-      CHECK((layer.at("accuracy_selected").get<double>() >= layer.at("target_accuracy").get<double>() ||
-             k.back() == layer.at("units").get<int64_t>()));
-    }
+    const std::vector<int64_t> k = checked_selection(layers);
     CHECK(k[0] + k[1] < 6 + 16);  // at 5% tolerance the convolutions lose filters
     const auto file = st::io::read_safetensors(run_dir / "checkpoints" / "final.safetensors");
     CHECK(file.at("param/0.weight").shape == std::vector<int64_t>{k[0], 5, 5, 1});  // KRSC
