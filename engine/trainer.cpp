@@ -346,17 +346,6 @@ Trainer::Trainer(TrainConfig config) : config_(std::move(config)), model_rng_(co
   set_kernel_source(parse_kernel_source(config_.kernels, "--kernels"));
   set_tf32(config_.tf32);
   device_ = choose_device(config_.device);
-  if (device_.device == Device::CUDA && config_.model.rfind("vit", 0) == 0) {
-    // Stopgap until the transformer ops (engine/ops/{attention,layernorm,tokens,gelu}.cpp) dispatch on
-    // the device (ops::detail::require_cpu marks the gap op by op): their host kernels must never see
-    // device memory.
-    if (config_.device == "cuda")
-      fail("--device cuda: model {} uses ops with no CUDA kernel yet (attention, layernorm, softmax, gelu, "
-           "tokens); use --device cpu",
-           config_.model);
-    device_ = {Device::CPU, fmt::format("cpu, {} threads (model {} has ops with no CUDA kernel yet)",
-                                        omp_get_max_threads(), config_.model)};
-  }
   data::Dataset full_train = load_split(config_, true);
   test_ = load_split(config_, false);
   if (config_.train_limit > 0 && config_.train_limit < full_train.size()) {

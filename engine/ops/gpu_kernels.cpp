@@ -20,6 +20,7 @@
 #include "kernels/cuda/optimizer.h"
 #include "kernels/cuda/pooling.h"
 #include "kernels/cuda/softmax_cross_entropy.h"
+#include "kernels/cuda/transformer.h"
 #include "kernels/vendor/bn.h"
 #include "kernels/vendor/vendor.h"
 #else
@@ -168,6 +169,61 @@ void add_relu_forward(int64_t n, const float* a, const float* b, float* y) {
 void add_relu_backward(int64_t n, const float* y, const float* dy, float* da, float* db) {
   ST_GPU("add_relu_backward", cuda::add_relu_backward(n, y, dy, da, db, engine_stream()));
 }
+// ---- transformer ops ------------------------------------------------------------------------------
+
+void layernorm_forward(int64_t rows, int64_t dim, const float* x, const float* gamma, const float* beta, float eps,
+                       float* y, float* mean, float* invstd) {
+  ST_GPU("layernorm_forward",
+         cuda::layernorm_forward(rows, dim, x, gamma, beta, eps, y, mean, invstd, engine_stream()));
+}
+void layernorm_backward(int64_t rows, int64_t dim, const float* x, const float* gamma, const float* mean,
+                        const float* invstd, const float* dy, float* dx, float* dgamma, float* dbeta) {
+  ST_GPU("layernorm_backward",
+         cuda::layernorm_backward(rows, dim, x, gamma, mean, invstd, dy, dx, dgamma, dbeta, engine_stream()));
+}
+void gelu_forward(int64_t n, const float* x, float* y, float* derivative) {
+  ST_GPU("gelu_forward", cuda::gelu_forward(n, x, y, derivative, engine_stream()));
+}
+void gelu_backward(int64_t n, const float* derivative, const float* dy, float* dx) {
+  ST_GPU("gelu_backward", cuda::gelu_backward(n, derivative, dy, dx, engine_stream()));
+}
+void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y) {
+  ST_GPU("softmax_forward", cuda::softmax_forward(rows, cols, x, y, engine_stream()));
+}
+void softmax_backward(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx) {
+  ST_GPU("softmax_backward", cuda::softmax_backward(rows, cols, y, dy, dx, engine_stream()));
+}
+void attention_forward(int64_t batch, int64_t tokens, int64_t dim, int64_t heads, const float* qkv, float* y,
+                       float* lse) {
+  ST_GPU("attention_forward", vendor() ? vendor::attention_forward(batch, tokens, dim, heads, qkv, y, engine_stream())
+                                       : cuda::attention_forward(batch, tokens, dim, heads, qkv, y, lse, engine_stream()));
+}
+void attention_backward(int64_t batch, int64_t tokens, int64_t dim, int64_t heads, const float* qkv, const float* y,
+                        const float* lse, const float* dy, float* dqkv) {
+  ST_GPU("attention_backward",
+         vendor() ? vendor::attention_backward(batch, tokens, dim, heads, qkv, dy, dqkv, engine_stream())
+                  : cuda::attention_backward(batch, tokens, dim, heads, qkv, y, lse, dy, dqkv, engine_stream()));
+}
+void prepend_token_forward(int64_t batch, int64_t tokens, int64_t dim, const float* x, const float* token, float* y) {
+  ST_GPU("prepend_token_forward", cuda::prepend_token_forward(batch, tokens, dim, x, token, y, engine_stream()));
+}
+void prepend_token_backward(int64_t batch, int64_t tokens, int64_t dim, const float* dy, float* dx, float* dtoken) {
+  ST_GPU("prepend_token_backward", cuda::prepend_token_backward(batch, tokens, dim, dy, dx, dtoken, engine_stream()));
+}
+void add_batch_broadcast_forward(int64_t batch, int64_t per_sample, const float* x, const float* e, float* y) {
+  ST_GPU("add_batch_broadcast_forward", cuda::add_batch_broadcast_forward(batch, per_sample, x, e, y, engine_stream()));
+}
+void add_batch_broadcast_backward(int64_t batch, int64_t per_sample, const float* dy, float* dx, float* de) {
+  ST_GPU("add_batch_broadcast_backward",
+         cuda::add_batch_broadcast_backward(batch, per_sample, dy, dx, de, engine_stream()));
+}
+void select_token_forward(int64_t batch, int64_t tokens, int64_t dim, int64_t index, const float* x, float* y) {
+  ST_GPU("select_token_forward", cuda::select_token_forward(batch, tokens, dim, index, x, y, engine_stream()));
+}
+void select_token_backward(int64_t batch, int64_t tokens, int64_t dim, int64_t index, const float* dy, float* dx) {
+  ST_GPU("select_token_backward", cuda::select_token_backward(batch, tokens, dim, index, dy, dx, engine_stream()));
+}
+
 void accumulate(int64_t n, const float* source, float* destination) {
   ST_GPU("accumulate", cuda::accumulate(n, source, destination, engine_stream()));
 }

@@ -1,7 +1,8 @@
 // The CUDA side of the engine ops: each function has the contract of the st::cpu kernel of the same
 // name (kernels/cpu/kernels.h) with device pointers, and runs the st::cuda kernel on the engine stream
 // (engine/device.h); convolution, linear and BatchNorm go to st::vendor (cuDNN/cuBLAS) instead when
-// kernel_source() is Vendor. The op wrappers (engine/ops/*.cpp) call cpu::X for CPU tensors and gpu::X
+// kernel_source() is Vendor (attention too: cuDNN's multi-head attention). The op wrappers
+// (engine/ops/*.cpp) call cpu::X for CPU tensors and gpu::X
 // for CUDA tensors, so the CPU lines stay exactly as they were.
 //
 // Errors: a CUDA or argument error from kernels/cuda becomes an st::Error naming the engine function
@@ -75,6 +76,28 @@ void concat_channels_forward(int64_t rows, const std::vector<const float*>& inpu
                              float* y);
 void concat_channels_backward(int64_t rows, const std::vector<int64_t>& widths, const float* dy,
                               const std::vector<float*>& dx);
+
+// ---- transformer ops (layernorm, gelu, softmax, tokens: ours; attention: ours or vendor) ----
+void layernorm_forward(int64_t rows, int64_t dim, const float* x, const float* gamma, const float* beta, float eps,
+                       float* y, float* mean, float* invstd);
+void layernorm_backward(int64_t rows, int64_t dim, const float* x, const float* gamma, const float* mean,
+                        const float* invstd, const float* dy, float* dx, float* dgamma, float* dbeta);
+void gelu_forward(int64_t n, const float* x, float* y, float* derivative);
+void gelu_backward(int64_t n, const float* derivative, const float* dy, float* dx);
+void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y);
+void softmax_backward(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx);
+// Unlike the CPU op, the forward keeps lse [batch, heads, tokens] (the log-sum-exp of each query row's
+// scaled scores; unused by the vendor kernel) instead of the probabilities, and the backward reads y.
+void attention_forward(int64_t batch, int64_t tokens, int64_t dim, int64_t heads, const float* qkv, float* y,
+                       float* lse);
+void attention_backward(int64_t batch, int64_t tokens, int64_t dim, int64_t heads, const float* qkv, const float* y,
+                        const float* lse, const float* dy, float* dqkv);
+void prepend_token_forward(int64_t batch, int64_t tokens, int64_t dim, const float* x, const float* token, float* y);
+void prepend_token_backward(int64_t batch, int64_t tokens, int64_t dim, const float* dy, float* dx, float* dtoken);
+void add_batch_broadcast_forward(int64_t batch, int64_t per_sample, const float* x, const float* e, float* y);
+void add_batch_broadcast_backward(int64_t batch, int64_t per_sample, const float* dy, float* dx, float* de);
+void select_token_forward(int64_t batch, int64_t tokens, int64_t dim, int64_t index, const float* x, float* y);
+void select_token_backward(int64_t batch, int64_t tokens, int64_t dim, int64_t index, const float* dy, float* dx);
 
 // ---- pooling ----
 void max_pool_forward(const Pool2dGeometry& g, const float* x, float* y, int32_t* argmax);

@@ -30,13 +30,6 @@ inline Device op_device(const char* op, std::initializer_list<const Variable*> i
   return device;
 }
 
-// Ops that have no CUDA kernel yet call this first: a clear error instead of a host kernel reading
-// device memory.
-inline void require_cpu(const char* op, std::initializer_list<const Variable*> inputs) {
-  if (op_device(op, inputs) != Device::CPU)
-    fail("op {}: no CUDA kernel yet (run this model with --device cpu)", op);
-}
-
 // Gradient buffer of an input that needs one, else nullptr (so the kernel skips that gradient).
 inline float* grad_or_null(const Variable& input) {
   return input.defined() && input.requires_grad() ? input.grad_buffer().data() : nullptr;

@@ -11,17 +11,7 @@
 namespace st::cuda {
 namespace {
 
-template <typename Op>
-__global__ void for_each_kernel(int64_t n, Op op) {
-  for (int64_t i = detail::first_index(); i < n; i += detail::index_stride()) op(i);
-}
-
-template <typename Op>
-void for_each(int64_t n, const Op& op, const char* name, cudaStream_t stream) {
-  require(n >= 0, name, "element count must be >= 0");
-  if (n == 0) return;
-  detail::launch_grid_stride(for_each_kernel<Op>, n, stream, n, op);
-}
+using detail::for_each;
 
 struct Fill {
   float value;

@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "kernels/cuda/allocator.h"
 #include "kernels/cuda/common.h"
 
 namespace st::cuda {
@@ -58,6 +59,19 @@ void launch_grid_stride(void (*kernel)(Params...), int64_t n, cudaStream_t strea
 // i mod (gridDim.x * blockDim.x), in rounds; 64-bit so arrays past 2^31 elements are safe.
 __device__ __forceinline__ int64_t first_index() { return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; }
 __device__ __forceinline__ int64_t index_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
+
+// Applies op(i) for i in [0, n) with one grid-stride kernel (the elementwise ops, token plumbing).
+template <typename Op>
+__global__ void for_each_kernel(int64_t n, Op op) {
+  for (int64_t i = first_index(); i < n; i += index_stride()) op(i);
+}
+
+template <typename Op>
+void for_each(int64_t n, const Op& op, const char* name, cudaStream_t stream) {
+  require(n >= 0, name, "element count must be >= 0");
+  if (n == 0) return;
+  launch_grid_stride(for_each_kernel<Op>, n, stream, n, op);
+}
 
 // Sum over the 32 lanes of a warp in a fixed tree order (offsets 16, 8, 4, 2, 1); the total is
 // returned to every lane (broadcast from lane 0). All 32 lanes must call it.
@@ -212,6 +226,39 @@ inline unsigned int finalize_grid(int64_t cols) {
 // Column of the calling warp in a finalize kernel (may be >= cols: the whole warp then skips).
 __device__ __forceinline__ int64_t finalize_column() {
   return static_cast<int64_t>(blockIdx.x) * kColumnsPerFinalizeBlock + threadIdx.x / kWarp;
+}
+
+// outputs[k][col] += the column total k of `term` over all rows (a null output is skipped): pass 1 and a
+// finalize pass as above, with partials from the caching allocator (stream-ordered).
+template <int K>
+struct ColumnOutputs {
+  float* out[K];
+};
+
+template <int K>
+__global__ void column_totals_accumulate_kernel(const float* partials, int64_t chunks, int64_t cols,
+                                                ColumnOutputs<K> outputs) {
+  const int64_t c = finalize_column();
+  if (c >= cols) return;  // whole warp
+  const Sums<K> total = column_total<K>(partials, chunks, cols, c);
+  if (threadIdx.x % kWarp != 0) return;
+#pragma unroll
+  for (int k = 0; k < K; ++k)
+    if (outputs.out[k] != nullptr) outputs.out[k][c] += total.v[k];
+}
+
+template <int K, typename Term>
+void accumulate_column_sums(int64_t rows, int64_t cols, const Term& term, ColumnOutputs<K> outputs,
+                            cudaStream_t stream) {
+  if (rows == 0 || cols == 0) return;
+  const ColumnPlan plan = plan_columns(rows);
+  DeviceBuffer partials = DeviceBuffer::of<float>(static_cast<std::size_t>(K * plan.chunks * cols), stream);
+  column_partials_kernel<K, Term><<<column_partials_grid(cols, plan), column_partials_block(), 0, stream>>>(
+      rows, cols, plan.rows_per_chunk, term, partials.as<float>());
+  ST_CUDA_CHECK_LAUNCH();
+  column_totals_accumulate_kernel<K><<<finalize_grid(cols), kThreads, 0, stream>>>(partials.as<float>(), plan.chunks,
+                                                                                  cols, outputs);
+  ST_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace st::cuda::detail

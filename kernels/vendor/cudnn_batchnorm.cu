@@ -11,6 +11,7 @@
 #include "kernels/cuda/common.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/vendor/bn.h"
+#include "kernels/vendor/cudnn_handle.h"
 
 namespace st::vendor {
 namespace {
@@ -19,17 +20,6 @@ constexpr cudnnBatchNormMode_t kMode = CUDNN_BATCHNORM_SPATIAL;
 
 void require(bool ok, const char* function, const char* what) {
   if (!ok) cuda::throw_invalid_argument(function, what);
-}
-
-// One handle per (host thread, device); never destroyed (destroying at exit races the runtime's teardown).
-cudnnHandle_t handle_for(cudaStream_t stream) {
-  thread_local std::map<int, cudnnHandle_t> handles;
-  int device = 0;
-  ST_CUDA_CHECK(cudaGetDevice(&device));
-  cudnnHandle_t& handle = handles[device];
-  if (handle == nullptr) ST_CUDNN_CHECK(cudnnCreate(&handle));
-  ST_CUDNN_CHECK(cudnnSetStream(handle, stream));
-  return handle;
 }
 
 class TensorDescriptor {
@@ -73,7 +63,7 @@ void batchnorm_forward_train(int64_t rows, int64_t channels, const float* x, con
   ST_CUDA_CHECK(cudaMemsetAsync(running_mean.data(), 0, bytes, stream));
   ST_CUDA_CHECK(cudaMemsetAsync(batch_var, 0, bytes, stream));
   const float one = 1.0f, zero = 0.0f;
-  ST_CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(handle_for(stream), kMode, &one, &zero, d.data.get(), x,
+  ST_CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(cudnn_handle(stream), kMode, &one, &zero, d.data.get(), x,
                                                         d.data.get(), y, d.channel.get(), gamma, beta,
                                                         /*exponentialAverageFactor=*/1.0, running_mean.data(),
                                                         batch_var, static_cast<double>(eps), batch_mean, batch_invstd));
@@ -90,7 +80,7 @@ void batchnorm_forward_eval(int64_t rows, int64_t channels, const float* x, cons
   const Descriptors d(rows, channels, kName);
   require(x && gamma && beta && running_mean && running_var && y, kName, "null pointer argument");
   const float one = 1.0f, zero = 0.0f;
-  ST_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(handle_for(stream), kMode, &one, &zero, d.data.get(), x,
+  ST_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(cudnn_handle(stream), kMode, &one, &zero, d.data.get(), x,
                                                          d.data.get(), y, d.channel.get(), gamma, beta, running_mean,
                                                          running_var, static_cast<double>(eps)));
   if (relu) cuda::relu_forward(rows * channels, y, y, stream);
@@ -137,7 +127,7 @@ void batchnorm_backward_train(int64_t rows, int64_t channels, const float* x, co
   // and inverse std given, cuDNN does not recompute them; epsilon is still validated, so pass a legal one.
   const float one = 1.0f;
   constexpr double kEpsilonUnused = 1e-5;
-  ST_CUDNN_CHECK(cudnnBatchNormalizationBackward(handle_for(stream), kMode, &one, &one, &one, &one, d.data.get(), x,
+  ST_CUDNN_CHECK(cudnnBatchNormalizationBackward(cudnn_handle(stream), kMode, &one, &one, &one, &one, d.data.get(), x,
                                                  d.data.get(), g, d.data.get(), dx, d.channel.get(), gamma, dgamma,
                                                  dbeta, kEpsilonUnused, batch_mean, batch_invstd));
 }

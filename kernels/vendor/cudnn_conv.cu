@@ -16,25 +16,11 @@
 #include <stdexcept>
 #include <utility>
 
+#include "kernels/vendor/cudnn_handle.h"
 #include "kernels/vendor/vendor.h"
 
 namespace st::vendor {
 namespace {
-
-cudnnHandle_t cudnn_handle(Stream stream) {
-  static std::mutex mutex;
-  static std::map<std::pair<int, Stream>, cudnnHandle_t> handles;  // kept for the life of the process
-  int device = 0;
-  ST_CUDA_CHECK(cudaGetDevice(&device));
-  const std::lock_guard<std::mutex> lock(mutex);
-  auto found = handles.find({device, stream});
-  if (found != handles.end()) return found->second;
-  cudnnHandle_t handle = nullptr;
-  ST_CUDNN_CHECK(cudnnCreate(&handle));
-  ST_CUDNN_CHECK(cudnnSetStream(handle, stream));
-  handles.emplace(std::make_pair(device, stream), handle);
-  return handle;
-}
 
 enum Pass { kForward = 0, kDataGradient = 1, kWeightGradient = 2, kDescriptorsOnly = 3 };
 const char* const kPassNames[] = {"forward", "data gradient", "weight gradient"};

@@ -10,6 +10,9 @@
 //   - Printed as a markdown table: time of ours and vendor, their ratio, TFLOP/s of each (useful flops:
 //     2 * multiply-adds of the pass) and % of the device's peak (H100 SXM / H200: 67 TFLOP/s fp32,
 //     495 TFLOP/s dense TF32; other devices: n/a), and per model the total over its layers (x layer count).
+//   - vit-tiny also times fused attention (65 tokens, 3 heads of 64): ours (kernels/cuda/attention.cu)
+//     against cuDNN's FP32 multi-head attention (kernels/vendor/cudnn_attention.cu), forward and
+//     forward + backward (cuDNN's backward call reruns its forward, so that row is one call of each).
 //   - --list prints the shapes and exits (no GPU needed).
 // Exit status: 0 when every check passed, 2 when a check failed or a kernel raised an error (the table
 // is still written), 1 without a GPU or on an error outside the kernels, CLI11's code for bad flags.
@@ -37,6 +40,7 @@
 #include "kernels/cuda/conv2d.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/transformer.h"
 #include "kernels/vendor/vendor.h"
 #include "tools/kernelbench/shapes.h"
 
@@ -210,6 +214,8 @@ struct Row {
   std::string pass;
   double flops = 0.0;
   std::optional<double> ms[2], error[2];  // empty: failed (see errors)
+  double tolerance[2] = {0.0, 0.0};       // set: this row's own check tolerance (attention)
+  bool in_total = true;                   // counted in the per-model total
 };
 
 struct Report {
@@ -217,7 +223,10 @@ struct Report {
   std::vector<std::string> errors;
   double conv_tolerance[2] = {0.0, 0.0}, linear_tolerance = 0.0;  // conv: [ours, vendor]
   bool all_checks_passed = true;
-  double tolerance(const Row& row, int impl) const { return row.conv ? conv_tolerance[impl] : linear_tolerance; }
+  double tolerance(const Row& row, int impl) const {
+    if (row.tolerance[impl] > 0.0) return row.tolerance[impl];
+    return row.conv ? conv_tolerance[impl] : linear_tolerance;
+  }
 };
 
 // Runs `body`; an exception becomes a listed error (the benchmark goes on with the next shape).
@@ -392,6 +401,75 @@ void bench_linear(const LinearLayer& layer, const Options& options, Timer& timer
   for (Row& row : rows) report.rows.push_back(row);
 }
 
+// Fused attention of one layer: passes "fwd" and "fwd+bwd"; useful flops 4 B H T^2 d forward (Q K^T and
+// P V) and 2.5 times that backward (FlashAttention's count), whatever each implementation recomputes.
+void bench_attention(const st::kernelbench::AttentionLayer& layer, const Options& options, Timer& timer,
+                     Report& report, bool tf32) {
+  Row rows[2];
+  const char* const passes[2] = {"fwd", "fwd+bwd"};
+  for (int pass = 0; pass < 2; ++pass) {
+    rows[pass].conv = false;
+    rows[pass].model = layer.model;
+    rows[pass].layer = layer.name;
+    rows[pass].count = layer.count;
+    rows[pass].pass = passes[pass];
+    rows[pass].tolerance[kOurs] = 1e-4;
+    rows[pass].tolerance[kVendor] = tf32 ? kTf32Tolerance : 1e-3;
+  }
+  rows[0].in_total = false;  // the fwd+bwd row holds the layer's time
+  const int64_t T = layer.tokens, D = layer.dim, H = layer.heads;
+  int64_t batch = std::min(options.batch, options.check_batch);
+  st::Rng rng(static_cast<uint64_t>(batch * T * D));
+  const Floats qkv = random_floats(batch * T * 3 * D, rng), dy = random_floats(batch * T * D, rng);
+  Floats y_ref(dy.size()), p_ref(static_cast<std::size_t>(batch * H * T * T)), dqkv_ref(qkv.size(), 0.0f);
+  st::cpu::attention_forward(batch, T, D, H, qkv.data(), y_ref.data(), p_ref.data());
+  st::cpu::attention_backward(batch, T, D, H, qkv.data(), p_ref.data(), dy.data(), dqkv_ref.data());
+  for (const Impl impl : {kOurs, kVendor}) {
+    attempt(report, fmt::format("{} {} check ({})", layer.model, layer.name, impl == kOurs ? "ours" : "vendor"), [&] {
+      DeviceFloats qkv_d(static_cast<int64_t>(qkv.size())), dy_d(static_cast<int64_t>(dy.size())),
+          y_d(static_cast<int64_t>(dy.size())), lse_d(batch * H * T), dqkv_d(static_cast<int64_t>(qkv.size()));
+      qkv_d.upload(qkv);
+      dy_d.upload(dy);
+      dqkv_d.zero();
+      if (impl == kOurs) {
+        st::cuda::attention_forward(batch, T, D, H, qkv_d.data(), y_d.data(), lse_d.data(), nullptr);
+        st::cuda::attention_backward(batch, T, D, H, qkv_d.data(), y_d.data(), lse_d.data(), dy_d.data(),
+                                     dqkv_d.data(), nullptr);
+      } else {
+        st::vendor::attention_forward(batch, T, D, H, qkv_d.data(), y_d.data(), nullptr);
+        st::vendor::attention_backward(batch, T, D, H, qkv_d.data(), dy_d.data(), dqkv_d.data(), nullptr);
+      }
+      rows[0].error[impl] = normalised_error(y_d.download(), y_ref);
+      rows[1].error[impl] = std::max(*rows[0].error[impl], normalised_error(dqkv_d.download(), dqkv_ref));
+    });
+  }
+  batch = options.batch;
+  attempt(report, fmt::format("{} {} timing", layer.model, layer.name), [&] {
+    const auto qkv_d = device_random(batch * T * 3 * D), y_d = device_random(batch * T * D),
+               dy_d = device_random(batch * T * D), lse_d = device_random(batch * H * T),
+               dqkv_d = device_random(batch * T * 3 * D);
+    const double forward_flops = 4.0 * static_cast<double>(batch * H * T * T * (D / H));
+    rows[0].flops = forward_flops;
+    rows[1].flops = 3.5 * forward_flops;
+    st::cuda::attention_forward(batch, T, D, H, qkv_d->data(), y_d->data(), lse_d->data(), nullptr);  // real lse
+    const std::function<void()> launches[2][2] = {
+        {[&] { st::cuda::attention_forward(batch, T, D, H, qkv_d->data(), y_d->data(), lse_d->data(), nullptr); },
+         [&] {
+           st::cuda::attention_forward(batch, T, D, H, qkv_d->data(), y_d->data(), lse_d->data(), nullptr);
+           st::cuda::attention_backward(batch, T, D, H, qkv_d->data(), y_d->data(), lse_d->data(), dy_d->data(),
+                                        dqkv_d->data(), nullptr);
+         }},
+        {[&] { st::vendor::attention_forward(batch, T, D, H, qkv_d->data(), y_d->data(), nullptr); },
+         [&] { st::vendor::attention_backward(batch, T, D, H, qkv_d->data(), dy_d->data(), dqkv_d->data(), nullptr); }}};
+    for (int pass = 0; pass < 2; ++pass)
+      for (const Impl impl : {kOurs, kVendor})
+        attempt(report,
+                fmt::format("{} {} {} ({})", layer.model, layer.name, passes[pass], impl == kOurs ? "ours" : "vendor"),
+                [&] { rows[pass].ms[impl] = timer.median_ms(launches[impl][pass], options.warmup, options.repeats); });
+  });
+  for (Row& row : rows) report.rows.push_back(row);
+}
+
 // ---- the markdown table ---------------------------------------------------------------------------------
 
 std::string number(const std::optional<double>& value, const char* format_spec) {
@@ -423,12 +501,14 @@ std::string render(const Report& report, const Peak& peak, bool tf32) {
                          row.count, row.pass, number(row.ms[0], "{:.4f}"), number(row.ms[1], "{:.4f}"), ratio,
                          cells[0][0], cells[1][0], cells[0][1], cells[1][1], cells[0][2], cells[1][2]);
     if (totals.find(row.model) == totals.end()) model_order.push_back(row.model);
+    if (!row.in_total) continue;
     auto& total = totals[row.model];
     total.first += row.ms[0].value_or(NAN) * row.count;
     total.second += row.ms[1].value_or(NAN) * row.count;
   }
   table +=
-      "\nPer model, summed over its conv and linear layers (time x layer count, all three passes):\n\n"
+      "\nPer model, summed over its conv, linear and attention layers (time x layer count, every pass; "
+      "attention's fwd+bwd row):\n\n"
       "| model | ours ms | vendor ms | ours/vendor |\n|---|---:|---:|---:|\n";
   for (const std::string& model : model_order) {
     const auto& [ours, vendor] = totals[model];
@@ -458,6 +538,11 @@ void list_shapes(const Options& options) {
     std::printf("%-12s linear %-36s x%-2d rows %lld in %lld out %lld%s\n", layer.model.c_str(), layer.name.c_str(),
                 layer.count, static_cast<long long>(layer.rows_per_image * options.batch),
                 static_cast<long long>(layer.in), static_cast<long long>(layer.out), layer.bias ? " +bias" : "");
+  for (const st::kernelbench::AttentionLayer& layer : st::kernelbench::attention_layers(options.model))
+    std::printf("%-12s attn   %-36s x%-2d batch %lld tokens %lld dim %lld heads %lld\n", layer.model.c_str(),
+                layer.name.c_str(), layer.count, static_cast<long long>(options.batch),
+                static_cast<long long>(layer.tokens), static_cast<long long>(layer.dim),
+                static_cast<long long>(layer.heads));
 }
 
 int run(const Options& options, const std::string& command_line) {
@@ -489,6 +574,10 @@ int run(const Options& options, const std::string& command_line) {
   for (const LinearLayer& layer : linears) {
     std::fprintf(stderr, "kernelbench: %s %s\n", layer.model.c_str(), layer.name.c_str());
     bench_linear(layer, options, timer, report);
+  }
+  for (const st::kernelbench::AttentionLayer& layer : st::kernelbench::attention_layers(options.model)) {
+    std::fprintf(stderr, "kernelbench: %s %s\n", layer.model.c_str(), layer.name.c_str());
+    bench_attention(layer, options, timer, report, tf32);
   }
   for (const Row& row : report.rows)
     for (int impl = 0; impl < 2; ++impl)

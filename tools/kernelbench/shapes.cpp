@@ -173,4 +173,10 @@ std::vector<LinearLayer> linear_layers(const std::string& model) {
   unknown_model(model);
 }
 
+std::vector<AttentionLayer> attention_layers(const std::string& model) {
+  if (model == "all" || model == "vit-tiny") return {{"vit-tiny", "attention 65 tokens, 3 heads of 64", 65, 192, 3, 12}};
+  if (model == "resnet20" || model == "vgg19" || model == "mobilenetv2") return {};
+  unknown_model(model);
+}
+
 }  // namespace st::kernelbench

@@ -25,9 +25,17 @@ struct LinearLayer {
   int count = 1;
 };
 
+// Fused multi-head self-attention over [batch, tokens, 3 * dim] (vit-tiny's blocks).
+struct AttentionLayer {
+  std::string model, name;
+  int64_t tokens = 0, dim = 0, heads = 1;
+  int count = 1;
+};
+
 // "resnet20", "vgg19", "mobilenetv2", "vit-tiny"; "all" for every model. Throws on an unknown name.
 std::vector<ConvLayer> conv_layers(const std::string& model);
 std::vector<LinearLayer> linear_layers(const std::string& model);
+std::vector<AttentionLayer> attention_layers(const std::string& model);
 const std::vector<std::string>& model_names();
 
 }  // namespace st::kernelbench
