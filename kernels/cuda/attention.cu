@@ -68,19 +68,64 @@ __device__ float dot_shared(const float* a, const float* b, int d) {
   return sum;
 }
 
+// The block's place and shared memory in the forward and dQ kernels: block (pair, query tile), this
+// warp's 4 query rows from `first`, the padded K and V tiles, then `staged` (what each kernel keeps
+// per warp: query rows, dO rows, a row of probabilities or score gradients).
+template <int KPL>
+struct QueryBlock {
+  static constexpr int kTile = detail::kWarp * KPL;
+  int d, pad, warp, lane;
+  int64_t pair, b, h, T, first;
+  float* k_tile;
+  float* v_tile;
+  float* staged;
+  __device__ QueryBlock(const Geometry& g, float* shared)
+      : d(g.head_dim),
+        pad(g.head_dim + 1),
+        warp(static_cast<int>(threadIdx.x) / detail::kWarp),
+        lane(static_cast<int>(threadIdx.x) % detail::kWarp),
+        pair(blockIdx.x),
+        b(pair / g.heads),
+        h(pair % g.heads),
+        T(g.tokens),
+        first(static_cast<int64_t>(blockIdx.y) * kRowsPerBlock + warp * kRowsPerWarp),
+        k_tile(shared),
+        v_tile(shared + kTile * pad),
+        staged(shared + 2 * kTile * pad) {}
+  // Loads keys [k0, k0 + kTile) into the tiles (all threads, between two barriers); returns how many
+  // of them are real tokens.
+  __device__ int load(const Geometry& g, const float* qkv, int64_t k0) {
+    __syncthreads();  // the previous tile is no longer read
+    load_key_tile(g, qkv, b, h, k0, kTile, 1, k_tile);
+    load_key_tile(g, qkv, b, h, k0, kTile, 2, v_tile);
+    __syncthreads();
+    return T - k0 < kTile ? static_cast<int>(T - k0) : kTile;
+  }
+  // acc[i] += sum_{j < valid} weights[j] tile[j][lane + 32 i] (weights: this warp's shared row).
+  template <int DL>
+  __device__ void accumulate(float (&acc)[DL], const float* weights, const float* tile, int valid) const {
+    for (int j = 0; j < valid; ++j) {
+      const float w = weights[j];
+#pragma unroll
+      for (int i = 0; i < DL; ++i) {
+        const int c = lane + detail::kWarp * i;
+        if (c < d) acc[i] += w * tile[j * pad + c];
+      }
+    }
+  }
+};
+
 template <int DL, int KPL>
 __global__ void __launch_bounds__(kWarps* detail::kWarp)
     attention_forward_kernel(Geometry g, const float* qkv, float* y, float* lse) {
-  constexpr int kTile = detail::kWarp * KPL;
   extern __shared__ float shared[];
-  const int d = g.head_dim, pad = d + 1;
-  const int warp = static_cast<int>(threadIdx.x) / detail::kWarp, lane = static_cast<int>(threadIdx.x) % detail::kWarp;
-  float* k_tile = shared;
-  float* v_tile = k_tile + kTile * pad;
-  float* q_rows = v_tile + kTile * pad + warp * kRowsPerWarp * d;
-  float* p_row = v_tile + kTile * pad + kWarps * kRowsPerWarp * d + warp * kTile;
-  const int64_t pair = blockIdx.x, b = pair / g.heads, h = pair % g.heads, T = g.tokens;
-  const int64_t first = static_cast<int64_t>(blockIdx.y) * kRowsPerBlock + warp * kRowsPerWarp;
+  QueryBlock<KPL> q(g, shared);
+  constexpr int kTile = QueryBlock<KPL>::kTile;
+  const int d = q.d, pad = q.pad, lane = q.lane;
+  const int64_t pair = q.pair, b = q.b, h = q.h, T = q.T, first = q.first;
+  float* q_rows = q.staged + q.warp * kRowsPerWarp * d;
+  float* p_row = q.staged + kWarps * kRowsPerWarp * d + q.warp * kTile;
+  const float* k_tile = q.k_tile;
   for (int r = 0; r < kRowsPerWarp; ++r)
     for (int c = lane; c < d; c += detail::kWarp)
       q_rows[r * d + c] = first + r < T ? qkv[g.qkv_offset(b, h, first + r) + c] : 0.0f;
@@ -93,11 +138,7 @@ __global__ void __launch_bounds__(kWarps* detail::kWarp)
     for (int i = 0; i < DL; ++i) acc[r][i] = 0.0f;
   }
   for (int64_t k0 = 0; k0 < T; k0 += kTile) {
-    const int valid = T - k0 < kTile ? static_cast<int>(T - k0) : kTile;
-    __syncthreads();  // the previous tile is no longer read
-    load_key_tile(g, qkv, b, h, k0, kTile, 1, k_tile);
-    load_key_tile(g, qkv, b, h, k0, kTile, 2, v_tile);
-    __syncthreads();
+    const int valid = q.load(g, qkv, k0);
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r) {
       if (first + r >= T) continue;  // warp-uniform
@@ -124,14 +165,7 @@ __global__ void __launch_bounds__(kWarps* detail::kWarp)
       __syncwarp();
 #pragma unroll
       for (int i = 0; i < DL; ++i) acc[r][i] *= alpha;
-      for (int j = 0; j < valid; ++j) {
-        const float p = p_row[j];
-#pragma unroll
-        for (int i = 0; i < DL; ++i) {
-          const int c = lane + detail::kWarp * i;
-          if (c < d) acc[r][i] += p * v_tile[j * pad + c];
-        }
-      }
+      q.accumulate(acc[r], p_row, q.v_tile, valid);
       __syncwarp();  // p_row is rewritten by the next row
     }
   }
@@ -169,17 +203,15 @@ template <int DL, int KPL>
 __global__ void __launch_bounds__(kWarps* detail::kWarp)
     attention_dq_kernel(Geometry g, const float* qkv, const float* dy, const float* lse, const float* dvec,
                         float* dqkv) {
-  constexpr int kTile = detail::kWarp * KPL;
   extern __shared__ float shared[];
-  const int d = g.head_dim, pad = d + 1;
-  const int warp = static_cast<int>(threadIdx.x) / detail::kWarp, lane = static_cast<int>(threadIdx.x) % detail::kWarp;
-  float* k_tile = shared;
-  float* v_tile = k_tile + kTile * pad;
-  float* q_rows = v_tile + kTile * pad + warp * kRowsPerWarp * d;
-  float* do_rows = v_tile + kTile * pad + kWarps * kRowsPerWarp * d + warp * kRowsPerWarp * d;
-  float* ds_row = v_tile + kTile * pad + 2 * kWarps * kRowsPerWarp * d + warp * kTile;
-  const int64_t pair = blockIdx.x, b = pair / g.heads, h = pair % g.heads, T = g.tokens;
-  const int64_t first = static_cast<int64_t>(blockIdx.y) * kRowsPerBlock + warp * kRowsPerWarp;
+  QueryBlock<KPL> q(g, shared);
+  const int d = q.d, pad = q.pad, lane = q.lane;
+  const int64_t pair = q.pair, b = q.b, h = q.h, T = q.T, first = q.first;
+  float* q_rows = q.staged + q.warp * kRowsPerWarp * d;
+  float* do_rows = q.staged + kWarps * kRowsPerWarp * d + q.warp * kRowsPerWarp * d;
+  float* ds_row = q.staged + 2 * kWarps * kRowsPerWarp * d + q.warp * QueryBlock<KPL>::kTile;
+  const float* k_tile = q.k_tile;
+  const float* v_tile = q.v_tile;
   float row_lse[kRowsPerWarp], row_d[kRowsPerWarp], acc[kRowsPerWarp][DL];
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
@@ -193,12 +225,8 @@ __global__ void __launch_bounds__(kWarps* detail::kWarp)
 #pragma unroll
     for (int i = 0; i < DL; ++i) acc[r][i] = 0.0f;
   }
-  for (int64_t k0 = 0; k0 < T; k0 += kTile) {
-    const int valid = T - k0 < kTile ? static_cast<int>(T - k0) : kTile;
-    __syncthreads();
-    load_key_tile(g, qkv, b, h, k0, kTile, 1, k_tile);
-    load_key_tile(g, qkv, b, h, k0, kTile, 2, v_tile);
-    __syncthreads();
+  for (int64_t k0 = 0; k0 < T; k0 += QueryBlock<KPL>::kTile) {
+    const int valid = q.load(g, qkv, k0);
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r) {
       if (first + r >= T) continue;  // warp-uniform
@@ -213,14 +241,7 @@ __global__ void __launch_bounds__(kWarps* detail::kWarp)
         ds_row[j] = ds;
       }
       __syncwarp();
-      for (int j = 0; j < valid; ++j) {
-        const float ds = ds_row[j];
-#pragma unroll
-        for (int i = 0; i < DL; ++i) {
-          const int c = lane + detail::kWarp * i;
-          if (c < d) acc[r][i] += ds * k_tile[j * pad + c];
-        }
-      }
+      q.accumulate(acc[r], ds_row, k_tile, valid);
       __syncwarp();
     }
   }

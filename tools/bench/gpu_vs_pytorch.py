@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """GPU training throughput of PyTorch on the benchmark models (spec/bench.md, GPU section), the
 baseline sparsetrain's CUDA backend is compared with. Runs on the GPU machines (their python3 has
-PyTorch 2.11); called by tools/gpu/run_all.sh, which puts sparsetrain's own figures beside these.
+PyTorch 2.11); called by tools/gpu/check.sh, which puts sparsetrain's own figures beside these.
 
 Per model and batch: images/s of the training step (forward, cross-entropy, backward, SGD momentum
 0.9 with weight decay 5e-4, then the weight masks of --density re-applied to every conv/linear weight

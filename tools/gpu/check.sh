@@ -27,7 +27,10 @@
 # the probe, the suite's refusal to skip under ST_REQUIRE_GPU=1, the CPU halves of the comparisons at a
 # tiny size, and the report assembly. Exit status: 0 when every stage that ran passed.
 #
-# usage: tools/gpu/check.sh [--dry-run] [--budget SECONDS] [--build-dir DIR] [--jobs N]
+# usage: tools/gpu/check.sh [--dry-run] [--budget SECONDS] [--build-dir DIR] [--jobs N] [--label TEXT]
+#   --label names the tree in the report (default: `git describe`; the device's copy may have no .git, so
+#   pass the commit there: --label "$(git rev-parse --short HEAD)"); --use-backup skips the build and runs
+#   the carried backup build (to test it here, or there when the build is known to fail).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -37,19 +40,24 @@ dry_run=0
 budget=450
 build_dir=""
 jobs=$(nproc)
+label=""
+use_backup=0
 while [ $# -gt 0 ]; do
   case $1 in
     --dry-run) dry_run=1 ;;
     --budget) budget=${2:?--budget needs seconds}; shift ;;
     --build-dir) build_dir=${2:?--build-dir needs a folder}; shift ;;
     --jobs) jobs=${2:?--jobs needs a number}; shift ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    --label) label=${2:?--label needs a text}; shift ;;
+    --use-backup) use_backup=1 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "check.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 case $budget in ''|*[!0-9]*) echo "check.sh: --budget: expected whole seconds, got '$budget'" >&2; exit 2 ;; esac
 
+[ -z "$label" ] && label=$(git describe --always --dirty 2>/dev/null || echo "unknown tree (no .git; pass --label)")
 OUT=${OUT:-$root/gpu-out}
 work=$root/gpu-work  # every log beside the six files of $OUT (ignored by git; packed into logs.tgz)
 mkdir -p "$OUT" "$work"
@@ -87,7 +95,7 @@ run_timed() {
 record() { stage_result[$1]=$2; stage_order+=("$1"); }
 
 : > "$OUT/stages.log"
-note "check.sh ($mode) at $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo '+uncommitted'), budget ${budget} s, OUT=$OUT"
+note "check.sh ($mode) at $label, budget ${budget} s, OUT=$OUT"
 
 # ---- the libraries: .gpudeps (fmt, zlib, png, jpeg, data) and cuDNN/cuBLAS from PyTorch's wheels ------------------
 py=python3
@@ -136,8 +144,7 @@ write_report() {
   {
     echo "# GPU check, $(date -u +%F) on ${gpu_name}"
     echo
-    echo "Command: \`tools/gpu/check.sh$([ $dry_run -eq 1 ] && echo ' --dry-run')\` (budget ${budget} s) at" \
-         "$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo '+uncommitted')." \
+    echo "Command: \`tools/gpu/check.sh$([ $dry_run -eq 1 ] && echo ' --dry-run')\` (budget ${budget} s) at $label." \
          "Script wall time so far: $(elapsed) s (the device time of the call is this plus the machine's start" \
          "and the transfers)."
     echo
@@ -209,7 +216,15 @@ build_stage() {
   grep -m 15 -E "error|Error" "$log" | tee -a "$OUT/stages.log"
   return 1
 }
-if build_stage; then
+if [ $use_backup -eq 1 ] && [ -x "$deps/backup/bin/sparsetrain_tests" ]; then
+  bin=$deps/backup/bin
+  record build "skipped (--use-backup): the carried backup build (.gpudeps/backup)"
+elif [ $use_backup -eq 1 ]; then
+  fail "--use-backup: no backup build in .gpudeps/backup (tools/gpu/pack_deps.sh --backup)"
+  record build "FAILED, no backup"
+  write_report
+  exit 1
+elif build_stage; then
   record build "built in $build_dir ($(elapsed) s)"
   note "build done"
 elif [ -x "$deps/backup/bin/sparsetrain_tests" ]; then
@@ -288,7 +303,7 @@ default_run() {
   run_timed "$log" "$t" "$bin/sparsetrain"
   cd "$root" || return
   local line
-  line=$(grep -m1 -iE 'device|GPU|cuda' "$log")
+  line=$(grep -v '^\$ ' "$log" | grep -m1 -iE 'device|GPU|cuda')
   if [ $dry_run -eq 0 ] && ! grep -qiE 'cuda|H100|H200|GPU' <<< "$line"; then
     fail "default: the first device line does not name the GPU: '$line'"
     record default "FAILED: '$line'"
@@ -341,34 +356,59 @@ train_stage
 note "train: ${stage_result[train]}"
 write_report
 
+# ---- stage vit: vit-tiny trains under --device cuda -----------------------------------------------------------------
+vit_stage() {
+  local t log=$work/train-vit.log device=cuda limit=4096 val=512 model=vit-tiny cap=60
+  # here the CPU evaluates the 10,000 test images slowly: the 6-block twin, with time for it
+  [ $dry_run -eq 1 ] && device=cpu limit=256 val=64 model=vit-tiny6 cap=300
+  t=$(stage_time $cap 20)
+  [ "$t" -eq 0 ] && { record vit "skipped: no time"; return; }
+  run_timed "$log" "$t" "$bin/sparsetrain" train --model $model --data fashion-mnist --data-dir "$data_dir" --seed 0 \
+    --epochs 1 --train-limit "$limit" --val-size "$val" --batch 128 --optimizer adamw --lr 1e-3 --device "$device" \
+    --overwrite --checkpoint-every 0 --run-dir "$work/train-vit"
+  local rc=$? acc
+  acc=$(test_accuracy "$work/train-vit")
+  if [ $rc -eq 0 ] && [ -n "$acc" ]; then
+    record vit "$model, 1 epoch on $limit images, --device $device: test accuracy $acc ($(grep -v '^\$ ' "$log" | grep -m1 -o 'device [^,]*'))"
+  else
+    fail "vit: $model --device $device (status $rc; see train-vit.log in logs.tgz)"
+    record vit "FAILED (status $rc)"
+  fi
+}
+vit_stage
+note "vit: ${stage_result[vit]}"
+write_report
+
 # ---- stage kernelbench ----------------------------------------------------------------------------------------------
-kernelbench_stage() {
-  local md=$OUT/kernelbench.md log=$work/kernelbench.log ran=""
-  : > "$md"
+kernelbench_stage() {  # kernelbench_stage NAME MODEL:TF32...
+  local stage=$1 md=$OUT/kernelbench.md log=$work/kernelbench.log ran=""
+  shift
   if [ $dry_run -eq 1 ]; then
-    run_timed "$log" 20 "$bin/kernelbench" --help
-    if grep -q -- '--model' "$log"; then record kernelbench "dry run: kernelbench --help answers"; else
-      fail "kernelbench --help"; record kernelbench "FAILED (dry run)"; fi
+    run_timed "$log" 20 "$bin/kernelbench" --list --model all
+    if grep -q 'attention 65 tokens' "$log"; then record "$stage" "dry run: kernelbench --list answers"; else
+      fail "kernelbench --list"; record "$stage" "FAILED (dry run)"; fi
     echo "(dry run: no kernels timed)" > "$md"
     return
   fi
   local model tf32 t
-  for spec in resnet20:on resnet20:off vit-tiny:on vgg19:on mobilenetv2:on; do
+  for spec in "$@"; do
     model=${spec%%:*} tf32=${spec##*:}
     t=$(stage_time 90 25)
     [ "$t" -eq 0 ] && { note "kernelbench $model tf32 $tf32: skipped (no time)"; continue; }
     if run_timed "$log" "$t" "$bin/kernelbench" --model "$model" --batch 128 --tf32 "$tf32" --out "$work/kb-$model-$tf32.md"; then
-      { echo "## kernelbench --model $model --batch 128 --tf32 $tf32"; echo; cat "$work/kb-$model-$tf32.md"; echo; } >> "$md"
       ran="$ran $model/tf32-$tf32"
     else
-      fail "kernelbench $model --tf32 $tf32 (see kernelbench.log in logs.tgz)"
+      fail "kernelbench $model --tf32 $tf32 (status $?; see kernelbench.log in logs.tgz)"
     fi
+    # the table is written even when a check failed (status 2): keep it
+    [ -f "$work/kb-$model-$tf32.md" ] && { echo "## kernelbench --model $model --batch 128 --tf32 $tf32"; echo;
+      cat "$work/kb-$model-$tf32.md"; echo; } >> "$md"
     write_report
   done
-  record kernelbench "ran:${ran:- nothing}"
-  { echo "## kernelbench"; echo; echo "See kernelbench.md ($(echo "$ran" | wc -w) tables:$ran)."; } | section 40-kernelbench
+  record "$stage" "passed:${ran:- none} (tables in kernelbench.md)"
 }
-kernelbench_stage
+: > "$OUT/kernelbench.md"
+kernelbench_stage kernelbench resnet20:on resnet20:off vit-tiny:on
 note "kernelbench: ${stage_result[kernelbench]}"
 write_report
 
@@ -398,15 +438,6 @@ step_stage() {
       --batches "$(IFS=,; echo "${batches[*]}")" --modes eager,bf16 --feed upload,resident --input 1x28x28 --density 1 \
       --steps "$steps" --warmup "$warmup" --out "$torch_md" || fail "PyTorch eager/bf16 (see step.log in logs.tgz)"
   fi
-  t=$(stage_time 150 60)
-  local compile_md=$work/pytorch-compile.md
-  if [ "$t" -gt 0 ] && [ $dry_run -eq 0 ]; then
-    PYTHONUNBUFFERED=1 run_timed "$log" "$t" $py tools/bench/gpu_vs_pytorch.py --device "$device" --models resnet20 \
-      --batches "$(IFS=,; echo "${batches[*]}")" --modes compile --feed resident --input 1x28x28 --density 1 \
-      --steps "$steps" --warmup "$warmup" --out "$compile_md" || note "torch.compile did not finish (see step.log)"
-  else
-    note "torch.compile: skipped ($([ $dry_run -eq 1 ] && echo 'dry run' || echo 'no time'))"
-  fi
   {
     echo "## resnet20 training step (Fashion-MNIST shape 1x28x28, density 1, SGD momentum)"
     echo
@@ -418,7 +449,6 @@ step_stage() {
     echo "|---|---:|---|---|---:|"
     printf '%s\n' "${rows[@]}"
     grep -E '^\| resnet20' "$torch_md" 2>/dev/null | sed -E 's/^\| resnet20 /| PyTorch /'
-    grep -E '^\| resnet20' "$compile_md" 2>/dev/null | sed -E 's/^\| resnet20 /| PyTorch /'
     echo
     head -1 "$torch_md" 2>/dev/null
   } | section 50-step
@@ -426,6 +456,30 @@ step_stage() {
 }
 step_stage
 note "step: ${stage_result[step]}"
+write_report
+
+# ---- while time remains: more kernelbench models, torch.compile ------------------------------------------------------
+kernelbench_stage kernelbench-more vgg19:on mobilenetv2:on
+note "kernelbench-more: ${stage_result[kernelbench-more]}"
+write_report
+
+compile_stage() {
+  local t log=$work/step.log
+  if [ $dry_run -eq 1 ]; then record compile "dry run: skipped"; return; fi
+  t=$(stage_time 150 60)
+  [ "$t" -eq 0 ] && { record compile "skipped: no time"; return; }
+  if PYTHONUNBUFFERED=1 run_timed "$log" "$t" $py tools/bench/gpu_vs_pytorch.py --models resnet20 --batches 128,512 \
+       --modes compile --feed resident --input 1x28x28 --density 1 --out "$work/pytorch-compile.md"; then
+    record compile "$(grep -c '^| resnet20' "$work/pytorch-compile.md") rows"
+    { echo "## resnet20 training step, PyTorch torch.compile (same input; resident batch)"; echo
+      echo "| engine | batch | mode | feed | images/s |"; echo "|---|---:|---|---|---:|"
+      grep -E '^\| resnet20' "$work/pytorch-compile.md" | sed -E 's/^\| resnet20 /| PyTorch /'; } | section 51-compile
+  else
+    record compile "did not finish (see step.log)"
+  fi
+}
+compile_stage
+note "compile: ${stage_result[compile]}"
 write_report
 
 # ---- stage sanitizer -------------------------------------------------------------------------------------------------

@@ -218,6 +218,16 @@ struct Row {
   bool in_total = true;                   // counted in the per-model total
 };
 
+Row make_row(const std::string& model, const std::string& layer, int count, const char* pass, bool conv) {
+  Row row;
+  row.model = model;
+  row.layer = layer;
+  row.count = count;
+  row.pass = pass;
+  row.conv = conv;
+  return row;
+}
+
 struct Report {
   std::vector<Row> rows;
   std::vector<std::string> errors;
@@ -246,12 +256,7 @@ const char* const kPassNames[] = {"fwd", "dgrad", "wgrad"};
 
 void bench_conv(const ConvLayer& layer, const Options& options, Timer& timer, Report& report) {
   Row rows[3];
-  for (int pass = 0; pass < 3; ++pass) {
-    rows[pass].model = layer.model;
-    rows[pass].layer = layer.name;
-    rows[pass].count = layer.count;
-    rows[pass].pass = kPassNames[pass];
-  }
+  for (int pass = 0; pass < 3; ++pass) rows[pass] = make_row(layer.model, layer.name, layer.count, kPassNames[pass], true);
   // Check at the small batch against the CPU reference, each pass alone.
   st::Conv2dGeometry g = layer.geometry;
   g.batch = std::min(options.batch, options.check_batch);
@@ -334,13 +339,8 @@ void bench_conv(const ConvLayer& layer, const Options& options, Timer& timer, Re
 
 void bench_linear(const LinearLayer& layer, const Options& options, Timer& timer, Report& report) {
   Row rows[3];
-  for (int pass = 0; pass < 3; ++pass) {
-    rows[pass].conv = false;
-    rows[pass].model = layer.model;
-    rows[pass].layer = layer.name;
-    rows[pass].count = layer.count;
-    rows[pass].pass = kPassNames[pass];
-  }
+  for (int pass = 0; pass < 3; ++pass)
+    rows[pass] = make_row(layer.model, layer.name, layer.count, kPassNames[pass], false);
   int64_t batch = std::min(options.batch, options.check_batch) * layer.rows_per_image;
   st::Rng rng(static_cast<uint64_t>(batch * layer.in * layer.out));
   const Floats x = random_floats(batch * layer.in, rng), w = random_floats(layer.out * layer.in, rng),
@@ -408,11 +408,7 @@ void bench_attention(const st::kernelbench::AttentionLayer& layer, const Options
   Row rows[2];
   const char* const passes[2] = {"fwd", "fwd+bwd"};
   for (int pass = 0; pass < 2; ++pass) {
-    rows[pass].conv = false;
-    rows[pass].model = layer.model;
-    rows[pass].layer = layer.name;
-    rows[pass].count = layer.count;
-    rows[pass].pass = passes[pass];
+    rows[pass] = make_row(layer.model, layer.name, layer.count, passes[pass], false);
     rows[pass].tolerance[kOurs] = 1e-4;
     rows[pass].tolerance[kVendor] = tf32 ? kTf32Tolerance : 1e-3;
   }
