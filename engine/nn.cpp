@@ -5,6 +5,7 @@
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "engine/ops/gpu_kernels.h"
+#include "engine/sparse_kernels.h"
 #include "kernels/cpu/kernels.h"
 
 namespace st::nn {
@@ -34,6 +35,7 @@ int64_t Parameter::kept() const {
 
 void Parameter::apply_mask() {
   if (!mask.defined()) return;
+  mask_changed();  // every mask writer applies the mask after writing it
   if (mask.device() != value().device())
     fail("parameter {}: weight on {} but mask on {}", name, device_name(value().device()), device_name(mask.device()));
   if (mask.device() == Device::CUDA) {
@@ -129,7 +131,12 @@ Linear::Linear(int64_t in, int64_t out, bool bias, Rng& rng) {
 }
 
 Variable Linear::forward(const Variable& x) {
-  return ops::linear(x, weight_->variable, bias_ ? bias_->variable : Variable());
+  const Variable bias = bias_ ? bias_->variable : Variable();
+  if (x.value().device() == Device::CPU && x.value().ndim() == 2 && sparse_path_allowed(*weight_)) {
+    const SparseForm& form = refresh_sparse_form(*weight_, x.shape()[0]);
+    if (form.use_sparse) return ops::sparse_linear(x, weight_->variable, bias, form.pattern);
+  }
+  return ops::linear(x, weight_->variable, bias);
 }
 
 Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad, bool bias, Rng& rng,

@@ -12,6 +12,10 @@
 #include "engine/autograd.h"
 #include "engine/rng.h"
 
+namespace st {
+struct SparseForm;  // engine/sparse_kernels.h
+}
+
 namespace st::nn {
 
 enum class ParameterKind { ConvWeight, LinearWeight, Bias, NormWeight, NormBias };
@@ -25,6 +29,10 @@ struct Parameter {
   // Output positions each weight is applied at per sample (conv: out_h * out_w, set by the last
   // forward; linear: 1): FLOPs of the layer = 2 * kept weights * uses_per_sample.
   int64_t uses_per_sample = 1;
+  // Bumped by every writer of the mask (pruning, DST, random masks, restores): the sparse compute form
+  // (engine/sparse_kernels.h) is rebuilt when it changes.
+  uint64_t mask_version = 0;
+  std::shared_ptr<SparseForm> sparse;  // the CPU sparse compute form of a masked linear weight, if built
 
   bool prunable() const { return kind == ParameterKind::ConvWeight || kind == ParameterKind::LinearWeight; }
   Tensor& value() { return variable.value(); }
@@ -32,6 +40,7 @@ struct Parameter {
   int64_t numel() const { return variable.value().numel(); }
   int64_t kept() const;  // number of non-zero mask entries (numel if no mask)
   void apply_mask();     // value *= mask (exactly 0 where the mask is 0)
+  void mask_changed() { ++mask_version; }
 };
 
 struct NamedBuffer {

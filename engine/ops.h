@@ -5,15 +5,24 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "engine/autograd.h"
 #include "engine/rng.h"
 
+namespace st::cpu {
+struct SparsePattern;
+}
+
 namespace st::ops {
 
 // y[N, out] = x[N, in] W[out, in]^T + b[out]   (b may be an undefined Variable: no bias)
 Variable linear(const Variable& x, const Variable& weight, const Variable& bias);
+// The same over the weight's sparsity pattern only (kernels/cpu/sparse.h; CPU tensors): the values are
+// gathered from `weight` at the call, the weight gradient is accumulated at the pattern's entries only.
+Variable sparse_linear(const Variable& x, const Variable& weight, const Variable& bias,
+                       std::shared_ptr<const cpu::SparsePattern> pattern);
 
 // x [N, H, W, C], weight [K, R, S, C / groups], bias [K] or undefined
 Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias, int64_t stride, int64_t pad,

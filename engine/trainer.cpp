@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <optional>
 
 #include "engine/data/image_folder.h"
 #include "engine/device.h"
@@ -15,6 +16,7 @@
 #include "engine/io/metrics.h"
 #include "engine/io/safetensors.h"
 #include "engine/ops.h"
+#include "engine/sparse_kernels.h"
 #include "pruning/random_mask.h"
 #include "schedules/oracle.h"
 
@@ -127,6 +129,7 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"seed", c.seed},
           {"device", c.device},
           {"kernels", c.kernels},
+          {"sparse_kernels", c.sparse_kernels},
           {"tf32", c.tf32},
           {"threads", c.threads},
           {"run_dir", c.run_dir},
@@ -202,6 +205,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.seed = j.at("seed").get<uint64_t>();
     c.device = j.at("device").get<std::string>();
     c.kernels = j.value("kernels", c.kernels);  // absent in runs from before the CUDA backend
+    c.sparse_kernels = j.value("sparse_kernels", c.sparse_kernels);  // absent in runs from before issue 17
     c.tf32 = j.value("tf32", c.tf32);
     c.threads = j.at("threads").get<int>();
     c.run_dir = j.at("run_dir").get<std::string>();
@@ -232,6 +236,7 @@ void validate(const TrainConfig& c) {
   if (c.device != "auto" && c.device != "cpu" && c.device != "cuda")
     fail("--device: must be auto, cpu or cuda, got '{}'", c.device);
   parse_kernel_source(c.kernels, "--kernels");
+  parse_sparse_kernels(c.sparse_kernels, "--sparse-kernels");
   if (c.threads < 0) fail("--threads: must be >= 0, got {}", c.threads);
   if (c.checkpoint_every < 0) fail("--checkpoint-every: must be >= 0 steps, got {}", c.checkpoint_every);
   if (c.log_every < 0) fail("--log-every: must be >= 0 steps, got {}", c.log_every);
@@ -344,6 +349,7 @@ Trainer::Trainer(TrainConfig config) : config_(std::move(config)), model_rng_(co
   // The device before any data is read (--device cuda without a GPU fails at once); the kernel settings
   // and threads before it, since its description names them.
   set_kernel_source(parse_kernel_source(config_.kernels, "--kernels"));
+  set_sparse_kernels(parse_sparse_kernels(config_.sparse_kernels, "--sparse-kernels"));
   set_tf32(config_.tf32);
   device_ = choose_device(config_.device);
   data::Dataset full_train = load_split(config_, true);
@@ -468,6 +474,7 @@ void Trainer::restore(const Snapshot& s) {
   ST_CHECK(tensors.size() == s.tensors.size(), "snapshot of {} tensors restored into {}", s.tensors.size(),
            tensors.size());
   for (std::size_t i = 0; i < tensors.size(); ++i) tensors[i]->copy_from(s.tensors[i]);
+  for (nn::Parameter* p : model_->parameters()) p->mask_changed();
   rewind_point_.clear();
   for (const Tensor& t : s.rewind) rewind_point_.push_back(t.clone());
   model_rng_.set_state(s.rng);
@@ -558,6 +565,9 @@ float Trainer::train_step(const std::vector<float>& images, const std::vector<in
   std::vector<int32_t> batch_labels(labels.begin(), labels.begin() + batch);
   model_->train(true);
   optimizer_->zero_grad();
+  // A step followed by a DST update runs dense: RigL grows by the gradients of pruned weights.
+  std::optional<DenseGradientScope> dense_gradients;
+  if (after_backward) dense_gradients.emplace();
   Tape tape;
   Variable logits, loss;
   {

@@ -54,6 +54,7 @@ std::vector<DstUpdate> drop_and_grow(const std::vector<nn::Parameter*>& prunable
       w[i] = 0.0f;  // dropped (or regrown) weights are 0 either way
       u.changed.push_back(i);
     }
+    p->mask_changed();
     u.dropped = k;
     u.grown = k;
     updates.push_back(u);

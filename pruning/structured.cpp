@@ -77,7 +77,10 @@ void apply_cut(AxisCut& cut) {
   if (slice.parameter != nullptr) {
     nn::Parameter* p = slice.parameter;
     Tensor value = gather_channels(p->value(), slice.axis, slice.flattened, channels, keep);
-    if (p->mask.defined()) p->mask = gather_channels(p->mask, slice.axis, slice.flattened, channels, keep);
+    if (p->mask.defined()) {
+      p->mask = gather_channels(p->mask, slice.axis, slice.flattened, channels, keep);
+      p->mask_changed();
+    }
     p->variable = Variable(value, true);
   } else {
     *slice.buffer = gather_channels(*slice.buffer, slice.axis, slice.flattened, channels, keep);

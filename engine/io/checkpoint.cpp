@@ -50,7 +50,10 @@ void load_checkpoint(const std::filesystem::path& path, CheckpointContents& cont
          path.string(), kFormat);
   for (nn::Parameter* p : contents.model->parameters()) {
     restore_tensor(file, "param/" + p->name, p->value());
-    if (p->mask.defined()) restore_tensor(file, "mask/" + p->name, p->mask);
+    if (p->mask.defined()) {
+      restore_tensor(file, "mask/" + p->name, p->mask);
+      p->mask_changed();
+    }
   }
   for (const nn::NamedBuffer& buffer : contents.model->buffers())
     restore_tensor(file, "buffer/" + buffer.name, *buffer.tensor);

@@ -1,8 +1,12 @@
+#include <memory>
+#include <vector>
+
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "engine/ops/gpu_kernels.h"
 #include "engine/ops/record.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/sparse.h"
 
 namespace st::ops {
 
@@ -30,6 +34,31 @@ Variable linear(const Variable& x, const Variable& weight, const Variable& bias)
     }
     cpu::linear_backward(batch, in, out, x.value().data(), weight.value().data(), dy.data(), detail::grad_or_null(x),
                          detail::grad_or_null(weight), detail::grad_or_null(bias));
+  });
+  return y;
+}
+
+Variable sparse_linear(const Variable& x, const Variable& weight, const Variable& bias,
+                       std::shared_ptr<const cpu::SparsePattern> pattern) {
+  ST_CHECK(x.value().ndim() == 2 && weight.value().ndim() == 2 && x.shape()[1] == weight.shape()[1],
+           "sparse_linear: input {} and weight {} do not match", shape_string(x.shape()), shape_string(weight.shape()));
+  const int64_t batch = x.shape()[0], out = weight.shape()[0];
+  ST_CHECK(pattern && pattern->rows == out && pattern->cols == x.shape()[1],
+           "sparse_linear: the sparsity pattern does not have the weight's shape {}", shape_string(weight.shape()));
+  const bool has_bias = bias.defined();
+  if (has_bias) ST_CHECK(bias.value().numel() == out, "sparse_linear: bias {} for {} outputs", shape_string(bias.shape()),
+                         out);
+  ST_CHECK(detail::op_device("sparse_linear", {&x, &weight, &bias}) == Device::CPU,
+           "sparse_linear: CPU tensors only (the GPU sparse kernels are later work)");
+  const bool recording = should_record({&x, &weight, &bias});
+  auto values = std::make_shared<std::vector<float>>(static_cast<std::size_t>(pattern->nnz()));
+  cpu::sparse_gather(*pattern, weight.value().data(), values->data());
+  Variable y(Tensor::empty({batch, out}), recording);
+  cpu::sparse_linear_forward(batch, *pattern, values->data(), x.value().data(), has_bias ? bias.value().data() : nullptr,
+                             y.value().data());
+  detail::record_backward(recording, y, [x, weight, bias, batch, pattern, values](Tensor& dy) mutable {
+    cpu::sparse_linear_backward(batch, *pattern, values->data(), x.value().data(), dy.data(), detail::grad_or_null(x),
+                                detail::grad_or_null(weight), detail::grad_or_null(bias));
   });
   return y;
 }

@@ -6,9 +6,11 @@
 
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "engine/ops.h"
+#include "kernels/cpu/sparse.h"
 #include "tests/test_helpers.h"
 
 using namespace st;
@@ -98,6 +100,18 @@ TEST_SUITE("grad") {
     check_gradients([](std::vector<Variable>& v) { return ops::linear(v[0], v[1], v[2]); },
                     {param(random_tensor({5, 7}, rng)), param(random_tensor({4, 7}, rng)),
                      param(random_tensor({4}, rng))});
+  }
+
+  TEST_CASE("sparse_linear (the sparse path forced on): a 40% pattern with an empty row, 70 rows over the 64-wide tile") {
+    Rng rng(2);
+    std::vector<float> mask(6 * 9);
+    for (float& m : mask) m = rng.uniform() < 0.4 ? 1.0f : 0.0f;
+    for (int c = 0; c < 9; ++c) mask[static_cast<std::size_t>(2 * 9 + c)] = 0.0f;  // output 2 has no weights
+    const auto pattern = std::make_shared<const cpu::SparsePattern>(cpu::sparse_pattern(6, 9, mask.data()));
+    // Weights outside the pattern are not read: their finite differences and gradients are both 0.
+    check_gradients([pattern](std::vector<Variable>& v) { return ops::sparse_linear(v[0], v[1], v[2], pattern); },
+                    {param(random_tensor({70, 9}, rng)), param(random_tensor({6, 9}, rng)),
+                     param(random_tensor({6}, rng))});
   }
 
   TEST_CASE("conv2d: 3x3 stride 1 pad 1") {

@@ -25,6 +25,8 @@ void add_bench_flags(CLI::App& app, BenchOptions& o) {
   app.add_option("--lr", o.lr, "SGD learning rate (momentum 0.9, weight decay 5e-4)")->capture_default_str();
   app.add_flag("--json", o.json, "print one JSON line");
   app.add_option("--device", o.device, "auto | cpu | cuda (auto: cuda when a GPU is usable)")->capture_default_str();
+  app.add_option("--sparse-kernels", o.sparse_kernels, "cpu: off | on | auto (masked linear layers)")
+      ->capture_default_str();
   app.add_option("--kernels", o.kernels, "cuda: ours | vendor (cuDNN/cuBLAS for convolution, linear, BatchNorm)")
       ->capture_default_str();
   app.add_option("--tf32", o.tf32, "cuda: TF32 tensor cores in convolution and GEMM (on | off)")->capture_default_str();
@@ -79,6 +81,7 @@ int run_bench(const BenchOptions& o) {
   config.run_dir = "runs/bench";
   config.device = o.device;
   config.kernels = o.kernels;
+  config.sparse_kernels = o.sparse_kernels;
   config.tf32 = o.tf32;
   config.data_dir = o.data_dir;
   Trainer trainer(config);
@@ -124,7 +127,7 @@ int run_bench(const BenchOptions& o) {
   nlohmann::json result{{"model", o.model},     {"batch", o.batch},         {"steps", o.steps},
                         {"device", device_name(trainer.device())},
                         {"device_description", trainer.device_choice().description},
-                        {"kernels", o.kernels},  {"tf32", o.tf32},
+                        {"kernels", o.kernels},  {"tf32", o.tf32}, {"sparse_kernels", o.sparse_kernels},
                         {"images_per_s", images_per_second}, {"final_loss", loss},
                         {"parameters", trainer.model().parameter_count()},
                         {"flops_per_sample", pruning::flops_per_sample(trainer.model())}};

@@ -33,7 +33,7 @@ struct BenchOptions {
   bool json = false;
   double structured = 0.0;
   bool op_times = false;
-  std::string device = "auto", kernels = "ours", data_dir;
+  std::string device = "auto", kernels = "ours", sparse_kernels = "off", data_dir;
   bool tf32 = true;
 };
 void add_bench_flags(CLI::App& app, BenchOptions& options);

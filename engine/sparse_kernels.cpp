@@ -1,0 +1,113 @@
+// See sparse_kernels.h.
+#include "engine/sparse_kernels.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <vector>
+
+#include "engine/error.h"
+#include "engine/nn.h"
+#include "engine/rng.h"
+#include "kernels/cpu/kernels.h"
+
+namespace st {
+namespace {
+
+std::atomic<SparseKernels> g_mode{SparseKernels::Off};
+thread_local int g_dense_depth = 0;
+
+// The fastest of 3 timed calls after one warm-up, in ms.
+template <typename Call>
+double fastest_ms(Call&& call) {
+  call();
+  double best = 1e300;
+  for (int r = 0; r < 3; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    call();
+    best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  return best;
+}
+
+// Times one training step of the layer (forward, data and weight gradients) both ways on random data.
+void time_both(const nn::Parameter& p, const cpu::SparsePattern& pattern, int64_t batch, SparseForm& form) {
+  const int64_t out = pattern.rows, in = pattern.cols;
+  Rng rng(17);
+  std::vector<float> x(static_cast<std::size_t>(batch * in)), dy(static_cast<std::size_t>(batch * out)),
+      y(dy.size()), dx(x.size()), dw(static_cast<std::size_t>(out * in)), db(static_cast<std::size_t>(out)),
+      values(static_cast<std::size_t>(pattern.nnz()));
+  for (float& v : x) v = rng.normal();
+  for (float& v : dy) v = rng.normal();
+  const float* w = p.variable.value().data();
+  form.dense_ms = fastest_ms([&] {
+    cpu::linear_forward(batch, in, out, x.data(), w, db.data(), y.data());
+    cpu::linear_backward(batch, in, out, x.data(), w, dy.data(), dx.data(), dw.data(), db.data());
+  });
+  form.sparse_ms = fastest_ms([&] {
+    cpu::sparse_gather(pattern, w, values.data());
+    cpu::sparse_linear_forward(batch, pattern, values.data(), x.data(), db.data(), y.data());
+    cpu::sparse_linear_backward(batch, pattern, values.data(), x.data(), dy.data(), dx.data(), dw.data(), db.data());
+  });
+  form.timed_batch = batch;
+}
+
+}  // namespace
+
+void set_sparse_kernels(SparseKernels mode) { g_mode = mode; }
+SparseKernels sparse_kernels() { return g_mode; }
+
+std::string sparse_kernels_name(SparseKernels mode) {
+  switch (mode) {
+    case SparseKernels::Off:
+      return "off";
+    case SparseKernels::On:
+      return "on";
+    case SparseKernels::Auto:
+      return "auto";
+  }
+  return "off";
+}
+
+SparseKernels parse_sparse_kernels(const std::string& value, const std::string& flag) {
+  if (value == "off") return SparseKernels::Off;
+  if (value == "on") return SparseKernels::On;
+  if (value == "auto") return SparseKernels::Auto;
+  fail("{}: expected off, on or auto, got '{}'", flag, value);
+}
+
+DenseGradientScope::DenseGradientScope() { ++g_dense_depth; }
+DenseGradientScope::~DenseGradientScope() { --g_dense_depth; }
+bool dense_gradients_required() { return g_dense_depth > 0; }
+
+bool sparse_path_allowed(const nn::Parameter& p) {
+  return sparse_kernels() != SparseKernels::Off && p.mask.defined() && p.mask.device() == Device::CPU &&
+         p.variable.value().device() == Device::CPU && !dense_gradients_required();
+}
+
+const SparseForm& refresh_sparse_form(nn::Parameter& p, int64_t batch) {
+  ST_CHECK(p.mask.defined() && p.variable.value().ndim() == 2, "sparse form of {}: a masked 2-d weight expected",
+           p.name);
+  if (!p.sparse) p.sparse = std::make_shared<SparseForm>();
+  SparseForm& form = *p.sparse;
+  const SparseKernels mode = sparse_kernels();
+  const int64_t out = p.variable.value().dim(0), in = p.variable.value().dim(1);
+  if (form.pattern && form.mask_data == p.mask.data() && form.mask_version == p.mask_version && form.mode == mode &&
+      form.pattern->rows == out && form.pattern->cols == in)
+    return form;
+  form.pattern = std::make_shared<const cpu::SparsePattern>(cpu::sparse_pattern(out, in, p.mask.data()));
+  form.mask_data = p.mask.data();
+  form.mask_version = p.mask_version;
+  form.mode = mode;
+  form.dense_ms = form.sparse_ms = 0.0;
+  form.timed_batch = 0;
+  if (mode == SparseKernels::Auto) {
+    time_both(p, *form.pattern, batch, form);
+    form.use_sparse = form.sparse_ms < form.dense_ms;
+  } else {
+    form.use_sparse = mode == SparseKernels::On;
+  }
+  return form;
+}
+
+}  // namespace st

@@ -1,0 +1,59 @@
+// Sparse compute forms of masked linear weights on the CPU (issue 17; kernels in kernels/cpu/sparse.h).
+//
+// --sparse-kernels off | on | auto (process-wide, set by the trainer and bench):
+//   off   every layer runs the dense kernels (masked weights are multiplied as stored zeros)
+//   on    every masked CPU linear layer runs the sparse kernels
+//   auto  per layer, at each mask change, both paths are timed on the layer's shape (the current batch,
+//         3 calls of forward + both gradients each, the fastest of each) and the faster is kept
+// A layer's form is keyed on its mask's storage and the parameter's mask_version (bumped by every
+// writer of masks: pruning, DST updates, random masks, structured shrinking, checkpoint and snapshot
+// restores); a stale form is rebuilt at the next forward.
+//
+// Dense gradients: RigL grows by the gradient of pruned weights, which the sparse kernels do not
+// compute; a DenseGradientScope makes every layer run dense while it lives (the DST update steps).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kernels/cpu/sparse.h"
+
+namespace st {
+namespace nn {
+struct Parameter;
+}
+
+enum class SparseKernels { Off, On, Auto };
+void set_sparse_kernels(SparseKernels mode);
+SparseKernels sparse_kernels();
+std::string sparse_kernels_name(SparseKernels mode);  // "off" | "on" | "auto"
+// Fails naming `flag` unless value is off, on or auto.
+SparseKernels parse_sparse_kernels(const std::string& value, const std::string& flag);
+
+class DenseGradientScope {
+ public:
+  DenseGradientScope();
+  ~DenseGradientScope();
+  DenseGradientScope(const DenseGradientScope&) = delete;
+  DenseGradientScope& operator=(const DenseGradientScope&) = delete;
+};
+bool dense_gradients_required();
+
+struct SparseForm {
+  const float* mask_data = nullptr;  // the mask storage the form was built from
+  uint64_t mask_version = 0;
+  SparseKernels mode = SparseKernels::Off;
+  std::shared_ptr<const cpu::SparsePattern> pattern;
+  bool use_sparse = false;
+  double dense_ms = 0.0, sparse_ms = 0.0;  // auto: the timed step of the layer (0: not timed)
+  int64_t timed_batch = 0;
+};
+
+// Whether a linear layer with weight `p` given an input on the CPU may run sparse now (mode not off,
+// a mask, no DenseGradientScope).
+bool sparse_path_allowed(const nn::Parameter& p);
+// p's compute form, rebuilt (pattern and, in auto, the timed choice at `batch`) if the mask changed.
+const SparseForm& refresh_sparse_form(nn::Parameter& p, int64_t batch);
+
+}  // namespace st

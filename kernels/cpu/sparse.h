@@ -1,0 +1,50 @@
+// Sparse compute forms of masked weights on the CPU (issue 17): the pattern of a mask as CSR by output
+// row with its transpose (CSC), and the linear layer's three products computed over the pattern only.
+//
+// The dense weight and its mask stay the source of truth (checkpoints, export, scores); the pattern is
+// rebuilt when the mask changes, and the values are gathered from the dense weight at each forward
+// (O(nnz), against the O(nnz * batch) of the products), so the masked optimizer step needs no change.
+//
+// Layout of the products (SparseProp's, Nikdan et al. 2023): activations are transposed to [features,
+// batch] rows, so every stored weight scales or dots one contiguous batch row (AVX-512 lanes over the
+// batch), and no product touches a pruned weight.
+//   forward   y[n, o]  = b[o] + sum_{k in row o} W[o, k] x[n, k]
+//   data grad dx[n, k] += sum_{o in column k} W[o, k] dy[n, o]
+//   weight    dW[o, k] += sum_n dy[n, o] x[n, k]  at the pattern's entries only (SDDMM); the other
+//             entries of the dense dW are left as they are
+// Parallel over output rows (forward, weight gradient) or input columns (data gradient); every output
+// element is summed by one thread in a fixed order, so results are bit-identical run to run.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace st::cpu {
+
+struct SparsePattern {
+  int64_t rows = 0, cols = 0;         // the weight [rows, cols] = [outputs, inputs]
+  std::vector<int64_t> row_start;     // rows + 1: CSR row r holds entries row_start[r] .. row_start[r + 1]
+  std::vector<int32_t> col_index;     // nnz: column of each CSR entry (increasing within a row)
+  std::vector<int64_t> col_start;     // cols + 1: the CSC column c holds entries col_start[c] ..
+  std::vector<int32_t> row_index;     // nnz: row of each CSC entry (increasing within a column)
+  std::vector<int64_t> csr_position;  // nnz: the CSR index of each CSC entry
+  int64_t nnz() const { return static_cast<int64_t>(col_index.size()); }
+};
+
+// The pattern of the non-zero entries of mask [rows, cols].
+SparsePattern sparse_pattern(int64_t rows, int64_t cols, const float* mask);
+// values[i] = w[r, c] for CSR entry i at (r, c).
+void sparse_gather(const SparsePattern& pattern, const float* w, float* values);
+
+// y[batch, rows] = x[batch, cols] W^T + b (b may be null); values in CSR order.
+void sparse_linear_forward(int64_t batch, const SparsePattern& pattern, const float* values, const float* x,
+                           const float* b, float* y);
+// dx += dy W, dW += dy^T x at the pattern's entries (dW dense [rows, cols]), db += column sums of dy;
+// null outputs are skipped.
+void sparse_linear_backward(int64_t batch, const SparsePattern& pattern, const float* values, const float* x,
+                            const float* dy, float* dx, float* dw, float* db);
+
+// dst[c, r] = src[r, c] for src [rows, cols] (blocked, parallel).
+void transpose(int64_t rows, int64_t cols, const float* src, float* dst);
+
+}  // namespace st::cpu

@@ -1,0 +1,223 @@
+// The sparse linear kernels (kernels/cpu/sparse.h) against a double-precision dense reference with the
+// mask applied, at densities 100%, 50%, 10%, 1% and 0% (empty rows and an empty layer), odd shapes and
+// batches that are not a multiple of the 64-wide tile; the weight gradient must be accumulated at the
+// pattern's entries only (every other entry keeps its old value).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "engine/rng.h"
+#include "kernels/cpu/sparse.h"
+
+namespace {
+
+using Floats = std::vector<float>;
+
+Floats normal(std::size_t n, st::Rng& rng) {
+  Floats v(n);
+  for (float& x : v) x = rng.normal();
+  return v;
+}
+
+// max |got - want| / max |want| (0 when both are 0).
+double error(const Floats& got, const std::vector<double>& want) {
+  double worst = 0.0, scale = 0.0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    worst = std::max(worst, std::fabs(static_cast<double>(got[i]) - want[i]));
+    scale = std::max(scale, std::fabs(want[i]));
+  }
+  return worst == 0.0 ? 0.0 : worst / std::max(scale, 1e-30);
+}
+
+void check_linear(int64_t batch, int64_t rows, int64_t cols, double density, uint64_t seed) {
+  CAPTURE(batch);
+  CAPTURE(rows);
+  CAPTURE(cols);
+  CAPTURE(density);
+  st::Rng rng(seed);
+  const auto n_w = static_cast<std::size_t>(rows * cols);
+  Floats mask(n_w), w = normal(n_w, rng);
+  for (float& m : mask) m = rng.uniform() < density ? 1.0f : 0.0f;
+  for (std::size_t i = 0; i < n_w; ++i) w[i] *= mask[i];
+  const Floats x = normal(static_cast<std::size_t>(batch * cols), rng), b = normal(static_cast<std::size_t>(rows), rng),
+               dy = normal(static_cast<std::size_t>(batch * rows), rng);
+  const Floats dx0 = normal(x.size(), rng), dw0 = normal(n_w, rng), db0 = normal(b.size(), rng);
+  // double reference
+  std::vector<double> y_ref(dy.size()), dx_ref(dx0.begin(), dx0.end()), dw_ref(dw0.begin(), dw0.end()),
+      db_ref(db0.begin(), db0.end());
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t r = 0; r < rows; ++r) {
+      double sum = b[static_cast<std::size_t>(r)];
+      for (int64_t c = 0; c < cols; ++c)
+        sum += static_cast<double>(w[static_cast<std::size_t>(r * cols + c)]) * x[static_cast<std::size_t>(n * cols + c)];
+      y_ref[static_cast<std::size_t>(n * rows + r)] = sum;
+      const double g = dy[static_cast<std::size_t>(n * rows + r)];
+      db_ref[static_cast<std::size_t>(r)] += g;
+      for (int64_t c = 0; c < cols; ++c) {
+        const auto i = static_cast<std::size_t>(r * cols + c);
+        dx_ref[static_cast<std::size_t>(n * cols + c)] += g * w[i];
+        if (mask[i] != 0.0f) dw_ref[i] += g * x[static_cast<std::size_t>(n * cols + c)];
+      }
+    }
+  const st::cpu::SparsePattern pattern = st::cpu::sparse_pattern(rows, cols, mask.data());
+  int64_t kept = 0;
+  for (float m : mask) kept += m != 0.0f;
+  REQUIRE(pattern.nnz() == kept);
+  Floats values(static_cast<std::size_t>(pattern.nnz()));
+  st::cpu::sparse_gather(pattern, w.data(), values.data());
+  Floats y(dy.size(), std::nanf("")), dx = dx0, dw = dw0, db = db0;
+  st::cpu::sparse_linear_forward(batch, pattern, values.data(), x.data(), b.data(), y.data());
+  st::cpu::sparse_linear_backward(batch, pattern, values.data(), x.data(), dy.data(), dx.data(), dw.data(), db.data());
+  CHECK(error(y, y_ref) < 1e-5);
+  CHECK(error(dx, dx_ref) < 1e-5);
+  CHECK(error(dw, dw_ref) < 1e-5);
+  CHECK(error(db, db_ref) < 1e-5);
+  for (std::size_t i = 0; i < n_w; ++i)
+    if (mask[i] == 0.0f && dw[i] != dw0[i]) {
+      FAIL_CHECK("dw changed at pruned entry " << i);
+      break;
+    }
+  // bit-identical on repeat
+  Floats y2(dy.size()), dx2 = dx0, dw2 = dw0;
+  st::cpu::sparse_linear_forward(batch, pattern, values.data(), x.data(), b.data(), y2.data());
+  st::cpu::sparse_linear_backward(batch, pattern, values.data(), x.data(), dy.data(), dx2.data(), dw2.data(), nullptr);
+  CHECK(y2 == y);
+  CHECK(dx2 == dx);
+  CHECK(dw2 == dw);
+}
+
+}  // namespace
+
+TEST_SUITE("unit") {
+  TEST_CASE("sparse linear: forward, data and weight gradients equal the masked dense reference") {
+    struct Shape {
+      int64_t batch, rows, cols;
+    };
+    const Shape shapes[] = {{1, 1, 1}, {7, 13, 17}, {70, 300, 784}, {130, 100, 300}, {64, 10, 100}, {129, 33, 5}};
+    uint64_t seed = 1;
+    for (double density : {1.0, 0.5, 0.1, 0.01, 0.0})
+      for (const Shape& s : shapes) check_linear(s.batch, s.rows, s.cols, density, seed++);
+  }
+
+  TEST_CASE("sparse pattern: CSR and CSC describe the same entries") {
+    const Floats mask = {0, 1, 1,   //
+                         0, 0, 0,   //
+                         1, 0, 1};  // 3 x 3, an empty row
+    const st::cpu::SparsePattern p = st::cpu::sparse_pattern(3, 3, mask.data());
+    CHECK(p.row_start == std::vector<int64_t>{0, 2, 2, 4});
+    CHECK(p.col_index == std::vector<int32_t>{1, 2, 0, 2});
+    CHECK(p.col_start == std::vector<int64_t>{0, 1, 2, 4});
+    CHECK(p.row_index == std::vector<int32_t>{2, 0, 0, 2});
+    CHECK(p.csr_position == std::vector<int64_t>{2, 0, 1, 3});
+  }
+}
+
+// ---- the compute form inside nn::Linear (engine/sparse_kernels.h) ------------------------------------
+
+#include "engine/autograd.h"
+#include "engine/nn.h"
+#include "engine/sparse_kernels.h"
+#include "pruning/random_mask.h"
+
+namespace {
+
+struct ModeScope {  // sets --sparse-kernels for one test and restores off
+  explicit ModeScope(st::SparseKernels mode) { st::set_sparse_kernels(mode); }
+  ~ModeScope() { st::set_sparse_kernels(st::SparseKernels::Off); }
+  ModeScope(const ModeScope&) = delete;
+  ModeScope& operator=(const ModeScope&) = delete;
+};
+
+struct StepResult {
+  Floats y, dx, dw;
+};
+
+// One forward and backward of `layer` on x with the loss sum(y * r).
+StepResult step(st::nn::Linear& layer, const st::Tensor& x, const st::Tensor& r) {
+  for (st::nn::Parameter* p : layer.parameters()) p->variable.zero_grad();
+  st::Tape tape;
+  st::Variable input(x.clone(), true), y;
+  {
+    st::TapeScope scope(tape);
+    y = layer.forward(input);
+  }
+  tape.backward(y, r);
+  return {y.value().to_vector(), input.grad().to_vector(), layer.weight().grad().to_vector()};
+}
+
+double error_f(const Floats& got, const Floats& want) {
+  return error(got, std::vector<double>(want.begin(), want.end()));
+}
+
+}  // namespace
+
+TEST_SUITE("unit") {
+  TEST_CASE("sparse kernels in nn::Linear: on equals off at the kept weights, pruned gradients stay 0, forms follow "
+            "the mask") {
+    st::Rng rng(3);
+    st::nn::Linear layer(300, 100, true, rng);
+    st::Rng mask_rng(4);
+    st::pruning::apply_random_masks(layer.parameters(), 0.1, mask_rng);
+    st::nn::Parameter& w = layer.weight();
+    st::Tensor x = st::Tensor::empty({70, 300}), r = st::Tensor::empty({70, 100});
+    for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = rng.normal();
+    for (int64_t i = 0; i < r.numel(); ++i) r.data()[i] = rng.normal();
+    const Floats mask = w.mask.to_vector();
+
+    StepResult dense, sparse;
+    {
+      const ModeScope off(st::SparseKernels::Off);
+      dense = step(layer, x, r);
+      CHECK(!w.sparse);  // off: no form is built
+    }
+    {
+      const ModeScope on(st::SparseKernels::On);
+      sparse = step(layer, x, r);
+      REQUIRE(w.sparse);
+      CHECK(w.sparse->use_sparse);
+      CHECK(w.sparse->pattern->nnz() == w.kept());
+    }
+    CHECK(error_f(sparse.y, dense.y) < 1e-5);
+    CHECK(error_f(sparse.dx, dense.dx) < 1e-5);
+    Floats dense_kept = dense.dw, sparse_kept = sparse.dw;
+    int64_t pruned_nonzero = 0;
+    for (std::size_t i = 0; i < mask.size(); ++i)
+      if (mask[i] == 0.0f) {
+        pruned_nonzero += sparse.dw[i] != 0.0f;
+        dense_kept[i] = sparse_kept[i] = 0.0f;
+      }
+    CHECK(pruned_nonzero == 0);  // the sparse weight gradient touches only kept weights
+    CHECK(error_f(sparse_kept, dense_kept) < 1e-5);
+
+    {  // a DenseGradientScope (RigL's update steps) runs dense: pruned weights get their gradients
+      const ModeScope on(st::SparseKernels::On);
+      const st::DenseGradientScope dense_scope;
+      const StepResult forced = step(layer, x, r);
+      CHECK(forced.dw == dense.dw);
+    }
+    {  // a new mask (its writer bumps mask_version): the form is rebuilt at the next forward
+      const ModeScope on(st::SparseKernels::On);
+      const uint64_t version = w.mask_version;
+      st::Rng other(9);
+      st::pruning::apply_random_masks(layer.parameters(), 0.3, other);
+      CHECK(w.mask_version > version);
+      const StepResult again = step(layer, x, r);
+      CHECK(w.sparse->pattern->nnz() == w.kept());
+      const ModeScope off(st::SparseKernels::Off);
+      const StepResult reference = step(layer, x, r);
+      CHECK(error_f(again.y, reference.y) < 1e-5);
+    }
+    {  // auto: both paths timed on the layer's shape, the faster kept
+      const ModeScope automatic(st::SparseKernels::Auto);
+      step(layer, x, r);
+      CHECK(w.sparse->mode == st::SparseKernels::Auto);
+      CHECK(w.sparse->dense_ms > 0.0);
+      CHECK(w.sparse->sparse_ms > 0.0);
+      CHECK(w.sparse->timed_batch == 70);
+      CHECK(w.sparse->use_sparse == (w.sparse->sparse_ms < w.sparse->dense_ms));
+    }
+  }
+}
