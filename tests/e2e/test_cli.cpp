@@ -701,6 +701,8 @@ TEST_SUITE("e2e") {
     const std::string small = " --val-size 10 --threads 1 --run-dir " + (base / "run").string();
     check_refused("train --device tpu" + small, {"--device", "tpu"});
     check_refused("train --kernels cudnn" + small, {"--kernels", "cudnn"});
+    check_refused("train --sparse-kernels yes" + small, {"--sparse-kernels", "off, on or auto", "yes"});
+    check_refused("bench --sparse-kernels yes --steps 1", {"--sparse-kernels", "off, on or auto", "yes"});
     check_refused("bench --kernels cudnn --steps 1", {"--kernels", "cudnn"});
     if (!st::cuda_status().available) {
       check_refused("train --device cuda --epochs 1 --train-limit 100" + small, {"--device cuda", "no usable CUDA"});
@@ -764,6 +766,12 @@ TEST_SUITE("e2e") {
     SUBCASE("IMP with weight rewinding, killed in the second cycle (after a pruning event)") {
       common = " --model lenet5 --epochs 1 --cycles 3 --cycle-policy weight_rewind --rewind-iter 10 --prune-rate 0.3"
                " --train-limit 4000 --val-size 500 --batch 64 --threads 2 --seed 5 --checkpoint-every 5";
+      kill_after = 70;  // cycle 0 has 55 steps
+    }
+    SUBCASE("IMP with the sparse kernels on (lenet5's masked linear layers), killed in the second cycle") {
+      common = " --model lenet5 --epochs 1 --cycles 3 --cycle-policy weight_rewind --rewind-iter 10 --prune-rate 0.5"
+               " --sparse-kernels on --train-limit 4000 --val-size 500 --batch 64 --threads 2 --seed 12"
+               " --checkpoint-every 5";
       kill_after = 70;  // cycle 0 has 55 steps
     }
     SUBCASE("structured pruning, killed in the second cycle (a physically shrunk network)") {
