@@ -6,6 +6,7 @@
 
 #include "engine/error.h"
 #include "engine/ops/gpu_kernels.h"
+#include "engine/sparse_kernels.h"
 #include "kernels/cpu/kernels.h"
 
 namespace st {
@@ -63,9 +64,21 @@ class MaskedSgd : public Optimizer {
       ++steps_taken_;
       return;
     }
+    if (dense_pass_version_.size() != parameters_.size()) dense_pass_version_.assign(parameters_.size(), ~uint64_t{0});
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
       nn::Parameter* p = parameters_[i];
+      // A weight computed over its sparse pattern (engine/sparse_kernels.h) is stepped at its kept entries
+      // only, once a dense masked step has zeroed its pruned entries and their state under this mask.
+      const SparseForm* form = p->sparse.get();
+      if (form != nullptr && form->use_sparse && form->pattern && form->mask_data == p->mask.data() &&
+          form->mask_version == p->mask_version && dense_pass_version_[i] == p->mask_version) {
+        const cpu::SparsePattern& pattern = *form->pattern;
+        cpu::sgd_step_pattern(pattern.rows, pattern.cols, pattern.row_start.data(), pattern.col_index.data(),
+                              p->value().data(), p->grad().data(), velocity_[i].data(), h);
+        continue;
+      }
       cpu::sgd_step(p->numel(), p->value().data(), p->grad().data(), velocity_[i].data(), mask_of(p), h);
+      if (p->mask.defined()) dense_pass_version_[i] = p->mask_version;
     }
     ++steps_taken_;
   }
@@ -79,6 +92,7 @@ class MaskedSgd : public Optimizer {
   OptimizerConfig config_;
   std::vector<Tensor> velocity_;
   ops::gpu::OptimizerGroup device_group_;
+  std::vector<uint64_t> dense_pass_version_;  // per parameter: the mask_version of its last dense masked step
 };
 
 class MaskedAdam : public Optimizer {

@@ -162,6 +162,11 @@ void softmax_cross_entropy_backward(int64_t batch, int64_t classes, const float*
 // masked-out weight and its optimizer state are exactly 0 afterwards -------------------------------
 struct SgdHyper { float lr, momentum, dampening, weight_decay; bool nesterov; };
 void sgd_step(int64_t n, float* w, const float* g, float* velocity, const float* mask, const SgdHyper& h);
+// The same step at the kept entries of a [rows, cols] weight only (a CSR pattern: row_start, col_index),
+// for a weight whose pruned entries and their state are already exactly 0 (a dense masked step has run
+// since the mask last changed): the kept entries come out bit-identical to sgd_step's.
+void sgd_step_pattern(int64_t rows, int64_t cols, const int64_t* row_start, const int32_t* col_index, float* w,
+                      const float* g, float* velocity, const SgdHyper& h);
 struct AdamHyper { float lr, beta1, beta2, eps, weight_decay; bool decoupled; int64_t step; };
 void adam_step(int64_t n, float* w, const float* g, float* m, float* v, const float* mask, const AdamHyper& h);
 struct RmsPropHyper { float lr, alpha, eps, weight_decay, momentum; };

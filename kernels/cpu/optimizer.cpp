@@ -1,6 +1,7 @@
 // Masked optimizer steps, one fused pass per tensor (the design's step loop):
 //   SGD (PyTorch semantics, Sutskever et al. 2013 momentum):
 //     g += wd * w ; v = mu * v + (1 - dampening) * g ; d = nesterov ? g + mu * v : v ; w -= lr * d
+//     (each "a * b + c" one fused multiply-add, written out: sgd_element)
 //     (v starts at 0, so the first step equals PyTorch's v = g when dampening = 0)
 //   Adam (Kingma & Ba 2015; decoupled = AdamW, Loshchilov & Hutter 2019):
 //     m = b1 m + (1 - b1) g ; v = b2 v + (1 - b2) g^2 ; w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
@@ -16,6 +17,22 @@ namespace st::cpu {
 
 namespace {
 
+// One element of the SGD step with explicit fused multiply-adds, so the dense masked loop and the loop
+// over a sparsity pattern compute every kept weight bit-identically whatever the compiler contracts.
+struct SgdElement {
+  float w, v;
+};
+template <bool kMomentum, bool kNesterov>
+inline SgdElement sgd_element(float w, float g, float velocity, float lr, float mu, float wd, float damp) {
+  float grad = std::fma(wd, w, g);
+  float v = 0.0f;
+  if constexpr (kMomentum) {
+    v = std::fma(mu, velocity, damp * grad);
+    grad = kNesterov ? std::fma(mu, v, grad) : v;
+  }
+  return {std::fma(-lr, grad, w), v};
+}
+
 // The loop body is specialised on the (momentum, nesterov, mask) combination so each loop is
 // branch-free and vectorises.
 template <bool kMomentum, bool kNesterov, bool kMasked>
@@ -24,18 +41,38 @@ void sgd_loop(int64_t n, float* w, const float* g, float* velocity, const float*
 #pragma omp parallel for simd schedule(static) if (n > 16384)
   for (int64_t i = 0; i < n; ++i) {
     const bool kept = !kMasked || mask[i] != 0.0f;
-    float grad = g[i] + wd * w[i];
-    if constexpr (kMomentum) {
-      const float v = mu * velocity[i] + damp * grad;
-      velocity[i] = kept ? v : 0.0f;
-      grad = kNesterov ? grad + mu * v : v;
-    }
-    const float updated = w[i] - lr * grad;
-    w[i] = kept ? updated : 0.0f;
+    const SgdElement u = sgd_element<kMomentum, kNesterov>(w[i], g[i], kMomentum ? velocity[i] : 0.0f, lr, mu, wd, damp);
+    if constexpr (kMomentum) velocity[i] = kept ? u.v : 0.0f;
+    w[i] = kept ? u.w : 0.0f;
   }
 }
 
+template <bool kMomentum, bool kNesterov>
+void sgd_pattern_loop(int64_t rows, int64_t cols, const int64_t* row_start, const int32_t* col_index, float* w,
+                      const float* g, float* velocity, const SgdHyper& h) {
+  const float lr = h.lr, mu = h.momentum, wd = h.weight_decay, damp = 1.0f - h.dampening;
+#pragma omp parallel for schedule(static) if (row_start[rows] > 16384)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = row_start[r]; j < row_start[r + 1]; ++j) {
+      const int64_t i = r * cols + col_index[j];
+      const SgdElement u = sgd_element<kMomentum, kNesterov>(w[i], g[i], kMomentum ? velocity[i] : 0.0f, lr, mu, wd, damp);
+      if constexpr (kMomentum) velocity[i] = u.v;
+      w[i] = u.w;
+    }
+}
+
 }  // namespace
+
+void sgd_step_pattern(int64_t rows, int64_t cols, const int64_t* row_start, const int32_t* col_index, float* w,
+                      const float* g, float* velocity, const SgdHyper& h) {
+  if (h.momentum == 0.0f || velocity == nullptr) {
+    sgd_pattern_loop<false, false>(rows, cols, row_start, col_index, w, g, velocity, h);
+  } else if (h.nesterov) {
+    sgd_pattern_loop<true, true>(rows, cols, row_start, col_index, w, g, velocity, h);
+  } else {
+    sgd_pattern_loop<true, false>(rows, cols, row_start, col_index, w, g, velocity, h);
+  }
+}
 
 void sgd_step(int64_t n, float* w, const float* g, float* velocity, const float* mask, const SgdHyper& h) {
   const bool momentum = h.momentum != 0.0f && velocity != nullptr;

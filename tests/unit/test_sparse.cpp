@@ -221,3 +221,37 @@ TEST_SUITE("unit") {
     }
   }
 }
+
+#include "kernels/cpu/kernels.h"
+
+TEST_SUITE("unit") {
+  TEST_CASE("sgd_step_pattern equals the dense masked SGD step bit for bit (momentum, Nesterov, none)") {
+    st::Rng rng(21);
+    const int64_t rows = 37, cols = 53;
+    const auto n = static_cast<std::size_t>(rows * cols);
+    Floats mask(n);
+    for (float& m : mask) m = rng.uniform() < 0.2 ? 1.0f : 0.0f;
+    Floats w = normal(n, rng), v = normal(n, rng);
+    const Floats g = normal(n, rng);
+    for (std::size_t i = 0; i < n; ++i)
+      if (mask[i] == 0.0f) w[i] = v[i] = 0.0f;  // the state a dense masked step leaves
+    const st::cpu::SparsePattern pattern = st::cpu::sparse_pattern(rows, cols, mask.data());
+    for (const auto& [momentum, nesterov] : {std::pair{0.9f, false}, std::pair{0.9f, true}, std::pair{0.0f, false}}) {
+      CAPTURE(momentum);
+      CAPTURE(nesterov);
+      const st::cpu::SgdHyper h{0.05f, momentum, 0.0f, 5e-4f, nesterov};
+      Floats w_dense = w, v_dense = v, w_sparse = w, v_sparse = v;
+      for (int step = 0; step < 3; ++step) {
+        st::cpu::sgd_step(rows * cols, w_dense.data(), g.data(), v_dense.data(), mask.data(), h);
+        st::cpu::sgd_step_pattern(rows, cols, pattern.row_start.data(), pattern.col_index.data(), w_sparse.data(),
+                                  g.data(), v_sparse.data(), h);
+      }
+      for (std::size_t i = 0; i < n; ++i)
+        if (w_sparse[i] != w_dense[i] || v_sparse[i] != v_dense[i]) {
+          FAIL_CHECK("entry " << i << " (mask " << mask[i] << "): w " << w_sparse[i] << " vs " << w_dense[i] << ", v "
+                              << v_sparse[i] << " vs " << v_dense[i]);
+          break;
+        }
+    }
+  }
+}
