@@ -2,7 +2,7 @@
 # The whole GPU check of issue 16 in ONE device call of at most 8 minutes:
 #   HERE, once per session:  tools/gpu/pack_deps.sh [--backup]   (.gpudeps/: headers, libs, data, backup build)
 #   HERE, before the call:   tools/gpu/check.sh --dry-run         (the same stages without a GPU)
-#   THERE:                   run(command="tools/gpu/check.sh", carry=[".gpudeps"], timeout_s=540)
+#   THERE:                   run(command="tools/gpu/check.sh --label <commit>", carry=[".gpudeps"], timeout_s=540)
 #
 # Stages, in this order, each under its own timeout and all under one deadline (--budget, default 450 s
 # from the script's start; a stage that would not fit is skipped and says so):
