@@ -5,12 +5,14 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <map>
 #include <optional>
 
 #include "engine/error.h"
 #include "engine/io/metrics.h"
 #include "engine/trainer.h"
 #include "engine/ops.h"
+#include "engine/sparse_kernels.h"
 #include "pruning/dynamic.h"
 #include "pruning/greedy.h"
 #include "pruning/random_mask.h"
@@ -114,15 +116,43 @@ void Trainer::report_prune_event(const std::string& what, int cycle, int64_t ste
   fmt::print("pruning event ({}), cycle {} step {}: global density {:.4f}\n{}", what, cycle, step, density,
              pruning::format_prune_table(changes));
   std::fflush(stdout);
+  // Under --sparse-kernels, each masked linear layer's compute form for the new mask, chosen now (auto:
+  // both paths timed at the training batch) and listed with the event.
+  std::map<std::string, const SparseForm*> forms;
+  if (device_.device == Device::CPU && sparse_kernels() != SparseKernels::Off) {
+    std::string lines;
+    for (nn::Parameter* p : model_->parameters()) {
+      if (p->kind != nn::ParameterKind::LinearWeight || !sparse_path_allowed(*p)) continue;
+      const SparseForm& form = refresh_sparse_form(*p, config_.batch_size);
+      forms[p->name] = &form;
+      lines += fmt::format("  {:<30} {:>6}", p->name, form.use_sparse ? "sparse" : "dense");
+      if (form.timed_batch > 0)
+        lines += fmt::format("  (dense {:.3f} ms, sparse {:.3f} ms per step at batch {})", form.dense_ms, form.sparse_ms,
+                             form.timed_batch);
+      lines += "\n";
+    }
+    if (!lines.empty())
+      fmt::print("compute form of the linear layers (--sparse-kernels {}):\n{}", sparse_kernels_name(sparse_kernels()),
+                 lines);
+  }
   nlohmann::json layers = nlohmann::json::array();
-  for (const auto& c : changes)
-    layers.push_back({{"name", c.name},
-                      {"shape", c.shape},
-                      {"kept_before", c.kept_before},
-                      {"kept", c.kept_after},
-                      {"numel", c.numel},
-                      {"flops_before", 2 * c.kept_before * c.uses_per_sample},
-                      {"flops_after", 2 * c.kept_after * c.uses_per_sample}});
+  for (const auto& c : changes) {
+    nlohmann::json layer = {{"name", c.name},
+                            {"shape", c.shape},
+                            {"kept_before", c.kept_before},
+                            {"kept", c.kept_after},
+                            {"numel", c.numel},
+                            {"flops_before", 2 * c.kept_before * c.uses_per_sample},
+                            {"flops_after", 2 * c.kept_after * c.uses_per_sample}};
+    if (const auto form = forms.find(c.name); form != forms.end()) {
+      layer["compute"] = form->second->use_sparse ? "sparse" : "dense";
+      if (form->second->timed_batch > 0) {
+        layer["dense_ms"] = form->second->dense_ms;
+        layer["sparse_ms"] = form->second->sparse_ms;
+      }
+    }
+    layers.push_back(layer);
+  }
   if (!scores.counts.empty())
     fmt::print("score histogram ({} bins, Sturges) over [{:.4g}, {:.4g}]: {}\n", scores.counts.size(), scores.low,
                scores.high, fmt::join(scores.counts, " "));

@@ -710,6 +710,36 @@ TEST_SUITE("e2e") {
     }
   }
 
+  TEST_CASE("--sparse-kernels: each pruning event lists the linear layers' compute forms (auto: both paths timed)") {
+    SKIP_WITHOUT_FASHION_MNIST();
+    for (const std::string mode : {"auto", "on"}) {
+      CAPTURE(mode);
+      const fs::path run_dir = fresh_dir("sparse-forms-" + mode);
+      const CommandResult r = run("train --model lenet300 --epochs 1 --cycles 2 --prune-rate 0.8 --sparse-kernels " +
+                                  mode + " --train-limit 3000 --val-size 500 --threads 2 --run-dir " + run_dir.string());
+      INFO(r.out << r.err);
+      REQUIRE(r.exit_code == 0);
+      CHECK(r.out.find("compute form of the linear layers (--sparse-kernels " + mode + ")") != std::string::npos);
+      const auto events = metrics_events(run_dir, "prune");
+      REQUIRE(events.size() == 1);
+      const auto& layers = events[0].at("layers");
+      REQUIRE(layers.size() == 3);
+      for (const auto& layer : layers) {
+        INFO(layer.dump());
+        const std::string compute = layer.at("compute").get<std::string>();
+        if (mode == "on") {
+          CHECK(compute == "sparse");
+          CHECK_FALSE(layer.contains("dense_ms"));
+          continue;
+        }
+        const double dense_ms = layer.at("dense_ms").get<double>(), sparse_ms = layer.at("sparse_ms").get<double>();
+        CHECK(dense_ms > 0.0);
+        CHECK(sparse_ms > 0.0);
+        CHECK(compute == (sparse_ms < dense_ms ? "sparse" : "dense"));
+      }
+    }
+  }
+
   TEST_CASE("a corrupt checkpoint is refused and left untouched") {
     SKIP_WITHOUT_FASHION_MNIST();
     const fs::path run_dir = fresh_dir("corrupt-checkpoint");
