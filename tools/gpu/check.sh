@@ -405,7 +405,7 @@ kernelbench_stage() {  # kernelbench_stage NAME MODEL:TF32...
       cat "$work/kb-$model-$tf32.md"; echo; } >> "$md"
     write_report
   done
-  record "$stage" "passed:${ran:- none} (tables in kernelbench.md)"
+  record "$stage" "checks passed:${ran:- none} (every table in kernelbench.md; failures in stages.log)"
 }
 : > "$OUT/kernelbench.md"
 kernelbench_stage kernelbench resnet20:on resnet20:off vit-tiny:on
