@@ -151,6 +151,20 @@ Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t 
 }
 
 Variable Conv2d::forward(const Variable& x) {
+  const Tensor& w = weight_->value();
+  // A pointwise convolution (1x1, stride 1, no padding, one group) is a linear layer over the N*H*W pixels
+  // of an NHWC input, so under --sparse-kernels it runs the sparse linear kernels on [N*H*W, C] views.
+  if (x.value().device() == Device::CPU && x.value().ndim() == 4 && w.dim(1) == 1 && w.dim(2) == 1 && stride_ == 1 &&
+      pad_ == 0 && groups() == 1 && sparse_path_allowed(*weight_)) {
+    const int64_t n = x.shape()[0], h = x.shape()[1], wd = x.shape()[2], c = x.shape()[3], k = w.dim(0);
+    const SparseForm& form = refresh_sparse_form(*weight_, n * h * wd);
+    if (form.use_sparse) {
+      weight_->uses_per_sample = h * wd;
+      const Variable y = ops::sparse_linear(ops::reshape(x, {n * h * wd, c}), ops::reshape(weight_->variable, {k, c}),
+                                            bias_ ? bias_->variable : Variable(), form.pattern);
+      return ops::reshape(y, {n, h, wd, k});
+    }
+  }
   Variable y = ops::conv2d(x, weight_->variable, bias_ ? bias_->variable : Variable(), stride_, pad_, groups());
   weight_->uses_per_sample = y.shape()[1] * y.shape()[2];
   return y;

@@ -86,12 +86,13 @@ bool sparse_path_allowed(const nn::Parameter& p) {
 }
 
 const SparseForm& refresh_sparse_form(nn::Parameter& p, int64_t batch) {
-  ST_CHECK(p.mask.defined() && p.variable.value().ndim() == 2, "sparse form of {}: a masked 2-d weight expected",
-           p.name);
+  ST_CHECK(p.mask.defined() && p.variable.value().ndim() >= 2 && p.variable.value().dim(0) > 0,
+           "sparse form of {}: a masked weight [outputs, ...] expected", p.name);
   if (!p.sparse) p.sparse = std::make_shared<SparseForm>();
   SparseForm& form = *p.sparse;
   const SparseKernels mode = sparse_kernels();
-  const int64_t out = p.variable.value().dim(0), in = p.variable.value().dim(1);
+  // [outputs, inputs]: a linear weight, or a pointwise conv's [K, 1, 1, C]
+  const int64_t out = p.variable.value().dim(0), in = p.variable.value().numel() / out;
   if (form.pattern && form.mask_data == p.mask.data() && form.mask_version == p.mask_version && form.mode == mode &&
       form.pattern->rows == out && form.pattern->cols == in)
     return form;

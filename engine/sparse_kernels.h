@@ -1,4 +1,5 @@
-// Sparse compute forms of masked linear weights on the CPU (issue 17; kernels in kernels/cpu/sparse.h).
+// Sparse compute forms of masked linear weights (and pointwise 1x1 convolutions, which are linear layers
+// over the pixels of an NHWC input) on the CPU (issue 17; kernels in kernels/cpu/sparse.h).
 //
 // --sparse-kernels off | on | auto (process-wide, set by the trainer and bench):
 //   off   every layer runs the dense kernels (masked weights are multiplied as stored zeros)
@@ -50,8 +51,8 @@ struct SparseForm {
   int64_t timed_batch = 0;
 };
 
-// Whether a linear layer with weight `p` given an input on the CPU may run sparse now (mode not off,
-// a mask, no DenseGradientScope).
+// Whether a linear layer (or a pointwise conv) with weight `p` given an input on the CPU may run sparse
+// now (mode not off, a mask, no DenseGradientScope).
 bool sparse_path_allowed(const nn::Parameter& p);
 // p's compute form, rebuilt (pattern and, in auto, the timed choice at `batch`) if the mask changed.
 const SparseForm& refresh_sparse_form(nn::Parameter& p, int64_t batch);

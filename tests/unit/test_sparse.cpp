@@ -255,3 +255,62 @@ TEST_SUITE("unit") {
     }
   }
 }
+
+TEST_SUITE("unit") {
+  TEST_CASE("sparse kernels in a pointwise nn::Conv2d (1x1, stride 1): on equals off at the kept weights") {
+    st::Rng rng(31);
+    st::nn::Conv2d conv(24, 40, 1, 1, 0, true, rng);
+    st::Rng mask_rng(32);
+    st::pruning::apply_random_masks(conv.parameters(), 0.2, mask_rng);
+    st::nn::Parameter& w = *conv.parameters()[0];
+    REQUIRE(w.kind == st::nn::ParameterKind::ConvWeight);
+    st::Tensor x = st::Tensor::empty({2, 5, 7, 24}), r = st::Tensor::empty({2, 5, 7, 40});
+    for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = rng.normal();
+    for (int64_t i = 0; i < r.numel(); ++i) r.data()[i] = rng.normal();
+    const Floats mask = w.mask.to_vector();
+    auto run_step = [&] {
+      for (st::nn::Parameter* p : conv.parameters()) p->variable.zero_grad();
+      st::Tape tape;
+      st::Variable input(x.clone(), true), y;
+      {
+        st::TapeScope scope(tape);
+        y = conv.forward(input);
+      }
+      tape.backward(y, r);
+      CHECK(y.shape() == st::Shape{2, 5, 7, 40});
+      return StepResult{y.value().to_vector(), input.grad().to_vector(), w.grad().to_vector()};
+    };
+    StepResult dense, sparse;
+    {
+      const ModeScope off(st::SparseKernels::Off);
+      dense = run_step();
+    }
+    {
+      const ModeScope on(st::SparseKernels::On);
+      sparse = run_step();
+      REQUIRE(w.sparse);
+      CHECK(w.sparse->use_sparse);
+      CHECK(w.sparse->pattern->rows == 40);
+      CHECK(w.sparse->pattern->cols == 24);
+      CHECK(w.uses_per_sample == 35);
+    }
+    CHECK(error_f(sparse.y, dense.y) < 1e-5);
+    CHECK(error_f(sparse.dx, dense.dx) < 1e-5);
+    Floats dense_kept = dense.dw, sparse_kept = sparse.dw;
+    for (std::size_t i = 0; i < mask.size(); ++i)
+      if (mask[i] == 0.0f) {
+        CHECK(sparse.dw[i] == 0.0f);
+        dense_kept[i] = sparse_kept[i] = 0.0f;
+      }
+    CHECK(error_f(sparse_kept, dense_kept) < 1e-5);
+    {  // a 3x3 convolution has no sparse kernel yet: it stays dense under on
+      st::nn::Conv2d conv3(4, 8, 3, 1, 1, false, rng);
+      st::Rng m(33);
+      st::pruning::apply_random_masks(conv3.parameters(), 0.5, m);
+      const ModeScope on(st::SparseKernels::On);
+      const st::Tensor image = st::Tensor::full({1, 6, 6, 4}, 0.5f);
+      conv3.forward(st::Variable(image));
+      CHECK(!conv3.parameters()[0]->sparse);
+    }
+  }
+}
