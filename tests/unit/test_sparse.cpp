@@ -135,8 +135,8 @@ struct StepResult {
   Floats y, dx, dw;
 };
 
-// One forward and backward of `layer` on x with the loss sum(y * r).
-StepResult step(st::nn::Linear& layer, const st::Tensor& x, const st::Tensor& r) {
+// One forward and backward of `layer` (weight w) on x with the loss sum(y * r).
+StepResult step(st::nn::Module& layer, st::nn::Parameter& w, const st::Tensor& x, const st::Tensor& r) {
   for (st::nn::Parameter* p : layer.parameters()) p->variable.zero_grad();
   st::Tape tape;
   st::Variable input(x.clone(), true), y;
@@ -144,8 +144,9 @@ StepResult step(st::nn::Linear& layer, const st::Tensor& x, const st::Tensor& r)
     st::TapeScope scope(tape);
     y = layer.forward(input);
   }
+  REQUIRE(y.shape() == r.shape());
   tape.backward(y, r);
-  return {y.value().to_vector(), input.grad().to_vector(), layer.weight().grad().to_vector()};
+  return {y.value().to_vector(), input.grad().to_vector(), w.grad().to_vector()};
 }
 
 double error_f(const Floats& got, const Floats& want) {
@@ -170,12 +171,12 @@ TEST_SUITE("unit") {
     StepResult dense, sparse;
     {
       const ModeScope off(st::SparseKernels::Off);
-      dense = step(layer, x, r);
+      dense = step(layer, w, x, r);
       CHECK(!w.sparse);  // off: no form is built
     }
     {
       const ModeScope on(st::SparseKernels::On);
-      sparse = step(layer, x, r);
+      sparse = step(layer, w, x, r);
       REQUIRE(w.sparse);
       CHECK(w.sparse->use_sparse);
       CHECK(w.sparse->pattern->nnz() == w.kept());
@@ -195,7 +196,7 @@ TEST_SUITE("unit") {
     {  // a DenseGradientScope (RigL's update steps) runs dense: pruned weights get their gradients
       const ModeScope on(st::SparseKernels::On);
       const st::DenseGradientScope dense_scope;
-      const StepResult forced = step(layer, x, r);
+      const StepResult forced = step(layer, w, x, r);
       CHECK(forced.dw == dense.dw);
     }
     {  // a new mask (its writer bumps mask_version): the form is rebuilt at the next forward
@@ -204,15 +205,15 @@ TEST_SUITE("unit") {
       st::Rng other(9);
       st::pruning::apply_random_masks(layer.parameters(), 0.3, other);
       CHECK(w.mask_version > version);
-      const StepResult again = step(layer, x, r);
+      const StepResult again = step(layer, w, x, r);
       CHECK(w.sparse->pattern->nnz() == w.kept());
       const ModeScope off(st::SparseKernels::Off);
-      const StepResult reference = step(layer, x, r);
+      const StepResult reference = step(layer, w, x, r);
       CHECK(error_f(again.y, reference.y) < 1e-5);
     }
     {  // auto: both paths timed on the layer's shape, the faster kept
       const ModeScope automatic(st::SparseKernels::Auto);
-      step(layer, x, r);
+      step(layer, w, x, r);
       CHECK(w.sparse->mode == st::SparseKernels::Auto);
       CHECK(w.sparse->dense_ms > 0.0);
       CHECK(w.sparse->sparse_ms > 0.0);
@@ -268,26 +269,14 @@ TEST_SUITE("unit") {
     for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = rng.normal();
     for (int64_t i = 0; i < r.numel(); ++i) r.data()[i] = rng.normal();
     const Floats mask = w.mask.to_vector();
-    auto run_step = [&] {
-      for (st::nn::Parameter* p : conv.parameters()) p->variable.zero_grad();
-      st::Tape tape;
-      st::Variable input(x.clone(), true), y;
-      {
-        st::TapeScope scope(tape);
-        y = conv.forward(input);
-      }
-      tape.backward(y, r);
-      CHECK(y.shape() == st::Shape{2, 5, 7, 40});
-      return StepResult{y.value().to_vector(), input.grad().to_vector(), w.grad().to_vector()};
-    };
     StepResult dense, sparse;
     {
       const ModeScope off(st::SparseKernels::Off);
-      dense = run_step();
+      dense = step(conv, w, x, r);
     }
     {
       const ModeScope on(st::SparseKernels::On);
-      sparse = run_step();
+      sparse = step(conv, w, x, r);
       REQUIRE(w.sparse);
       CHECK(w.sparse->use_sparse);
       CHECK(w.sparse->pattern->rows == 40);
