@@ -69,9 +69,8 @@ class MaskedSgd : public Optimizer {
       nn::Parameter* p = parameters_[i];
       // A weight computed over its sparse pattern (engine/sparse_kernels.h) is stepped at its kept entries
       // only, once a dense masked step has zeroed its pruned entries and their state under this mask.
-      const SparseForm* form = p->sparse.get();
-      if (form != nullptr && form->use_sparse && form->pattern && form->mask_data == p->mask.data() &&
-          form->mask_version == p->mask_version && dense_pass_version_[i] == p->mask_version) {
+      const SparseForm* form = current_sparse_form(*p);
+      if (form != nullptr && dense_pass_version_[i] == p->mask_version) {
         const cpu::SparsePattern& pattern = *form->pattern;
         cpu::sgd_step_pattern(pattern.rows, pattern.cols, pattern.row_start.data(), pattern.col_index.data(),
                               p->value().data(), p->grad().data(), velocity_[i].data(), h);

@@ -34,8 +34,8 @@ double fastest_ms(Call&& call) {
 void time_both(const nn::Parameter& p, const cpu::SparsePattern& pattern, int64_t batch, SparseForm& form) {
   const int64_t out = pattern.rows, in = pattern.cols;
   Rng rng(17);
-  std::vector<float> x(static_cast<std::size_t>(batch * in)), dy(static_cast<std::size_t>(batch * out)),
-      y(dy.size()), dx(x.size()), dw(static_cast<std::size_t>(out * in)), db(static_cast<std::size_t>(out)),
+  std::vector<float> x(static_cast<std::size_t>(batch * in)), dy(static_cast<std::size_t>(batch * out)), y(dy.size()),
+      dx(x.size()), dw(static_cast<std::size_t>(out * in)), db(static_cast<std::size_t>(out)),
       values(static_cast<std::size_t>(pattern.nnz()));
   for (float& v : x) v = rng.normal();
   for (float& v : dy) v = rng.normal();
@@ -50,6 +50,13 @@ void time_both(const nn::Parameter& p, const cpu::SparsePattern& pattern, int64_
     cpu::sparse_linear_backward(batch, pattern, values.data(), x.data(), dy.data(), dx.data(), dw.data(), db.data());
   });
   form.timed_batch = batch;
+}
+
+// Whether `form` was built from p's current mask (its storage, version and shape).
+bool describes_mask(const SparseForm& form, const nn::Parameter& p) {
+  const int64_t out = p.variable.value().dim(0);
+  return form.pattern && form.mask_data == p.mask.data() && form.mask_version == p.mask_version &&
+         form.pattern->rows == out && form.pattern->cols == p.variable.value().numel() / out;
 }
 
 }  // namespace
@@ -92,10 +99,8 @@ const SparseForm& refresh_sparse_form(nn::Parameter& p, int64_t batch) {
   SparseForm& form = *p.sparse;
   const SparseKernels mode = sparse_kernels();
   // [outputs, inputs]: a linear weight, or a pointwise conv's [K, 1, 1, C]
+  if (form.mode == mode && describes_mask(form, p)) return form;
   const int64_t out = p.variable.value().dim(0), in = p.variable.value().numel() / out;
-  if (form.pattern && form.mask_data == p.mask.data() && form.mask_version == p.mask_version && form.mode == mode &&
-      form.pattern->rows == out && form.pattern->cols == in)
-    return form;
   form.pattern = std::make_shared<const cpu::SparsePattern>(cpu::sparse_pattern(out, in, p.mask.data()));
   form.mask_data = p.mask.data();
   form.mask_version = p.mask_version;
@@ -109,6 +114,11 @@ const SparseForm& refresh_sparse_form(nn::Parameter& p, int64_t batch) {
     form.use_sparse = mode == SparseKernels::On;
   }
   return form;
+}
+
+const SparseForm* current_sparse_form(const nn::Parameter& p) {
+  const SparseForm* form = p.sparse.get();
+  return form != nullptr && form->use_sparse && p.mask.defined() && describes_mask(*form, p) ? form : nullptr;
 }
 
 }  // namespace st

@@ -56,5 +56,8 @@ struct SparseForm {
 bool sparse_path_allowed(const nn::Parameter& p);
 // p's compute form, rebuilt (pattern and, in auto, the timed choice at `batch`) if the mask changed.
 const SparseForm& refresh_sparse_form(nn::Parameter& p, int64_t batch);
+// p's form if it describes p's current mask and computes sparse (the optimizer then steps the pattern
+// only), else null.
+const SparseForm* current_sparse_form(const nn::Parameter& p);
 
 }  // namespace st

@@ -18,7 +18,6 @@
 namespace st::cpu {
 namespace {
 
-
 // Grow-only scratch arrays of the calling thread (the products are called from outside parallel
 // regions), so a training step allocates and clears nothing: slot 0 transposed inputs, 1 transposed
 // outputs or output gradients, 2 transposed input gradients, 3 the values in CSC order.
@@ -121,7 +120,8 @@ inline void combine_row(const int32_t* index, const float* values, int64_t begin
   int64_t n0 = 0;
   for (; n0 + kWide <= batch; n0 += kWide)
     combine_fixed<static_cast<int>(kWide / 16)>(index, values, begin, end, rows + n0, batch, out_row + n0);
-  for (; n0 + kNarrow <= batch; n0 += kNarrow) combine_fixed<1>(index, values, begin, end, rows + n0, batch, out_row + n0);
+  for (; n0 + kNarrow <= batch; n0 += kNarrow)
+    combine_fixed<1>(index, values, begin, end, rows + n0, batch, out_row + n0);
   if (n0 < batch) combine_any(index, values, begin, end, rows + n0, batch, batch - n0, out_row + n0);
 }
 
@@ -142,13 +142,15 @@ SparsePattern sparse_pattern(int64_t rows, int64_t cols, const float* mask) {
       }
     p.row_start[static_cast<std::size_t>(r + 1)] = p.nnz();
   }
-  for (int64_t c = 0; c < cols; ++c) p.col_start[static_cast<std::size_t>(c + 1)] += p.col_start[static_cast<std::size_t>(c)];
+  for (int64_t c = 0; c < cols; ++c)
+    p.col_start[static_cast<std::size_t>(c + 1)] += p.col_start[static_cast<std::size_t>(c)];
   p.row_index.resize(p.col_index.size());
   p.csr_position.resize(p.col_index.size());
   std::vector<int64_t> next(p.col_start.begin(), p.col_start.end() - 1);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t i = p.row_start[static_cast<std::size_t>(r)]; i < p.row_start[static_cast<std::size_t>(r + 1)]; ++i) {
-      const auto slot = static_cast<std::size_t>(next[static_cast<std::size_t>(p.col_index[static_cast<std::size_t>(i)])]++);
+      const auto slot =
+          static_cast<std::size_t>(next[static_cast<std::size_t>(p.col_index[static_cast<std::size_t>(i)])]++);
       p.row_index[slot] = static_cast<int32_t>(r);
       p.csr_position[slot] = i;
     }
@@ -193,8 +195,8 @@ void sparse_linear_forward(int64_t batch, const SparsePattern& p, const float* v
   }
 }
 
-void sparse_linear_backward(int64_t batch, const SparsePattern& p, const float* values, const float* x,
-                            const float* dy, float* dx, float* dw, float* db) {
+void sparse_linear_backward(int64_t batch, const SparsePattern& p, const float* values, const float* x, const float* dy,
+                            float* dx, float* dw, float* db) {
   if (batch == 0) return;
   float* dyt = scratch(1, p.rows * batch);
   transpose(batch, p.rows, dy, dyt);
@@ -224,7 +226,8 @@ void sparse_linear_backward(int64_t batch, const SparsePattern& p, const float* 
 #pragma omp parallel for schedule(dynamic, 8)
     for (int64_t r = 0; r < p.rows; ++r) {
       const float* g = dyt + r * batch;
-      for (int64_t i = p.row_start[static_cast<std::size_t>(r)]; i < p.row_start[static_cast<std::size_t>(r + 1)]; ++i) {
+      for (int64_t i = p.row_start[static_cast<std::size_t>(r)]; i < p.row_start[static_cast<std::size_t>(r + 1)];
+           ++i) {
         const int64_t c = p.col_index[static_cast<std::size_t>(i)];
         dw[r * p.cols + c] += dot(g, xt + c * batch, batch);
       }

@@ -52,7 +52,8 @@ void check_linear(int64_t batch, int64_t rows, int64_t cols, double density, uin
     for (int64_t r = 0; r < rows; ++r) {
       double sum = b[static_cast<std::size_t>(r)];
       for (int64_t c = 0; c < cols; ++c)
-        sum += static_cast<double>(w[static_cast<std::size_t>(r * cols + c)]) * x[static_cast<std::size_t>(n * cols + c)];
+        sum +=
+            static_cast<double>(w[static_cast<std::size_t>(r * cols + c)]) * x[static_cast<std::size_t>(n * cols + c)];
       y_ref[static_cast<std::size_t>(n * rows + r)] = sum;
       const double g = dy[static_cast<std::size_t>(n * rows + r)];
       db_ref[static_cast<std::size_t>(r)] += g;
@@ -156,8 +157,9 @@ double error_f(const Floats& got, const Floats& want) {
 }  // namespace
 
 TEST_SUITE("unit") {
-  TEST_CASE("sparse kernels in nn::Linear: on equals off at the kept weights, pruned gradients stay 0, forms follow "
-            "the mask") {
+  TEST_CASE(
+      "sparse kernels in nn::Linear: on equals off at the kept weights, pruned gradients stay 0, forms follow "
+      "the mask") {
     st::Rng rng(3);
     st::nn::Linear layer(300, 100, true, rng);
     st::Rng mask_rng(4);
@@ -301,5 +303,75 @@ TEST_SUITE("unit") {
       conv3.forward(st::Variable(image));
       CHECK(!conv3.parameters()[0]->sparse);
     }
+  }
+}
+
+#include "engine/optim.h"
+#include "pruning/dynamic.h"
+
+namespace {
+
+// Whether the CSR pattern lists exactly the non-zeros of mask [rows, cols].
+bool pattern_matches(const st::cpu::SparsePattern& p, const float* mask) {
+  int64_t entry = 0;
+  for (int64_t r = 0; r < p.rows; ++r)
+    for (int64_t c = 0; c < p.cols; ++c)
+      if (mask[r * p.cols + c] != 0.0f) {
+        if (entry >= p.row_start[static_cast<std::size_t>(r + 1)] || p.col_index[static_cast<std::size_t>(entry)] != c)
+          return false;
+        ++entry;
+      }
+  return entry == p.nnz();
+}
+
+}  // namespace
+
+TEST_SUITE("unit") {
+  TEST_CASE("masked SGD on a sparse weight: after the mask changes, pruned weights and their momentum are 0") {
+    st::Rng rng(41);
+    st::nn::Linear layer(30, 20, true, rng);
+    st::Rng mask_rng(42);
+    st::pruning::apply_random_masks(layer.parameters(), 0.5, mask_rng);
+    st::nn::Parameter& w = layer.weight();
+    st::Tensor x = st::Tensor::empty({9, 30}), r = st::Tensor::empty({9, 20});
+    for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = rng.normal();
+    for (int64_t i = 0; i < r.numel(); ++i) r.data()[i] = rng.normal();
+    const ModeScope on(st::SparseKernels::On);
+    auto optimizer = st::make_optimizer(st::OptimizerConfig{}, layer.parameters());
+    auto train = [&] {
+      optimizer->zero_grad();
+      step(layer, w, x, r);
+      optimizer->step(0.1f);
+    };
+    train();
+    train();  // the pattern path: a dense masked step has run under this mask
+    REQUIRE(st::current_sparse_form(w) != nullptr);
+    // prune every other kept weight: their momentum is non-zero now
+    float* mask = w.mask.data();
+    int64_t flip = 0;
+    for (int64_t i = 0; i < w.numel(); ++i)
+      if (mask[i] != 0.0f && flip++ % 2 == 0) mask[i] = 0.0f;
+    w.apply_mask();
+    train();
+    train();
+    const st::Tensor* velocity = nullptr;
+    for (auto& [name, tensor] : optimizer->state())
+      if (name == w.name + ".momentum") velocity = tensor;
+    REQUIRE(velocity != nullptr);
+    int64_t pruned = 0;
+    for (int64_t i = 0; i < w.numel(); ++i)
+      if (mask[i] == 0.0f) {
+        ++pruned;
+        CHECK(w.value().data()[i] == 0.0f);
+        CHECK(velocity->data()[i] == 0.0f);
+      }
+    CHECK(pruned > 300);
+    CHECK(pattern_matches(*w.sparse->pattern, mask));
+
+    // A DST update (drop and grow, the non-zero count unchanged) is followed by a new pattern.
+    st::Rng dst_rng(43);
+    st::pruning::drop_and_grow({&w}, {w.grad().clone()}, 0.3, "set", dst_rng);
+    train();
+    CHECK(pattern_matches(*w.sparse->pattern, mask));
   }
 }

@@ -2,11 +2,12 @@
 // linear_forward/backward: OpenBLAS sgemm) on the linear layers of lenet300 and a 4096 x 4096 layer, at
 // densities 100, 80, 50, 30, 20, 10, 5, 2 and 1% (a uniformly random mask), for the forward, the data
 // gradient and the weight gradient (with the bias gradient); the median of --repeats timed calls after
-// one warm-up. Prints a markdown table and, per shape, the break-even density: the highest density at
-// which the sparse step (all three products) is faster than the dense one.
+// a warm-up of at least 50 ms. Prints a markdown table and, per shape, the break-even density: the
+// highest density at which the sparse step (all three products) is faster than the dense one.
 //
 // usage: sparsebench [--batch 128] [--repeats 9] [--threads 0] [--shape all|lenet300|4096] [--out FILE.md]
 #include <fmt/format.h>
+#include <omp.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -16,8 +17,6 @@
 #include <functional>
 #include <string>
 #include <vector>
-
-#include <omp.h>
 
 #include "engine/rng.h"
 #include "kernels/cpu/kernels.h"
@@ -32,8 +31,11 @@ struct Shape {
   int64_t in, out;
 };
 
+// Warm-up calls for at least 50 ms (OpenBLAS's and OpenMP's thread pools settle: a single warm-up
+// left the first dense kernel timed 30x slow now and then), then the median of `repeats` calls.
 double median_ms(const std::function<void()>& call, int repeats) {
-  call();  // warm-up
+  const auto warm_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+  for (int calls = 0; calls < 3 || std::chrono::steady_clock::now() < warm_until; ++calls) call();
   std::vector<double> times;
   for (int r = 0; r < repeats; ++r) {
     const auto start = std::chrono::steady_clock::now();
@@ -63,7 +65,9 @@ int main(int argc, char** argv) {
   int repeats = 9, threads = 0;
   std::string which = "all", out;
   app.add_option("--batch", batch, "batch size")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--repeats", repeats, "timed calls per kernel (median)")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--repeats", repeats, "timed calls per kernel (median)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0 = all cores)")->capture_default_str();
   app.add_option("--shape", which, "all, lenet300 or 4096")->check(CLI::IsMember({"all", "lenet300", "4096"}));
   app.add_option("--out", out, "also write the markdown report to this file");
@@ -72,7 +76,8 @@ int main(int argc, char** argv) {
 
   std::vector<Shape> shapes;
   if (which == "all" || which == "lenet300")
-    shapes = {{"lenet300 fc1 784->300", 784, 300}, {"lenet300 fc2 300->100", 300, 100}, {"lenet300 fc3 100->10", 100, 10}};
+    shapes = {
+        {"lenet300 fc1 784->300", 784, 300}, {"lenet300 fc2 300->100", 300, 100}, {"lenet300 fc3 100->10", 100, 10}};
   if (which == "all" || which == "4096") shapes.push_back({"linear 4096->4096", 4096, 4096});
   const double densities[] = {1.0, 0.8, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01};
 
@@ -86,13 +91,15 @@ int main(int argc, char** argv) {
   for (const Shape& s : shapes) {
     const Floats x = normal(batch * s.in, rng), dy = normal(batch * s.out, rng), b = normal(s.out, rng);
     Floats w = normal(s.in * s.out, rng), y(static_cast<std::size_t>(batch * s.out)), dx(x.size()), dw(w.size()),
-        db(b.size());
+           db(b.size());
     // dense: the same kernels at every density (a masked dense weight costs what a dense one costs)
     Times dense;
-    dense.forward = median_ms([&] { st::cpu::linear_forward(batch, s.in, s.out, x.data(), w.data(), b.data(), y.data()); },
-                              repeats);
+    dense.forward = median_ms(
+        [&] { st::cpu::linear_forward(batch, s.in, s.out, x.data(), w.data(), b.data(), y.data()); }, repeats);
     dense.data = median_ms(
-        [&] { st::cpu::linear_backward(batch, s.in, s.out, x.data(), w.data(), dy.data(), dx.data(), nullptr, nullptr); },
+        [&] {
+          st::cpu::linear_backward(batch, s.in, s.out, x.data(), w.data(), dy.data(), dx.data(), nullptr, nullptr);
+        },
         repeats);
     dense.weight = median_ms(
         [&] {
@@ -133,8 +140,10 @@ int main(int argc, char** argv) {
     }
     break_even += fmt::format("| {} | {} |\n", s.name, even > 0.0 ? fmt::format("{:.0f}%", 100.0 * even) : "none");
   }
-  report += "\nBreak-even density (the highest density of the grid at which the sparse step is faster):\n\n"
-            "| layer | break-even density |\n|---|---:|\n" + break_even;
+  report +=
+      "\nBreak-even density (the highest density of the grid at which the sparse step is faster):\n\n"
+      "| layer | break-even density |\n|---|---:|\n" +
+      break_even;
   std::fputs(report.c_str(), stdout);
   if (!out.empty()) {
     std::ofstream file(out);
