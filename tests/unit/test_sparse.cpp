@@ -122,6 +122,7 @@ TEST_SUITE("unit") {
 #include "engine/nn.h"
 #include "engine/sparse_kernels.h"
 #include "pruning/random_mask.h"
+#include "tests/test_helpers.h"
 
 namespace {
 
@@ -165,9 +166,7 @@ TEST_SUITE("unit") {
     st::Rng mask_rng(4);
     st::pruning::apply_random_masks(layer.parameters(), 0.1, mask_rng);
     st::nn::Parameter& w = layer.weight();
-    st::Tensor x = st::Tensor::empty({70, 300}), r = st::Tensor::empty({70, 100});
-    for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = rng.normal();
-    for (int64_t i = 0; i < r.numel(); ++i) r.data()[i] = rng.normal();
+    const st::Tensor x = st::testing::random_tensor({70, 300}, rng), r = st::testing::random_tensor({70, 100}, rng);
     const Floats mask = w.mask.to_vector();
 
     StepResult dense, sparse;
@@ -267,9 +266,8 @@ TEST_SUITE("unit") {
     st::pruning::apply_random_masks(conv.parameters(), 0.2, mask_rng);
     st::nn::Parameter& w = *conv.parameters()[0];
     REQUIRE(w.kind == st::nn::ParameterKind::ConvWeight);
-    st::Tensor x = st::Tensor::empty({2, 5, 7, 24}), r = st::Tensor::empty({2, 5, 7, 40});
-    for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = rng.normal();
-    for (int64_t i = 0; i < r.numel(); ++i) r.data()[i] = rng.normal();
+    const st::Tensor x = st::testing::random_tensor({2, 5, 7, 24}, rng),
+                     r = st::testing::random_tensor({2, 5, 7, 40}, rng);
     const Floats mask = w.mask.to_vector();
     StepResult dense, sparse;
     {
@@ -333,9 +331,7 @@ TEST_SUITE("unit") {
     st::Rng mask_rng(42);
     st::pruning::apply_random_masks(layer.parameters(), 0.5, mask_rng);
     st::nn::Parameter& w = layer.weight();
-    st::Tensor x = st::Tensor::empty({9, 30}), r = st::Tensor::empty({9, 20});
-    for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = rng.normal();
-    for (int64_t i = 0; i < r.numel(); ++i) r.data()[i] = rng.normal();
+    const st::Tensor x = st::testing::random_tensor({9, 30}, rng), r = st::testing::random_tensor({9, 20}, rng);
     const ModeScope on(st::SparseKernels::On);
     auto optimizer = st::make_optimizer(st::OptimizerConfig{}, layer.parameters());
     auto train = [&] {
