@@ -1,5 +1,6 @@
 // Sparse compute forms of masked weights on the CPU (issue 17): the pattern of a mask as CSR by output
-// row with its transpose (CSC), and the linear layer's three products computed over the pattern only.
+// row with its transpose (CSC), and the linear and convolution layers' three products computed over the
+// pattern only.
 //
 // The dense weight and its mask stay the source of truth (checkpoints, export, scores); the pattern is
 // rebuilt when the mask changes, and the values are gathered from the dense weight at each forward
@@ -18,6 +19,8 @@
 
 #include <cstdint>
 #include <vector>
+
+#include "kernels/cpu/kernels.h"
 
 namespace st::cpu {
 
@@ -43,6 +46,17 @@ void sparse_linear_forward(int64_t batch, const SparsePattern& pattern, const fl
 // null outputs are skipped.
 void sparse_linear_backward(int64_t batch, const SparsePattern& pattern, const float* values, const float* x,
                             const float* dy, float* dx, float* dw, float* db);
+
+// Convolution (NHWC x KRSC, one group, any kernel size, stride and padding) with the pattern of the weight
+// viewed as [K, R*S*C]; values in CSR order. The layout is in sparse_conv.cpp: the forward also writes
+// the blocked copy of x (sparse_conv_input_size floats) that the backward reads instead of x.
+//   forward   y[n, oh, ow, k] = b[k] + sum_{(r, s, c) in row k} W[k, r, s, c] x[n, oh*st + r - p, ow*st + s - p, c]
+//   backward  dx (+)= the transposed convolution of dy, dW += its SDDMM at the pattern's entries, db += sums
+int64_t sparse_conv_input_size(const Conv2dGeometry& g);
+void sparse_conv_forward(const Conv2dGeometry& g, const SparsePattern& pattern, const float* values, const float* x,
+                         const float* b, float* y, float* x_blocked);
+void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& pattern, const float* values,
+                          const float* x_blocked, const float* dy, GradOut dx, float* dw, float* db);
 
 // dst[c, r] = src[r, c] for src [rows, cols] (blocked, parallel).
 void transpose(int64_t rows, int64_t cols, const float* src, float* dst);

@@ -1,0 +1,363 @@
+// The sparse convolution (formulas and layout in kernels/cpu/sparse.h).
+//
+// Blocked layout: 16 images are the 16 lanes of one AVX-512 register, so a stored weight w[k, r, s, c]
+// scales, for a row of output pixels, the input vectors x[c, oh*st + r, ow*st + s, 0..16) of one input
+// plane: contiguous loads (stride 1) or every other vector (stride 2), no gathers, and no product ever
+// touches a pruned weight.
+//   x   -> xb  [N/16][C][H + 2p][W + 2p][16]   zeros in the padding and in the lanes past the batch
+//   dy  -> dyb [N/16][K][Hq][Wq][16]          dy with a zero border wide enough for every tap
+// The forward and the data gradient compute one output row (16 images, all channels) per task into a
+// small tile and write it straight to the NHWC result; the weight gradient dots the dy row of its
+// output channel with the input rows of its (up to 8) stored weights at once.
+//
+// Data gradient (stride st): input row ih receives the taps r with (ih + p - r) % st == 0, i.e. the
+// classes r % st == (ih + p) % st (the same in w). Each input channel's entries are grouped by class
+// (counting sort; within a group in CSR order), so every output element sums a fixed list in a fixed
+// order: results are bit-identical for any thread count.
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/sparse.h"
+
+namespace st::cpu {
+namespace {
+
+constexpr int64_t kLanes = 16;  // images per block
+constexpr int kMaxTile = 16;    // output pixels per register tile
+
+int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// Grow-only arrays of the calling thread (slot) or of a worker thread (task tiles).
+template <typename T>
+T* grow(std::vector<T>& buffer, int64_t count) {
+  if (buffer.size() < static_cast<std::size_t>(count)) buffer.resize(static_cast<std::size_t>(count));
+  return buffer.data();
+}
+float* scratch(int slot, int64_t count) {
+  thread_local std::vector<float> buffers[3];  // 0 dyb, 1 dx plan values, 2 timing input
+  return grow(buffers[slot], count);
+}
+float* task_tile(int64_t count) {
+  thread_local std::vector<float> tile;
+  return grow(tile, count);
+}
+
+// The shapes of the blocked arrays of one geometry.
+struct Blocked {
+  int64_t blocks, h_pad, w_pad, plane_x;            // xb
+  int64_t border_h, border_w, hq, wq, plane_dy;     // dyb: border_* zeros before, hq x wq in all
+  explicit Blocked(const Conv2dGeometry& g) {
+    blocks = (g.batch + kLanes - 1) / kLanes;
+    h_pad = g.in_h + 2 * g.pad;
+    w_pad = g.in_w + 2 * g.pad;
+    plane_x = h_pad * w_pad * kLanes;
+    border_h = (g.kernel_h - 1) / g.stride;
+    border_w = (g.kernel_w - 1) / g.stride;
+    const int64_t after_h = std::max<int64_t>(0, (g.in_h - 1 + g.pad) / g.stride - (g.out_h() - 1));
+    const int64_t after_w = std::max<int64_t>(0, (g.in_w - 1 + g.pad) / g.stride - (g.out_w() - 1));
+    hq = border_h + g.out_h() + after_h;
+    wq = border_w + g.out_w() + after_w;
+    plane_dy = hq * wq * kLanes;
+  }
+};
+
+// dst[b][c][top + y][left + x][lane] = src[b * 16 + lane][y][x][c] for an NHWC src [batch, h, w, c] and a
+// dst of planes rows x cols; every other element of dst (borders, lanes past the batch) is set to 0.
+void to_blocked(int64_t batch, int64_t h, int64_t w, int64_t c, int64_t top, int64_t left, int64_t rows,
+                int64_t cols, const float* src, float* dst) {
+  const int64_t blocks = (batch + kLanes - 1) / kLanes;
+  const int64_t plane = rows * cols * kLanes;
+#pragma omp parallel for schedule(static)
+  for (int64_t task = 0; task < blocks * rows; ++task) {
+    const int64_t b = task / rows, row = task % rows, y = row - top;
+    const int64_t lanes = std::min(kLanes, batch - b * kLanes);
+    float* out = dst + b * c * plane + row * cols * kLanes;
+    if (y < 0 || y >= h) {
+      for (int64_t ch = 0; ch < c; ++ch) std::memset(out + ch * plane, 0, sizeof(float) * cols * kLanes);
+      continue;
+    }
+    for (int64_t ch = 0; ch < c; ++ch) {
+      float* line = out + ch * plane;
+      std::memset(line, 0, sizeof(float) * left * kLanes);
+      const int64_t right = cols - left - w;
+      std::memset(line + (left + w) * kLanes, 0, sizeof(float) * right * kLanes);
+    }
+    for (int64_t x = 0; x < w; ++x) {
+      const float* in = src + ((b * kLanes * h + y) * w + x) * c;
+      const int64_t image_stride = h * w * c;
+      for (int64_t ch = 0; ch < c; ++ch) {
+        float* v = out + ch * plane + (left + x) * kLanes;
+        for (int64_t lane = 0; lane < lanes; ++lane) v[lane] = in[lane * image_stride + ch];
+        for (int64_t lane = lanes; lane < kLanes; ++lane) v[lane] = 0.0f;
+      }
+    }
+  }
+}
+
+#if defined(__AVX512F__)
+// out[t * out_step + lane] = sum_j values[j] * base[offset[j] + t * in_step + lane], t < T: T
+// accumulator registers, one broadcast and T fused multiply-adds per stored weight.
+template <int T>
+inline void tile_sum(const float* values, const int64_t* offset, int64_t begin, int64_t end, const float* base,
+                     int64_t in_step, float* out, int64_t out_step) {
+  __m512 acc[T];
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t j = begin; j < end; ++j) {
+    const __m512 w = _mm512_set1_ps(values[j]);
+    const float* src = base + offset[j];
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_fmadd_ps(w, _mm512_loadu_ps(src + t * in_step), acc[t]);
+  }
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(out + t * out_step, acc[t]);
+}
+
+// sums[e] = sum over images, rows and columns of dy * x_e (E stored weights of one output channel).
+template <int E>
+inline void entry_dots(const float* dy, const float* const* x, int64_t blocks, int64_t rows, int64_t cols,
+                       int64_t dy_block, int64_t dy_row, int64_t x_block, int64_t x_row, int64_t x_step,
+                       float* sums) {
+  __m512 acc[E];
+#pragma GCC unroll 8
+  for (int e = 0; e < E; ++e) acc[e] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t y = 0; y < rows; ++y) {
+      const float* g = dy + b * dy_block + y * dy_row;
+      const int64_t xo = b * x_block + y * x_row;
+      for (int64_t xc = 0; xc < cols; ++xc) {
+        const __m512 d = _mm512_loadu_ps(g + xc * kLanes);
+#pragma GCC unroll 8
+        for (int e = 0; e < E; ++e)
+          acc[e] = _mm512_fmadd_ps(d, _mm512_loadu_ps(x[e] + xo + xc * x_step), acc[e]);
+      }
+    }
+  alignas(64) float lanes[kLanes];
+  for (int e = 0; e < E; ++e) {
+    _mm512_store_ps(lanes, acc[e]);
+    float sum = 0.0f;
+    for (int64_t l = 0; l < kLanes; ++l) sum += lanes[l];
+    sums[e] = sum;
+  }
+}
+#else
+template <int T>
+inline void tile_sum(const float* values, const int64_t* offset, int64_t begin, int64_t end, const float* base,
+                     int64_t in_step, float* out, int64_t out_step) {
+  float acc[T][kLanes] = {};
+  for (int64_t j = begin; j < end; ++j) {
+    const float w = values[j];
+    const float* src = base + offset[j];
+    for (int t = 0; t < T; ++t)
+#pragma omp simd
+      for (int64_t l = 0; l < kLanes; ++l) acc[t][l] += w * src[t * in_step + l];
+  }
+  for (int t = 0; t < T; ++t)
+    for (int64_t l = 0; l < kLanes; ++l) out[t * out_step + l] = acc[t][l];
+}
+
+template <int E>
+inline void entry_dots(const float* dy, const float* const* x, int64_t blocks, int64_t rows, int64_t cols,
+                       int64_t dy_block, int64_t dy_row, int64_t x_block, int64_t x_row, int64_t x_step,
+                       float* sums) {
+  float acc[E][kLanes] = {};
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t y = 0; y < rows; ++y) {
+      const float* g = dy + b * dy_block + y * dy_row;
+      const int64_t xo = b * x_block + y * x_row;
+      for (int64_t xc = 0; xc < cols; ++xc)
+        for (int e = 0; e < E; ++e)
+#pragma omp simd
+          for (int64_t l = 0; l < kLanes; ++l) acc[e][l] += g[xc * kLanes + l] * x[e][xo + xc * x_step + l];
+    }
+  for (int e = 0; e < E; ++e) {
+    float sum = 0.0f;
+    for (int64_t l = 0; l < kLanes; ++l) sum += acc[e][l];
+    sums[e] = sum;
+  }
+}
+#endif
+
+using TileFn = void (*)(const float*, const int64_t*, int64_t, int64_t, const float*, int64_t, float*, int64_t);
+template <int... T>
+constexpr auto make_tiles(std::integer_sequence<int, T...>) {
+  return std::array<TileFn, sizeof...(T)>{&tile_sum<T + 1>...};
+}
+constexpr auto kTiles = make_tiles(std::make_integer_sequence<int, kMaxTile>{});
+
+// Tiles of at most 16 pixels over a row of `count`, as even as possible (28 -> 14 + 14).
+template <typename Body>
+inline void for_each_tile(int64_t count, Body&& body) {
+  if (count <= 0) return;
+  const int64_t tiles = (count + kMaxTile - 1) / kMaxTile, width = (count + tiles - 1) / tiles;
+  for (int64_t first = 0; first < count; first += width) body(first, std::min(width, count - first));
+}
+
+// Offset of the tap (r, s, c) of every CSR entry in xb (within one block).
+void input_offsets(const Conv2dGeometry& g, const SparsePattern& p, const Blocked& shape, int64_t* offset) {
+  const int64_t c_count = g.in_channels, rs = g.kernel_w * c_count;
+  for (int64_t i = 0; i < p.nnz(); ++i) {
+    const int64_t col = p.col_index[static_cast<std::size_t>(i)];
+    const int64_t r = col / rs, s = (col % rs) / c_count, c = col % c_count;
+    offset[i] = ((c * shape.h_pad + r) * shape.w_pad + s) * kLanes;
+  }
+}
+
+}  // namespace
+
+int64_t sparse_conv_input_size(const Conv2dGeometry& g) {
+  const Blocked shape(g);
+  return shape.blocks * g.in_channels * shape.plane_x;
+}
+
+void sparse_conv_forward(const Conv2dGeometry& g, const SparsePattern& p, const float* values, const float* x,
+                         const float* b, float* y, float* xb) {
+  const Blocked shape(g);
+  const int64_t oh_count = g.out_h(), ow_count = g.out_w(), k_count = g.out_channels, st = g.stride;
+  to_blocked(g.batch, g.in_h, g.in_w, g.in_channels, g.pad, g.pad, shape.h_pad, shape.w_pad, x, xb);
+  thread_local std::vector<int64_t> offsets;
+  int64_t* offset = grow(offsets, p.nnz());
+  input_offsets(g, p, shape, offset);
+  const int64_t x_block = g.in_channels * shape.plane_x;
+#pragma omp parallel for schedule(static)
+  for (int64_t task = 0; task < shape.blocks * oh_count; ++task) {
+    const int64_t blk = task / oh_count, oh = task % oh_count;
+    float* tile = task_tile(k_count * ow_count * kLanes);  // [K][OW][16]
+    const float* row = xb + blk * x_block + oh * st * shape.w_pad * kLanes;
+    for (int64_t k = 0; k < k_count; ++k) {
+      const int64_t begin = p.row_start[static_cast<std::size_t>(k)], end = p.row_start[static_cast<std::size_t>(k + 1)];
+      for_each_tile(ow_count, [&](int64_t ow0, int64_t width) {
+        kTiles[static_cast<std::size_t>(width - 1)](values, offset, begin, end, row + ow0 * st * kLanes, st * kLanes,
+                                                    tile + (k * ow_count + ow0) * kLanes, kLanes);
+      });
+    }
+    const int64_t lanes = std::min(kLanes, g.batch - blk * kLanes);
+    for (int64_t lane = 0; lane < lanes; ++lane) {
+      float* out = y + ((blk * kLanes + lane) * oh_count + oh) * ow_count * k_count;
+      for (int64_t ow = 0; ow < ow_count; ++ow)
+        for (int64_t k = 0; k < k_count; ++k)
+          out[ow * k_count + k] = tile[(k * ow_count + ow) * kLanes + lane] + (b != nullptr ? b[k] : 0.0f);
+    }
+  }
+}
+
+void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& p, const float* values, const float* xb,
+                          const float* dy, GradOut dx, float* dw, float* db) {
+  const Blocked shape(g);
+  const int64_t oh_count = g.out_h(), ow_count = g.out_w(), k_count = g.out_channels, c_count = g.in_channels;
+  const int64_t st = g.stride, pad = g.pad, rs = g.kernel_w * c_count;
+  const int64_t dy_block = k_count * shape.plane_dy;
+  float* dyb = scratch(0, shape.blocks * dy_block);
+  to_blocked(g.batch, oh_count, ow_count, k_count, shape.border_h, shape.border_w, shape.hq, shape.wq, dy, dyb);
+
+  if (dx) {
+    // Entries grouped by (input channel, class of r, class of s), each with its offset in dyb.
+    const int64_t classes = st * st, groups = c_count * classes;
+    thread_local std::vector<int64_t> starts, offsets, slots;
+    int64_t* start = grow(starts, groups + 1);
+    int64_t* offset = grow(offsets, p.nnz());
+    int64_t* slot = grow(slots, groups);
+    float* grouped = scratch(1, p.nnz());
+    std::fill(start, start + groups + 1, 0);
+    auto group_of = [&](int64_t col) {
+      const int64_t r = col / rs, s = (col % rs) / c_count, c = col % c_count;
+      return (c * st + r % st) * st + s % st;
+    };
+    for (int64_t i = 0; i < p.nnz(); ++i) ++start[group_of(p.col_index[static_cast<std::size_t>(i)]) + 1];
+    for (int64_t q = 0; q < groups; ++q) start[q + 1] += start[q];
+    std::copy(start, start + groups, slot);
+    for (int64_t k = 0; k < k_count; ++k)
+      for (int64_t i = p.row_start[static_cast<std::size_t>(k)]; i < p.row_start[static_cast<std::size_t>(k + 1)]; ++i) {
+        const int64_t col = p.col_index[static_cast<std::size_t>(i)];
+        const int64_t r = col / rs, s = (col % rs) / c_count;
+        const int64_t at = slot[group_of(col)]++;
+        grouped[at] = values[i];
+        offset[at] = ((k * shape.hq + shape.border_h - r / st) * shape.wq + shape.border_w - s / st) * kLanes;
+      }
+#pragma omp parallel for schedule(static)
+    for (int64_t task = 0; task < shape.blocks * g.in_h; ++task) {
+      const int64_t blk = task / g.in_h, ih = task % g.in_h;
+      const int64_t class_h = (ih + pad) % st, q_h = (ih + pad) / st;
+      float* tile = task_tile(c_count * g.in_w * kLanes);  // [C][W][16]
+      const float* row = dyb + blk * dy_block + q_h * shape.wq * kLanes;
+      for (int64_t c = 0; c < c_count; ++c)
+        for (int64_t class_w = 0; class_w < st; ++class_w) {
+          // input columns iw = st * q + class_w - pad, q in [q_first, q_last]
+          const int64_t q_first = floor_div(pad - class_w + st - 1, st);
+          const int64_t q_last = floor_div(g.in_w - 1 + pad - class_w, st);
+          const int64_t q0 = (c * st + class_h) * st + class_w;
+          for_each_tile(q_last - q_first + 1, [&](int64_t first, int64_t width) {
+            const int64_t q = q_first + first, iw = st * q + class_w - pad;
+            kTiles[static_cast<std::size_t>(width - 1)](grouped, offset, start[q0], start[q0 + 1], row + q * kLanes,
+                                                        kLanes, tile + (c * g.in_w + iw) * kLanes, st * kLanes);
+          });
+        }
+      const int64_t lanes = std::min(kLanes, g.batch - blk * kLanes);
+      for (int64_t lane = 0; lane < lanes; ++lane) {
+        float* out = dx.data + ((blk * kLanes + lane) * g.in_h + ih) * g.in_w * c_count;
+        for (int64_t iw = 0; iw < g.in_w; ++iw)
+          for (int64_t c = 0; c < c_count; ++c) {
+            const float v = tile[(c * g.in_w + iw) * kLanes + lane];
+            if (dx.overwrite) {
+              out[iw * c_count + c] = v;
+            } else {
+              out[iw * c_count + c] += v;
+            }
+          }
+      }
+    }
+  }
+
+  if (dw != nullptr) {
+    thread_local std::vector<int64_t> offsets;
+    int64_t* offset = grow(offsets, p.nnz());
+    input_offsets(g, p, shape, offset);
+    const int64_t x_block = c_count * shape.plane_x;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t k = 0; k < k_count; ++k) {
+      const float* g_row = dyb + ((k * shape.hq + shape.border_h) * shape.wq + shape.border_w) * kLanes;
+      const int64_t end = p.row_start[static_cast<std::size_t>(k + 1)];
+      for (int64_t i = p.row_start[static_cast<std::size_t>(k)]; i < end; i += 8) {
+        const int64_t count = std::min<int64_t>(8, end - i);
+        const float* taps[8];
+        float sums[8];
+        for (int64_t e = 0; e < count; ++e) taps[e] = xb + offset[i + e];
+        auto dots = [&]<int E>() {
+          entry_dots<E>(g_row, taps, shape.blocks, oh_count, ow_count, dy_block, shape.wq * kLanes, x_block,
+                        st * shape.w_pad * kLanes, st * kLanes, sums);
+        };
+        switch (count) {
+          case 1: dots.template operator()<1>(); break;
+          case 2: dots.template operator()<2>(); break;
+          case 3: dots.template operator()<3>(); break;
+          case 4: dots.template operator()<4>(); break;
+          case 5: dots.template operator()<5>(); break;
+          case 6: dots.template operator()<6>(); break;
+          case 7: dots.template operator()<7>(); break;
+          default: dots.template operator()<8>(); break;
+        }
+        for (int64_t e = 0; e < count; ++e) dw[k * p.cols + p.col_index[static_cast<std::size_t>(i + e)]] += sums[e];
+      }
+    }
+  }
+
+  if (db != nullptr) {
+    const int64_t pixels = g.batch * oh_count * ow_count;
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < k_count; ++k) {
+      float sum = 0.0f;
+      for (int64_t i = 0; i < pixels; ++i) sum += dy[i * k_count + k];
+      db[k] += sum;
+    }
+  }
+}
+
+}  // namespace st::cpu
