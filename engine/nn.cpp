@@ -165,6 +165,15 @@ Variable Conv2d::forward(const Variable& x) {
       return ops::reshape(y, {n, h, wd, k});
     }
   }
+  // Any other one-group convolution runs the sparse convolution kernels.
+  if (x.value().device() == Device::CPU && x.value().ndim() == 4 && groups() == 1 && sparse_path_allowed(*weight_)) {
+    const Conv2dGeometry g = conv2d_geometry(x.shape(), w.shape(), stride_, pad_);
+    const SparseForm& form = refresh_sparse_form(*weight_, g.batch, &g);
+    if (form.use_sparse) {
+      weight_->uses_per_sample = g.out_h() * g.out_w();
+      return ops::sparse_conv2d(x, weight_->variable, bias_ ? bias_->variable : Variable(), stride_, pad_, form.pattern);
+    }
+  }
   Variable y = ops::conv2d(x, weight_->variable, bias_ ? bias_->variable : Variable(), stride_, pad_, groups());
   weight_->uses_per_sample = y.shape()[1] * y.shape()[2];
   return y;

@@ -27,6 +27,10 @@ Variable sparse_linear(const Variable& x, const Variable& weight, const Variable
 // x [N, H, W, C], weight [K, R, S, C / groups], bias [K] or undefined
 Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias, int64_t stride, int64_t pad,
                 int64_t groups = 1);
+// The same (one group) over the pattern of the weight viewed as [K, R*S*C] only (kernels/cpu/sparse.h;
+// CPU tensors), as sparse_linear.
+Variable sparse_conv2d(const Variable& x, const Variable& weight, const Variable& bias, int64_t stride, int64_t pad,
+                       std::shared_ptr<const cpu::SparsePattern> pattern);
 
 // Batch normalisation over N*H*W per channel (x may be [N, C] too). In training mode uses the batch
 // statistics and updates the running ones (unbiased variance, PyTorch's convention):

@@ -30,26 +30,42 @@ double fastest_ms(Call&& call) {
   return best;
 }
 
-// Times one training step of the layer (forward, data and weight gradients) both ways on random data.
-void time_both(const nn::Parameter& p, const cpu::SparsePattern& pattern, int64_t batch, SparseForm& form) {
+// Times one training step of the layer (forward, data and weight gradients) both ways on random data: a
+// linear layer at `batch` rows, or the convolution `conv`.
+void time_both(const nn::Parameter& p, const cpu::SparsePattern& pattern, int64_t batch, const Conv2dGeometry* conv,
+               SparseForm& form) {
   const int64_t out = pattern.rows, in = pattern.cols;
+  const int64_t x_count = conv ? conv->batch * conv->in_h * conv->in_w * conv->in_channels : batch * in;
+  const int64_t y_count = conv ? conv->batch * conv->out_h() * conv->out_w() * out : batch * out;
   Rng rng(17);
-  std::vector<float> x(static_cast<std::size_t>(batch * in)), dy(static_cast<std::size_t>(batch * out)), y(dy.size()),
+  std::vector<float> x(static_cast<std::size_t>(x_count)), dy(static_cast<std::size_t>(y_count)), y(dy.size()),
       dx(x.size()), dw(static_cast<std::size_t>(out * in)), db(static_cast<std::size_t>(out)),
-      values(static_cast<std::size_t>(pattern.nnz()));
+      values(static_cast<std::size_t>(pattern.nnz())),
+      xb(conv ? static_cast<std::size_t>(cpu::sparse_conv_input_size(*conv)) : 0);
   for (float& v : x) v = rng.normal();
   for (float& v : dy) v = rng.normal();
   const float* w = p.variable.value().data();
   form.dense_ms = fastest_ms([&] {
-    cpu::linear_forward(batch, in, out, x.data(), w, db.data(), y.data());
-    cpu::linear_backward(batch, in, out, x.data(), w, dy.data(), dx.data(), dw.data(), db.data());
+    if (conv) {
+      cpu::conv2d_forward(*conv, x.data(), w, nullptr, y.data());
+      cpu::conv2d_backward(*conv, x.data(), w, dy.data(), cpu::GradOut(dx.data(), true), dw.data(), nullptr);
+    } else {
+      cpu::linear_forward(batch, in, out, x.data(), w, db.data(), y.data());
+      cpu::linear_backward(batch, in, out, x.data(), w, dy.data(), dx.data(), dw.data(), db.data());
+    }
   });
   form.sparse_ms = fastest_ms([&] {
     cpu::sparse_gather(pattern, w, values.data());
-    cpu::sparse_linear_forward(batch, pattern, values.data(), x.data(), db.data(), y.data());
-    cpu::sparse_linear_backward(batch, pattern, values.data(), x.data(), dy.data(), dx.data(), dw.data(), db.data());
+    if (conv) {
+      cpu::sparse_conv_forward(*conv, pattern, values.data(), x.data(), nullptr, y.data(), xb.data());
+      cpu::sparse_conv_backward(*conv, pattern, values.data(), xb.data(), dy.data(), cpu::GradOut(dx.data(), true),
+                                dw.data(), nullptr);
+    } else {
+      cpu::sparse_linear_forward(batch, pattern, values.data(), x.data(), db.data(), y.data());
+      cpu::sparse_linear_backward(batch, pattern, values.data(), x.data(), dy.data(), dx.data(), dw.data(), db.data());
+    }
   });
-  form.timed_batch = batch;
+  form.timed_batch = conv ? conv->batch : batch;
 }
 
 // Whether `form` was built from p's current mask (its storage, version and shape).
@@ -92,13 +108,13 @@ bool sparse_path_allowed(const nn::Parameter& p) {
          p.variable.value().device() == Device::CPU && !dense_gradients_required();
 }
 
-const SparseForm& refresh_sparse_form(nn::Parameter& p, int64_t batch) {
+const SparseForm& refresh_sparse_form(nn::Parameter& p, int64_t batch, const Conv2dGeometry* conv) {
   ST_CHECK(p.mask.defined() && p.variable.value().ndim() >= 2 && p.variable.value().dim(0) > 0,
            "sparse form of {}: a masked weight [outputs, ...] expected", p.name);
   if (!p.sparse) p.sparse = std::make_shared<SparseForm>();
   SparseForm& form = *p.sparse;
   const SparseKernels mode = sparse_kernels();
-  // [outputs, inputs]: a linear weight, or a pointwise conv's [K, 1, 1, C]
+  // [outputs, inputs]: a linear weight, or a conv's [K, R * S * C]
   if (form.mode == mode && describes_mask(form, p)) return form;
   const int64_t out = p.variable.value().dim(0), in = p.variable.value().numel() / out;
   form.pattern = std::make_shared<const cpu::SparsePattern>(cpu::sparse_pattern(out, in, p.mask.data()));
@@ -108,7 +124,7 @@ const SparseForm& refresh_sparse_form(nn::Parameter& p, int64_t batch) {
   form.dense_ms = form.sparse_ms = 0.0;
   form.timed_batch = 0;
   if (mode == SparseKernels::Auto) {
-    time_both(p, *form.pattern, batch, form);
+    time_both(p, *form.pattern, batch, conv, form);
     form.use_sparse = form.sparse_ms < form.dense_ms;
   } else {
     form.use_sparse = mode == SparseKernels::On;

@@ -1,5 +1,6 @@
-// Sparse compute forms of masked linear weights (and pointwise 1x1 convolutions, which are linear layers
-// over the pixels of an NHWC input) on the CPU (issue 17; kernels in kernels/cpu/sparse.h).
+// Sparse compute forms of masked linear and convolution weights on the CPU (issue 17; kernels in
+// kernels/cpu/sparse.h). Pointwise 1x1 stride-1 convolutions are linear layers over the pixels of an
+// NHWC input and run the linear kernels; every other one-group convolution runs the sparse convolution.
 //
 // --sparse-kernels off | on | auto (process-wide, set by the trainer and bench):
 //   off   every layer runs the dense kernels (masked weights are multiplied as stored zeros)
@@ -51,11 +52,12 @@ struct SparseForm {
   int64_t timed_batch = 0;
 };
 
-// Whether a linear layer (or a pointwise conv) with weight `p` given an input on the CPU may run sparse
+// Whether a linear or convolution layer with weight `p` given an input on the CPU may run sparse
 // now (mode not off, a mask, no DenseGradientScope).
 bool sparse_path_allowed(const nn::Parameter& p);
-// p's compute form, rebuilt (pattern and, in auto, the timed choice at `batch`) if the mask changed.
-const SparseForm& refresh_sparse_form(nn::Parameter& p, int64_t batch);
+// p's compute form, rebuilt (pattern and, in auto, the timed choice at `batch` rows, or on the
+// convolution `conv`) if the mask changed.
+const SparseForm& refresh_sparse_form(nn::Parameter& p, int64_t batch, const Conv2dGeometry* conv = nullptr);
 // p's form if it describes p's current mask and computes sparse (the optimizer then steps the pattern
 // only), else null.
 const SparseForm* current_sparse_form(const nn::Parameter& p);

@@ -14,6 +14,8 @@
 // classes r % st == (ih + p) % st (the same in w). Each input channel's entries are grouped by class
 // (counting sort; within a group in CSR order), so every output element sums a fixed list in a fixed
 // order: results are bit-identical for any thread count.
+#include <omp.h>
+
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -42,7 +44,7 @@ T* grow(std::vector<T>& buffer, int64_t count) {
   return buffer.data();
 }
 float* scratch(int slot, int64_t count) {
-  thread_local std::vector<float> buffers[3];  // 0 dyb, 1 dx plan values, 2 timing input
+  thread_local std::vector<float> buffers[3];  // 0 dyb, 1 grouped values, 2 weight-gradient partials
   return grow(buffers[slot], count);
 }
 float* task_tile(int64_t count) {
@@ -69,6 +71,88 @@ struct Blocked {
   }
 };
 
+#if defined(__AVX512F__)
+// GCC 12's headers implement some of these intrinsics with a deliberately undefined register (its
+// content is discarded), which -Wuninitialized reports: silenced for the transposes alone.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#if defined(__AVX512F__)
+// A 16 x 16 tile transposed in registers: on return row j holds column j of the input rows.
+inline void transpose16(__m512 (&row)[16]) {
+  __m512 t[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 16; i += 2) {  // pairs of rows interleaved by 32 bits within each 128-bit lane
+    t[i] = _mm512_unpacklo_ps(row[i], row[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(row[i], row[i + 1]);
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g) {  // quads of rows by 64 bits: u[4g + m] holds column m + 4 L in lane L
+    const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+    row[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    row[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    row[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    row[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+#pragma GCC unroll 4
+  for (int m = 0; m < 4; ++m) {  // 128-bit lanes across the four quads
+    const __m512 v = _mm512_shuffle_f32x4(row[m], row[4 + m], 0x44), w = _mm512_shuffle_f32x4(row[m], row[4 + m], 0xEE);
+    const __m512 x = _mm512_shuffle_f32x4(row[8 + m], row[12 + m], 0x44);
+    const __m512 y = _mm512_shuffle_f32x4(row[8 + m], row[12 + m], 0xEE);
+    t[m] = _mm512_shuffle_f32x4(v, x, 0x88);
+    t[m + 4] = _mm512_shuffle_f32x4(v, x, 0xDD);
+    t[m + 8] = _mm512_shuffle_f32x4(w, y, 0x88);
+    t[m + 12] = _mm512_shuffle_f32x4(w, y, 0xDD);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) row[i] = t[i];
+}
+#endif
+
+// out[j * out_stride + i] (+)= in[i * in_stride + j] for i < rows, j < cols (both at most 16); with
+// `pad`, out[j * out_stride + i] = 0 for rows <= i < 16 (a whole 16-float output row is written).
+template <bool Accumulate>
+inline void transpose_block(const float* in, int64_t in_stride, int64_t rows, int64_t cols, float* out,
+                            int64_t out_stride, bool pad) {
+#if defined(__AVX512F__)
+  const __mmask16 col_mask = static_cast<__mmask16>((1u << cols) - 1u);
+  __m512 row[16];
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i)
+    row[i] = i < rows ? _mm512_maskz_loadu_ps(col_mask, in + i * in_stride) : _mm512_setzero_ps();
+  transpose16(row);
+  const __mmask16 row_mask = pad ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << rows) - 1u);
+  for (int64_t j = 0; j < cols; ++j) {
+    float* dst = out + j * out_stride;
+    if constexpr (Accumulate) {
+      _mm512_mask_storeu_ps(dst, row_mask, _mm512_add_ps(row[j], _mm512_maskz_loadu_ps(row_mask, dst)));
+    } else {
+      _mm512_mask_storeu_ps(dst, row_mask, row[j]);
+    }
+  }
+#else
+  for (int64_t j = 0; j < cols; ++j) {
+    float* dst = out + j * out_stride;
+    for (int64_t i = 0; i < rows; ++i) {
+      if constexpr (Accumulate) {
+        dst[i] += in[i * in_stride + j];
+      } else {
+        dst[i] = in[i * in_stride + j];
+      }
+    }
+    if (pad)
+      for (int64_t i = rows; i < 16; ++i) dst[i] = 0.0f;
+  }
+#endif
+}
+
+#if defined(__AVX512F__)
+#pragma GCC diagnostic pop
+#endif
+
 // dst[b][c][top + y][left + x][lane] = src[b * 16 + lane][y][x][c] for an NHWC src [batch, h, w, c] and a
 // dst of planes rows x cols; every other element of dst (borders, lanes past the batch) is set to 0.
 void to_blocked(int64_t batch, int64_t h, int64_t w, int64_t c, int64_t top, int64_t left, int64_t rows,
@@ -92,12 +176,9 @@ void to_blocked(int64_t batch, int64_t h, int64_t w, int64_t c, int64_t top, int
     }
     for (int64_t x = 0; x < w; ++x) {
       const float* in = src + ((b * kLanes * h + y) * w + x) * c;
-      const int64_t image_stride = h * w * c;
-      for (int64_t ch = 0; ch < c; ++ch) {
-        float* v = out + ch * plane + (left + x) * kLanes;
-        for (int64_t lane = 0; lane < lanes; ++lane) v[lane] = in[lane * image_stride + ch];
-        for (int64_t lane = lanes; lane < kLanes; ++lane) v[lane] = 0.0f;
-      }
+      for (int64_t ch = 0; ch < c; ch += 16)
+        transpose_block<false>(in + ch, h * w * c, lanes, std::min<int64_t>(16, c - ch),
+                               out + ch * plane + (left + x) * kLanes, plane, true);
     }
   }
 }
@@ -239,13 +320,15 @@ void sparse_conv_forward(const Conv2dGeometry& g, const SparsePattern& p, const 
                                                     tile + (k * ow_count + ow0) * kLanes, kLanes);
       });
     }
+    if (b != nullptr)  // the bias joins the tile, then one transpose per 16 channels of a pixel
+      for (int64_t k = 0; k < k_count; ++k)
+        for (int64_t i = 0; i < ow_count * kLanes; ++i) tile[k * ow_count * kLanes + i] += b[k];
     const int64_t lanes = std::min(kLanes, g.batch - blk * kLanes);
-    for (int64_t lane = 0; lane < lanes; ++lane) {
-      float* out = y + ((blk * kLanes + lane) * oh_count + oh) * ow_count * k_count;
-      for (int64_t ow = 0; ow < ow_count; ++ow)
-        for (int64_t k = 0; k < k_count; ++k)
-          out[ow * k_count + k] = tile[(k * ow_count + ow) * kLanes + lane] + (b != nullptr ? b[k] : 0.0f);
-    }
+    float* out = y + (blk * kLanes * oh_count + oh) * ow_count * k_count;  // image blk * 16, row oh
+    for (int64_t ow = 0; ow < ow_count; ++ow)
+      for (int64_t k = 0; k < k_count; k += 16)
+        transpose_block<false>(tile + (k * ow_count + ow) * kLanes, ow_count * kLanes, std::min<int64_t>(16, k_count - k),
+                               lanes, out + ow * k_count + k, oh_count * ow_count * k_count, false);
   }
 }
 
@@ -301,62 +384,93 @@ void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& p, const
           });
         }
       const int64_t lanes = std::min(kLanes, g.batch - blk * kLanes);
-      for (int64_t lane = 0; lane < lanes; ++lane) {
-        float* out = dx.data + ((blk * kLanes + lane) * g.in_h + ih) * g.in_w * c_count;
-        for (int64_t iw = 0; iw < g.in_w; ++iw)
-          for (int64_t c = 0; c < c_count; ++c) {
-            const float v = tile[(c * g.in_w + iw) * kLanes + lane];
-            if (dx.overwrite) {
-              out[iw * c_count + c] = v;
-            } else {
-              out[iw * c_count + c] += v;
-            }
+      float* out = dx.data + (blk * kLanes * g.in_h + ih) * g.in_w * c_count;  // image blk * 16, row ih
+      const int64_t image_stride = g.in_h * g.in_w * c_count;
+      for (int64_t iw = 0; iw < g.in_w; ++iw)
+        for (int64_t c = 0; c < c_count; c += 16) {
+          const float* in = tile + (c * g.in_w + iw) * kLanes;
+          const int64_t channels = std::min<int64_t>(16, c_count - c);
+          if (dx.overwrite) {
+            transpose_block<false>(in, g.in_w * kLanes, channels, lanes, out + iw * c_count + c, image_stride, false);
+          } else {
+            transpose_block<true>(in, g.in_w * kLanes, channels, lanes, out + iw * c_count + c, image_stride, false);
           }
-      }
+        }
     }
   }
 
   if (dw != nullptr) {
+    // Bands of a few output rows of one image block (their dy and x rows stay in L2): every stored
+    // weight's dot over the band is added to the thread's partial sum; the partials are summed in
+    // thread order at the end (deterministic for a given thread count, as the dense kernels).
     thread_local std::vector<int64_t> offsets;
     int64_t* offset = grow(offsets, p.nnz());
     input_offsets(g, p, shape, offset);
-    const int64_t x_block = c_count * shape.plane_x;
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t k = 0; k < k_count; ++k) {
-      const float* g_row = dyb + ((k * shape.hq + shape.border_h) * shape.wq + shape.border_w) * kLanes;
-      const int64_t end = p.row_start[static_cast<std::size_t>(k + 1)];
-      for (int64_t i = p.row_start[static_cast<std::size_t>(k)]; i < end; i += 8) {
-        const int64_t count = std::min<int64_t>(8, end - i);
-        const float* taps[8];
-        float sums[8];
-        for (int64_t e = 0; e < count; ++e) taps[e] = xb + offset[i + e];
-        auto dots = [&]<int E>() {
-          entry_dots<E>(g_row, taps, shape.blocks, oh_count, ow_count, dy_block, shape.wq * kLanes, x_block,
-                        st * shape.w_pad * kLanes, st * kLanes, sums);
-        };
-        switch (count) {
-          case 1: dots.template operator()<1>(); break;
-          case 2: dots.template operator()<2>(); break;
-          case 3: dots.template operator()<3>(); break;
-          case 4: dots.template operator()<4>(); break;
-          case 5: dots.template operator()<5>(); break;
-          case 6: dots.template operator()<6>(); break;
-          case 7: dots.template operator()<7>(); break;
-          default: dots.template operator()<8>(); break;
+    const int64_t x_block = c_count * shape.plane_x, band = 4, bands = (oh_count + band - 1) / band;
+    const int threads = omp_get_max_threads();
+    float* partial = scratch(2, threads * p.nnz());
+    std::fill(partial, partial + threads * p.nnz(), 0.0f);
+#pragma omp parallel
+    {
+      float* mine = partial + omp_get_thread_num() * p.nnz();
+#pragma omp for schedule(static)
+      for (int64_t task = 0; task < shape.blocks * bands; ++task) {
+        const int64_t blk = task / bands, oh0 = task % bands * band, rows = std::min(band, oh_count - oh0);
+        const float* x_rows = xb + blk * x_block + oh0 * st * shape.w_pad * kLanes;
+        for (int64_t k = 0; k < k_count; ++k) {
+          const float* g_rows =
+              dyb + blk * dy_block + ((k * shape.hq + shape.border_h + oh0) * shape.wq + shape.border_w) * kLanes;
+          const int64_t end = p.row_start[static_cast<std::size_t>(k + 1)];
+          for (int64_t i = p.row_start[static_cast<std::size_t>(k)]; i < end; i += 8) {
+            const int64_t count = std::min<int64_t>(8, end - i);
+            const float* taps[8];
+            float sums[8];
+            for (int64_t e = 0; e < count; ++e) taps[e] = x_rows + offset[i + e];
+            auto dots = [&]<int E>() {
+              entry_dots<E>(g_rows, taps, 1, rows, ow_count, 0, shape.wq * kLanes, 0, st * shape.w_pad * kLanes,
+                            st * kLanes, sums);
+            };
+            switch (count) {
+              case 1: dots.template operator()<1>(); break;
+              case 2: dots.template operator()<2>(); break;
+              case 3: dots.template operator()<3>(); break;
+              case 4: dots.template operator()<4>(); break;
+              case 5: dots.template operator()<5>(); break;
+              case 6: dots.template operator()<6>(); break;
+              case 7: dots.template operator()<7>(); break;
+              default: dots.template operator()<8>(); break;
+            }
+            for (int64_t e = 0; e < count; ++e) mine[i + e] += sums[e];
+          }
         }
-        for (int64_t e = 0; e < count; ++e) dw[k * p.cols + p.col_index[static_cast<std::size_t>(i + e)]] += sums[e];
       }
     }
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < k_count; ++k)
+      for (int64_t i = p.row_start[static_cast<std::size_t>(k)]; i < p.row_start[static_cast<std::size_t>(k + 1)]; ++i) {
+        float sum = 0.0f;
+        for (int t = 0; t < threads; ++t) sum += partial[t * p.nnz() + i];
+        dw[k * p.cols + p.col_index[static_cast<std::size_t>(i)]] += sum;
+      }
   }
 
-  if (db != nullptr) {
+  if (db != nullptr) {  // per-thread sums over contiguous pixel ranges (vector lanes over k), in thread order
     const int64_t pixels = g.batch * oh_count * ow_count;
-#pragma omp parallel for schedule(static)
-    for (int64_t k = 0; k < k_count; ++k) {
-      float sum = 0.0f;
-      for (int64_t i = 0; i < pixels; ++i) sum += dy[i * k_count + k];
-      db[k] += sum;
+    const int threads = omp_get_max_threads();
+    float* partial = scratch(2, threads * k_count);
+    std::fill(partial, partial + threads * k_count, 0.0f);
+#pragma omp parallel
+    {
+      float* mine = partial + omp_get_thread_num() * k_count;
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < pixels; ++i) {
+        const float* row = dy + i * k_count;
+#pragma omp simd
+        for (int64_t k = 0; k < k_count; ++k) mine[k] += row[k];
+      }
     }
+    for (int t = 0; t < threads; ++t)
+      for (int64_t k = 0; k < k_count; ++k) db[k] += partial[t * k_count + k];
   }
 }
 
