@@ -169,6 +169,8 @@ Variable Conv2d::forward(const Variable& x) {
   if (x.value().device() == Device::CPU && x.value().ndim() == 4 && groups() == 1 && sparse_path_allowed(*weight_)) {
     const Conv2dGeometry g = conv2d_geometry(x.shape(), w.shape(), stride_, pad_);
     const SparseForm& form = refresh_sparse_form(*weight_, g.batch, &g);
+    // the geometry of a full training batch (not the smaller last batch of an epoch)
+    if (training() && (!weight_->sparse->conv || weight_->sparse->conv->batch <= g.batch)) weight_->sparse->conv = g;
     if (form.use_sparse) {
       weight_->uses_per_sample = g.out_h() * g.out_w();
       return ops::sparse_conv2d(x, weight_->variable, bias_ ? bias_->variable : Variable(), stride_, pad_, form.pattern);

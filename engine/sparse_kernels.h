@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "kernels/cpu/sparse.h"
@@ -50,6 +51,8 @@ struct SparseForm {
   bool use_sparse = false;
   double dense_ms = 0.0, sparse_ms = 0.0;  // auto: the timed step of the layer (0: not timed)
   int64_t timed_batch = 0;
+  // A convolution's geometry at its largest training batch: a pruning event re-times the layer on it.
+  std::optional<Conv2dGeometry> conv;
 };
 
 // Whether a linear or convolution layer with weight `p` given an input on the CPU may run sparse

@@ -116,14 +116,22 @@ void Trainer::report_prune_event(const std::string& what, int cycle, int64_t ste
   fmt::print("pruning event ({}), cycle {} step {}: global density {:.4f}\n{}", what, cycle, step, density,
              pruning::format_prune_table(changes));
   std::fflush(stdout);
-  // Under --sparse-kernels, each masked linear layer's compute form for the new mask, chosen now (auto:
-  // both paths timed at the training batch) and listed with the event.
+  // Under --sparse-kernels, each masked linear and convolution layer's compute form for the new mask,
+  // chosen now (auto: both paths timed at the training batch; a convolution on the geometry of its largest
+  // training batch, so one that has not run yet is listed from its next forward on) and listed with
+  // the event.
   std::map<std::string, const SparseForm*> forms;
   if (device_.device == Device::CPU && sparse_kernels() != SparseKernels::Off) {
     std::string lines;
     for (nn::Parameter* p : model_->parameters()) {
-      if (p->kind != nn::ParameterKind::LinearWeight || !sparse_path_allowed(*p)) continue;
-      const SparseForm& form = refresh_sparse_form(*p, config_.batch_size);
+      if (!sparse_path_allowed(*p)) continue;
+      const bool linear = p->kind == nn::ParameterKind::LinearWeight;
+      const bool conv = p->kind == nn::ParameterKind::ConvWeight && p->sparse && p->sparse->conv;
+      if (!linear && !conv) continue;
+      std::optional<Conv2dGeometry> geometry;
+      if (conv) geometry = p->sparse->conv;
+      const SparseForm& form = conv ? refresh_sparse_form(*p, geometry->batch, &*geometry)
+                                    : refresh_sparse_form(*p, config_.batch_size);
       forms[p->name] = &form;
       lines += fmt::format("  {:<30} {:>6}", p->name, form.use_sparse ? "sparse" : "dense");
       if (form.timed_batch > 0)
@@ -132,8 +140,8 @@ void Trainer::report_prune_event(const std::string& what, int cycle, int64_t ste
       lines += "\n";
     }
     if (!lines.empty())
-      fmt::print("compute form of the linear layers (--sparse-kernels {}):\n{}", sparse_kernels_name(sparse_kernels()),
-                 lines);
+      fmt::print("compute form of the sparse-capable layers (--sparse-kernels {}):\n{}",
+                 sparse_kernels_name(sparse_kernels()), lines);
   }
   nlohmann::json layers = nlohmann::json::array();
   for (const auto& c : changes) {

@@ -115,9 +115,25 @@ inline void transpose16(__m512 (&row)[16]) {
 // out[j * out_stride + i] (+)= in[i * in_stride + j] for i < rows, j < cols (both at most 16); with
 // `pad`, out[j * out_stride + i] = 0 for rows <= i < 16 (a whole 16-float output row is written).
 template <bool Accumulate>
-inline void transpose_block(const float* in, int64_t in_stride, int64_t rows, int64_t cols, float* out,
+__attribute__((always_inline)) inline void transpose_block(const float* in, int64_t in_stride, int64_t rows, int64_t cols, float* out,
                             int64_t out_stride, bool pad) {
 #if defined(__AVX512F__)
+  if (rows == 16 && cols == 16) {  // the common full tile: no masks
+    __m512 row[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) row[i] = _mm512_loadu_ps(in + i * in_stride);
+    transpose16(row);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) {
+      float* dst = out + j * out_stride;
+      if constexpr (Accumulate) {
+        _mm512_storeu_ps(dst, _mm512_add_ps(row[j], _mm512_loadu_ps(dst)));
+      } else {
+        _mm512_storeu_ps(dst, row[j]);
+      }
+    }
+    return;
+  }
   const __mmask16 col_mask = static_cast<__mmask16>((1u << cols) - 1u);
   __m512 row[16];
 #pragma GCC unroll 16

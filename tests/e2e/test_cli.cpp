@@ -710,22 +710,24 @@ TEST_SUITE("e2e") {
     }
   }
 
-  TEST_CASE("--sparse-kernels: each pruning event lists the linear layers' compute forms (auto: both paths timed)") {
+  TEST_CASE("--sparse-kernels: each pruning event lists the linear and conv layers' compute forms (auto: both timed)") {
     SKIP_WITHOUT_FASHION_MNIST();
     for (const std::string mode : {"auto", "on"}) {
       CAPTURE(mode);
       const fs::path run_dir = fresh_dir("sparse-forms-" + mode);
-      const CommandResult r = run("train --model lenet300 --epochs 1 --cycles 2 --prune-rate 0.8 --sparse-kernels " +
+      const CommandResult r = run("train --model lenet5 --epochs 1 --cycles 2 --prune-rate 0.8 --sparse-kernels " +
                                   mode + " --train-limit 3000 --val-size 500 --threads 2 --run-dir " + run_dir.string());
       INFO(r.out << r.err);
       REQUIRE(r.exit_code == 0);
-      CHECK(r.out.find("compute form of the linear layers (--sparse-kernels " + mode + ")") != std::string::npos);
+      CHECK(r.out.find("compute form of the sparse-capable layers (--sparse-kernels " + mode + ")") != std::string::npos);
       const auto events = metrics_events(run_dir, "prune");
       REQUIRE(events.size() == 1);
       const auto& layers = events[0].at("layers");
-      REQUIRE(layers.size() == 3);
+      REQUIRE(layers.size() == 5);  // conv1, conv2, fc1, fc2, fc3
       for (const auto& layer : layers) {
         INFO(layer.dump());
+        if (mode == "auto" && layer.at("shape").size() == 4)  // a conv, timed on a full training batch
+          CHECK(r.out.find("at batch 128") != std::string::npos);
         const std::string compute = layer.at("compute").get<std::string>();
         if (mode == "on") {
           CHECK(compute == "sparse");
@@ -798,7 +800,7 @@ TEST_SUITE("e2e") {
                " --train-limit 4000 --val-size 500 --batch 64 --threads 2 --seed 5 --checkpoint-every 5";
       kill_after = 70;  // cycle 0 has 55 steps
     }
-    SUBCASE("IMP with the sparse kernels on (lenet5's masked linear layers), killed in the second cycle") {
+    SUBCASE("IMP with the sparse kernels on (lenet5's masked conv and linear layers), killed in the second cycle") {
       common = " --model lenet5 --epochs 1 --cycles 3 --cycle-policy weight_rewind --rewind-iter 10 --prune-rate 0.5"
                " --sparse-kernels on --train-limit 4000 --val-size 500 --batch 64 --threads 2 --seed 12"
                " --checkpoint-every 5";

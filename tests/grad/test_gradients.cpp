@@ -114,6 +114,21 @@ TEST_SUITE("grad") {
                      param(random_tensor({6}, rng))});
   }
 
+  TEST_CASE("sparse_conv2d (the sparse path forced on): 3x3 pad 1 at strides 1 and 2, an empty output channel") {
+    for (const int64_t stride : {1, 2}) {
+      CAPTURE(stride);
+      Rng rng(3 + static_cast<uint64_t>(stride));
+      std::vector<float> mask(4 * 3 * 3 * 3);
+      for (float& m : mask) m = rng.uniform() < 0.4 ? 1.0f : 0.0f;
+      for (int i = 0; i < 27; ++i) mask[static_cast<std::size_t>(27 + i)] = 0.0f;  // output 1 has no weights
+      const auto pattern = std::make_shared<const cpu::SparsePattern>(cpu::sparse_pattern(4, 27, mask.data()));
+      check_gradients(
+          [pattern, stride](std::vector<Variable>& v) { return ops::sparse_conv2d(v[0], v[1], v[2], stride, 1, pattern); },
+          {param(random_tensor({2, 5, 6, 3}, rng)), param(random_tensor({4, 3, 3, 3}, rng)),
+           param(random_tensor({4}, rng))});
+    }
+  }
+
   TEST_CASE("conv2d: 3x3 stride 1 pad 1") {
     Rng rng(2);
     check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], v[2], 1, 1); },

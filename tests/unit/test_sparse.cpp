@@ -358,48 +358,77 @@ TEST_SUITE("unit") {
   }
 }
 
+namespace {
+
+// One nn::Conv2d step with the sparse kernels on against off: equal at the kept weights, pruned weights'
+// gradients stay 0, and the form has the [K, R*S*C] pattern.
+void check_conv_layer(int64_t c, int64_t k, int64_t kernel, int64_t stride, int64_t pad, const st::Shape& input,
+                      uint64_t seed) {
+  CAPTURE(kernel);
+  CAPTURE(stride);
+  st::Rng rng(seed);
+  st::nn::Conv2d conv(c, k, kernel, stride, pad, true, rng);
+  st::Rng mask_rng(seed + 1);
+  st::pruning::apply_random_masks(conv.parameters(), 0.2, mask_rng);
+  st::nn::Parameter& w = *conv.parameters()[0];
+  REQUIRE(w.kind == st::nn::ParameterKind::ConvWeight);
+  const int64_t oh = (input[1] + 2 * pad - kernel) / stride + 1, ow = (input[2] + 2 * pad - kernel) / stride + 1;
+  const st::Tensor x = st::testing::random_tensor(input, rng), r = st::testing::random_tensor({input[0], oh, ow, k}, rng);
+  const Floats mask = w.mask.to_vector();
+  StepResult dense, sparse;
+  {
+    const ModeScope off(st::SparseKernels::Off);
+    dense = step(conv, w, x, r);
+  }
+  {
+    const ModeScope on(st::SparseKernels::On);
+    sparse = step(conv, w, x, r);
+    REQUIRE(w.sparse);
+    CHECK(w.sparse->use_sparse);
+    CHECK(w.sparse->pattern->rows == k);
+    CHECK(w.sparse->pattern->cols == kernel * kernel * c);
+    CHECK(w.sparse->pattern->nnz() == w.kept());
+    CHECK(w.uses_per_sample == oh * ow);
+  }
+  CHECK(error_f(sparse.y, dense.y) < 1e-5);
+  CHECK(error_f(sparse.dx, dense.dx) < 1e-5);
+  Floats dense_kept = dense.dw, sparse_kept = sparse.dw;
+  int64_t pruned_nonzero = 0;
+  for (std::size_t i = 0; i < mask.size(); ++i)
+    if (mask[i] == 0.0f) {
+      pruned_nonzero += sparse.dw[i] != 0.0f;
+      dense_kept[i] = sparse_kept[i] = 0.0f;
+    }
+  CHECK(pruned_nonzero == 0);
+  CHECK(error_f(sparse_kept, dense_kept) < 1e-5);
+  {  // auto: timed on the layer's geometry
+    const ModeScope automatic(st::SparseKernels::Auto);
+    step(conv, w, x, r);
+    CHECK(w.sparse->dense_ms > 0.0);
+    CHECK(w.sparse->sparse_ms > 0.0);
+    const bool pointwise = kernel == 1 && stride == 1;  // timed as a linear layer over the N*H*W pixels
+    CHECK(w.sparse->timed_batch == (pointwise ? input[0] * oh * ow : input[0]));
+    CHECK(w.sparse->use_sparse == (w.sparse->sparse_ms < w.sparse->dense_ms));
+  }
+}
+
+}  // namespace
+
 TEST_SUITE("unit") {
-  TEST_CASE("sparse kernels in a pointwise nn::Conv2d (1x1, stride 1): on equals off at the kept weights") {
-    st::Rng rng(31);
-    st::nn::Conv2d conv(24, 40, 1, 1, 0, true, rng);
-    st::Rng mask_rng(32);
-    st::pruning::apply_random_masks(conv.parameters(), 0.2, mask_rng);
-    st::nn::Parameter& w = *conv.parameters()[0];
-    REQUIRE(w.kind == st::nn::ParameterKind::ConvWeight);
-    const st::Tensor x = st::testing::random_tensor({2, 5, 7, 24}, rng),
-                     r = st::testing::random_tensor({2, 5, 7, 40}, rng);
-    const Floats mask = w.mask.to_vector();
-    StepResult dense, sparse;
-    {
-      const ModeScope off(st::SparseKernels::Off);
-      dense = step(conv, w, x, r);
-    }
-    {
+  TEST_CASE("sparse kernels in nn::Conv2d (pointwise through the linear kernels, 3x3 and strided through the "
+            "sparse convolution): on equals off at the kept weights") {
+    check_conv_layer(24, 40, 1, 1, 0, {2, 5, 7, 24}, 31);   // pointwise: linear kernels over the pixels
+    check_conv_layer(5, 12, 3, 1, 1, {19, 9, 8, 5}, 33);    // 3x3 pad 1, 19 images: a partial 16-image block
+    check_conv_layer(6, 10, 3, 2, 1, {3, 11, 11, 6}, 35);   // 3x3 stride 2
+    check_conv_layer(8, 16, 1, 2, 0, {4, 8, 8, 8}, 37);     // 1x1 stride 2 (projection shortcut)
+    {  // grouped (depthwise) convolutions have no sparse kernel: they stay dense under on
+      st::Rng rng(39);
+      st::nn::Conv2d depthwise(4, 4, 3, 1, 1, false, rng, 4);
+      st::Rng m(40);
+      st::pruning::apply_random_masks(depthwise.parameters(), 0.5, m);
       const ModeScope on(st::SparseKernels::On);
-      sparse = step(conv, w, x, r);
-      REQUIRE(w.sparse);
-      CHECK(w.sparse->use_sparse);
-      CHECK(w.sparse->pattern->rows == 40);
-      CHECK(w.sparse->pattern->cols == 24);
-      CHECK(w.uses_per_sample == 35);
-    }
-    CHECK(error_f(sparse.y, dense.y) < 1e-5);
-    CHECK(error_f(sparse.dx, dense.dx) < 1e-5);
-    Floats dense_kept = dense.dw, sparse_kept = sparse.dw;
-    for (std::size_t i = 0; i < mask.size(); ++i)
-      if (mask[i] == 0.0f) {
-        CHECK(sparse.dw[i] == 0.0f);
-        dense_kept[i] = sparse_kept[i] = 0.0f;
-      }
-    CHECK(error_f(sparse_kept, dense_kept) < 1e-5);
-    {  // a 3x3 convolution has no sparse kernel yet: it stays dense under on
-      st::nn::Conv2d conv3(4, 8, 3, 1, 1, false, rng);
-      st::Rng m(33);
-      st::pruning::apply_random_masks(conv3.parameters(), 0.5, m);
-      const ModeScope on(st::SparseKernels::On);
-      const st::Tensor image = st::Tensor::full({1, 6, 6, 4}, 0.5f);
-      conv3.forward(st::Variable(image));
-      CHECK(!conv3.parameters()[0]->sparse);
+      depthwise.forward(st::Variable(st::Tensor::full({1, 6, 6, 4}, 0.5f)));
+      CHECK(!depthwise.parameters()[0]->sparse);
     }
   }
 }
