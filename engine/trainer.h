@@ -56,7 +56,7 @@ struct TrainConfig {
   uint64_t seed = 0;
   std::string device = "auto";  // auto | cpu | cuda
   std::string kernels = "ours";  // cuda: ours | vendor (cuDNN/cuBLAS) for convolution, linear, BatchNorm
-  std::string sparse_kernels = "off";  // cpu: off | on | auto, masked linear layers (engine/sparse_kernels.h)
+  std::string sparse_kernels = "off";  // cpu: off | on | auto, masked linear and conv layers (engine/sparse_kernels.h)
   bool tf32 = true;              // cuda: TF32 tensor cores in convolution and GEMM
   int threads = 0;              // 0: OpenMP's default (all cores)
   std::string run_dir = "runs/default";

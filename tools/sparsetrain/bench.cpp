@@ -25,7 +25,7 @@ void add_bench_flags(CLI::App& app, BenchOptions& o) {
   app.add_option("--lr", o.lr, "SGD learning rate (momentum 0.9, weight decay 5e-4)")->capture_default_str();
   app.add_flag("--json", o.json, "print one JSON line");
   app.add_option("--device", o.device, "auto | cpu | cuda (auto: cuda when a GPU is usable)")->capture_default_str();
-  app.add_option("--sparse-kernels", o.sparse_kernels, "cpu: off | on | auto (masked linear layers)")
+  app.add_option("--sparse-kernels", o.sparse_kernels, "cpu: off | on | auto (masked linear and conv layers)")
       ->capture_default_str();
   app.add_option("--kernels", o.kernels, "cuda: ours | vendor (cuDNN/cuBLAS for convolution, linear, BatchNorm)")
       ->capture_default_str();

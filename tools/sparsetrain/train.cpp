@@ -114,7 +114,7 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
   app.add_option("--seed", c.seed, "random seed (init, data order, masks)")->capture_default_str();
   app.add_option("--device", c.device, "auto | cpu | cuda (auto: cuda when a GPU is usable)")->capture_default_str();
   app.add_option("--sparse-kernels", c.sparse_kernels,
-                 "cpu: off | on | auto: masked linear layers run sparse kernels (auto: the faster, timed per layer at "
+                 "cpu: off | on | auto: masked linear and conv layers run sparse kernels (auto: the faster, timed per layer at "
                  "each mask change)")
       ->capture_default_str();
   app.add_option("--kernels", c.kernels, "cuda: ours | vendor (cuDNN/cuBLAS for convolution, linear, BatchNorm)")
