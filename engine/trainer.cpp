@@ -1,5 +1,7 @@
 #include "engine/trainer.h"
 
+#include "engine/op_times.h"
+
 #include <fmt/format.h>
 #include <omp.h>
 
@@ -564,7 +566,10 @@ float Trainer::train_step(const std::vector<float>& images, const std::vector<in
   if (model_device_ != Device::CPU) input = input.to(model_device_);
   std::vector<int32_t> batch_labels(labels.begin(), labels.begin() + batch);
   model_->train(true);
-  optimizer_->zero_grad();
+  {
+    const OpTimer timer("zero_grad");
+    optimizer_->zero_grad();
+  }
   // A step followed by a DST update runs dense: RigL grows by the gradients of pruned weights.
   std::optional<DenseGradientScope> dense_gradients;
   if (after_backward) dense_gradients.emplace();
@@ -577,7 +582,10 @@ float Trainer::train_step(const std::vector<float>& images, const std::vector<in
   }
   tape.backward(loss);
   if (after_backward) after_backward();
-  optimizer_->step(lr);
+  {
+    const OpTimer timer("optimizer step");
+    optimizer_->step(lr);
+  }
   if (correct != nullptr) *correct = ops::count_correct(logits.value(), batch_labels);
   return loss.value().item();
 }

@@ -2,6 +2,7 @@
 #include <vector>
 
 #include "engine/error.h"
+#include "engine/op_times.h"
 #include "engine/ops.h"
 #include "engine/ops/gpu_kernels.h"
 #include "engine/ops/record.h"
@@ -19,6 +20,7 @@ Variable linear(const Variable& x, const Variable& weight, const Variable& bias)
   const Device device = detail::op_device("linear", {&x, &weight, &bias});
   const bool recording = should_record({&x, &weight, &bias});
   Variable y(Tensor::empty({batch, out}, device), recording);
+  const OpTimer timer("linear forward");
   if (device == Device::CUDA) {
     gpu::linear_forward(batch, in, out, x.value().data(), weight.value().data(),
                         has_bias ? bias.value().data() : nullptr, y.value().data());
@@ -27,6 +29,7 @@ Variable linear(const Variable& x, const Variable& weight, const Variable& bias)
                         has_bias ? bias.value().data() : nullptr, y.value().data());
   }
   detail::record_backward(recording, y, [x, weight, bias, batch, in, out, device](Tensor& dy) mutable {
+    const OpTimer backward_timer("linear backward");
     if (device == Device::CUDA) {
       gpu::linear_backward(batch, in, out, x.value().data(), weight.value().data(), dy.data(),
                            detail::grad_or_null(x), detail::grad_or_null(weight), detail::grad_or_null(bias));
@@ -51,12 +54,14 @@ Variable sparse_linear(const Variable& x, const Variable& weight, const Variable
   ST_CHECK(detail::op_device("sparse_linear", {&x, &weight, &bias}) == Device::CPU,
            "sparse_linear: CPU tensors only (the GPU sparse kernels are later work)");
   const bool recording = should_record({&x, &weight, &bias});
+  const OpTimer timer("linear forward");
   auto values = std::make_shared<std::vector<float>>(static_cast<std::size_t>(pattern->nnz()));
   cpu::sparse_gather(*pattern, weight.value().data(), values->data());
   Variable y(Tensor::empty({batch, out}), recording);
   cpu::sparse_linear_forward(batch, *pattern, values->data(), x.value().data(), has_bias ? bias.value().data() : nullptr,
                              y.value().data());
   detail::record_backward(recording, y, [x, weight, bias, batch, pattern, values](Tensor& dy) mutable {
+    const OpTimer backward_timer("linear backward");
     cpu::sparse_linear_backward(batch, *pattern, values->data(), x.value().data(), dy.data(), detail::grad_or_null(x),
                                 detail::grad_or_null(weight), detail::grad_or_null(bias));
   });

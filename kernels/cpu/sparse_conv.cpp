@@ -175,7 +175,7 @@ void to_blocked(int64_t batch, int64_t h, int64_t w, int64_t c, int64_t top, int
                 int64_t cols, const float* src, float* dst) {
   const int64_t blocks = (batch + kLanes - 1) / kLanes;
   const int64_t plane = rows * cols * kLanes;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (blocks * c * plane > kSparseSerialWork / 8)
   for (int64_t task = 0; task < blocks * rows; ++task) {
     const int64_t b = task / rows, row = task % rows, y = row - top;
     const int64_t lanes = std::min(kLanes, batch - b * kLanes);
@@ -324,7 +324,9 @@ void sparse_conv_forward(const Conv2dGeometry& g, const SparsePattern& p, const 
   int64_t* offset = grow(offsets, p.nnz());
   input_offsets(g, p, shape, offset);
   const int64_t x_block = g.in_channels * shape.plane_x;
-#pragma omp parallel for schedule(static)
+  const int64_t pixels = g.batch * oh_count * ow_count;
+  const bool parallel = (p.nnz() + k_count + g.in_channels) * pixels > kSparseSerialWork;
+#pragma omp parallel for schedule(static) if (parallel)
   for (int64_t task = 0; task < shape.blocks * oh_count; ++task) {
     const int64_t blk = task / oh_count, oh = task % oh_count;
     float* tile = task_tile(k_count * ow_count * kLanes);  // [K][OW][16]
@@ -354,6 +356,8 @@ void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& p, const
   const int64_t oh_count = g.out_h(), ow_count = g.out_w(), k_count = g.out_channels, c_count = g.in_channels;
   const int64_t st = g.stride, pad = g.pad, rs = g.kernel_w * c_count;
   const int64_t dy_block = k_count * shape.plane_dy;
+  const int64_t pixels = g.batch * oh_count * ow_count;
+  const bool parallel = (p.nnz() + k_count + c_count) * pixels > kSparseSerialWork;
   float* dyb = scratch(0, shape.blocks * dy_block);
   to_blocked(g.batch, oh_count, ow_count, k_count, shape.border_h, shape.border_w, shape.hq, shape.wq, dy, dyb);
 
@@ -381,7 +385,7 @@ void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& p, const
         grouped[at] = values[i];
         offset[at] = ((k * shape.hq + shape.border_h - r / st) * shape.wq + shape.border_w - s / st) * kLanes;
       }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
     for (int64_t task = 0; task < shape.blocks * g.in_h; ++task) {
       const int64_t blk = task / g.in_h, ih = task % g.in_h;
       const int64_t class_h = (ih + pad) % st, q_h = (ih + pad) / st;
@@ -426,7 +430,7 @@ void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& p, const
     const int threads = omp_get_max_threads();
     float* partial = scratch(2, threads * p.nnz());
     std::fill(partial, partial + threads * p.nnz(), 0.0f);
-#pragma omp parallel
+#pragma omp parallel if (parallel)
     {
       float* mine = partial + omp_get_thread_num() * p.nnz();
 #pragma omp for schedule(static)
@@ -461,7 +465,7 @@ void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& p, const
         }
       }
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
     for (int64_t k = 0; k < k_count; ++k)
       for (int64_t i = p.row_start[static_cast<std::size_t>(k)]; i < p.row_start[static_cast<std::size_t>(k + 1)]; ++i) {
         float sum = 0.0f;
@@ -471,11 +475,10 @@ void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& p, const
   }
 
   if (db != nullptr) {  // per-thread sums over contiguous pixel ranges (vector lanes over k), in thread order
-    const int64_t pixels = g.batch * oh_count * ow_count;
     const int threads = omp_get_max_threads();
     float* partial = scratch(2, threads * k_count);
     std::fill(partial, partial + threads * k_count, 0.0f);
-#pragma omp parallel
+#pragma omp parallel if (parallel)
     {
       float* mine = partial + omp_get_thread_num() * k_count;
 #pragma omp for schedule(static)

@@ -158,7 +158,7 @@ SparsePattern sparse_pattern(int64_t rows, int64_t cols, const float* mask) {
 }
 
 void sparse_gather(const SparsePattern& p, const float* w, float* values) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (p.nnz() > kSparseSerialWork / 8)
   for (int64_t r = 0; r < p.rows; ++r)
     for (int64_t i = p.row_start[static_cast<std::size_t>(r)]; i < p.row_start[static_cast<std::size_t>(r + 1)]; ++i)
       values[i] = w[r * p.cols + p.col_index[static_cast<std::size_t>(i)]];
@@ -166,7 +166,7 @@ void sparse_gather(const SparsePattern& p, const float* w, float* values) {
 
 void transpose(int64_t rows, int64_t cols, const float* src, float* dst) {
   constexpr int64_t kBlock = 32;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols > kSparseSerialWork / 8)
   for (int64_t r0 = 0; r0 < rows; r0 += kBlock) {
     const int64_t r1 = std::min(rows, r0 + kBlock);
     for (int64_t c0 = 0; c0 < cols; c0 += kBlock) {
@@ -183,13 +183,14 @@ void sparse_linear_forward(int64_t batch, const SparsePattern& p, const float* v
   float* xt = scratch(0, p.cols * batch);
   float* yt = scratch(1, p.rows * batch);
   transpose(batch, p.cols, x, xt);
-#pragma omp parallel for schedule(dynamic, 8)
+  const bool parallel = (p.nnz() + p.rows + p.cols) * batch > kSparseSerialWork;
+#pragma omp parallel for schedule(dynamic, 8) if (parallel)
   for (int64_t r = 0; r < p.rows; ++r)
     combine_row(p.col_index.data(), values, p.row_start[static_cast<std::size_t>(r)],
                 p.row_start[static_cast<std::size_t>(r + 1)], xt, batch, yt + r * batch);
   transpose(p.rows, batch, yt, y);
   if (b != nullptr) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
     for (int64_t n = 0; n < batch; ++n)
       for (int64_t r = 0; r < p.rows; ++r) y[n * p.rows + r] += b[r];
   }
@@ -200,17 +201,18 @@ void sparse_linear_backward(int64_t batch, const SparsePattern& p, const float* 
   if (batch == 0) return;
   float* dyt = scratch(1, p.rows * batch);
   transpose(batch, p.rows, dy, dyt);
+  const bool parallel = (p.nnz() + p.rows + p.cols) * batch > kSparseSerialWork;
   if (dx != nullptr) {
     float* csc_values = scratch(3, p.nnz());
     float* dxt = scratch(2, p.cols * batch);
     for (std::size_t i = 0; i < p.csr_position.size(); ++i) csc_values[i] = values[p.csr_position[i]];
-#pragma omp parallel for schedule(dynamic, 8)
+#pragma omp parallel for schedule(dynamic, 8) if (parallel)
     for (int64_t c = 0; c < p.cols; ++c)
       combine_row(p.row_index.data(), csc_values, p.col_start[static_cast<std::size_t>(c)],
                   p.col_start[static_cast<std::size_t>(c + 1)], dyt, batch, dxt + c * batch);
     // dx[n, c] += dxt[c, n], blocked like transpose
     constexpr int64_t kBlock = 32;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
     for (int64_t n0 = 0; n0 < batch; n0 += kBlock) {
       const int64_t n1 = std::min(batch, n0 + kBlock);
       for (int64_t c0 = 0; c0 < p.cols; c0 += kBlock) {
@@ -223,7 +225,7 @@ void sparse_linear_backward(int64_t batch, const SparsePattern& p, const float* 
   if (dw != nullptr) {
     float* xt = scratch(0, p.cols * batch);
     transpose(batch, p.cols, x, xt);
-#pragma omp parallel for schedule(dynamic, 8)
+#pragma omp parallel for schedule(dynamic, 8) if (parallel)
     for (int64_t r = 0; r < p.rows; ++r) {
       const float* g = dyt + r * batch;
       for (int64_t i = p.row_start[static_cast<std::size_t>(r)]; i < p.row_start[static_cast<std::size_t>(r + 1)];
@@ -234,7 +236,7 @@ void sparse_linear_backward(int64_t batch, const SparsePattern& p, const float* 
     }
   }
   if (db != nullptr) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
     for (int64_t r = 0; r < p.rows; ++r) {
       const float* g = dyt + r * batch;
       float sum = 0.0f;
