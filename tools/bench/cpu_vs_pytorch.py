@@ -1,45 +1,45 @@
 #!/usr/bin/python3
-"""CPU training throughput, sparsetrain vs PyTorch, side by side in one run.
+"""CPU training throughput, sparsetrain against PyTorch, with the fair method (issue 17).
 
-What it measures: images/s of the training-step loop (forward, cross-entropy loss, backward,
-SGD momentum step, re-applying 50% weight masks) for lenet300, lenet5 and resnet20
-(1x32x32) at batch 128 on Fashion-MNIST, once with `sparsetrain bench ... --json` (a child
-process) and once with an identical PyTorch twin (torch_models.py) in this process, using the
-same thread count.
+What it measures: images/s of the training-step loop (forward, cross-entropy loss, backward, SGD
+momentum step, re-applying the weight masks) for lenet300, lenet5 and resnet20 (1x32x32) at batch
+128 on Fashion-MNIST, at each --densities value (a random mask keeping that fraction of every
+conv/linear weight; 1 = no mask, the dense step):
+  * sparsetrain: `sparsetrain bench ... --json` with --sparse-kernels off (the masked dense step)
+    and, below density 1, on (the sparse kernels);
+  * PyTorch: the identical twin (torch_models.py) in a worker process of this script, once per
+    PyTorch install: Debian's python3-torch (/usr/bin/python3) and the current PyPI release in
+    the venv that tools/bench/torch_venv.sh makes (.venv-torch; a missing venv is reported and
+    skipped).
 
-Why this way: the machines are shared and noisy, so absolute images/s are not comparable
-between runs or machines. Both engines run back to back on the same machine in the same run;
-the ratio ours/pytorch is the figure to compare across runs, not the absolute numbers.
+The fair method: every measurement is a fresh process of its own (one engine, one wait policy),
+each engine is run under OMP_WAIT_POLICY=PASSIVE and =ACTIVE, and the table shows each engine's
+best policy (the median of --repeats runs under it; every run is listed in the report). On a
+2-core shared VM libgomp's spin-waiting helps one engine and hurts another, and a PyTorch run in
+the process that launches sparsetrain slows both; neither is the engine's reasonable best.
 
 PyTorch side (the twin of what sparsetrain times):
   * torch.set_num_threads(T); model.train(); SGD(lr=0.05, momentum=0.9, weight_decay=5e-4).
-  * A fixed random mask keeping exactly 50% of every conv/linear weight (not biases, not BN),
-    applied once at the start and, under torch.no_grad(), after every optimizer.step() to the
-    weight and to its momentum buffer.
+  * Below density 1, a fixed random mask keeping exactly that fraction of every conv/linear weight
+    (not biases, not BN), applied once at the start and, under torch.no_grad(), after every
+    optimizer.step() to the weight and to its momentum buffer (PyTorch has no sparse training
+    step: torch.sparse has no sparse convolution, and its sparse matmul does not train masked
+    layers faster on the CPU, so the masked dense step is what PyTorch users run).
   * Data: the real Fashion-MNIST training set read with gzip + numpy, normalized with mean
     0.2860 / std 0.3530 (resnet20: then zero-padded 28 -> 32, centered), preloaded as tensors
     and walked in consecutive batches of 128, so data loading is not timed.
   * Conv models: contiguous (NCHW) and channels_last are both tried for a few steps and the
     faster one is timed (reported in the "torch layout" column); --layout forces one.
   * W warmup steps untimed, then S steps timed with time.perf_counter().
-  * OMP_WAIT_POLICY=PASSIVE is set for this process before torch is imported, unless the
-    environment already sets it (--omp-wait-policy inherit leaves it unset). Measured on a
-    2-core shared VM, libgomp's default spin-waiting made PyTorch's 2-thread step loop
-    1.5-10x slower and erratic (lenet300: 9k-60k img/s active vs a steady 72k-86k passive);
-    the baseline should be PyTorch at its reasonable best. The sparsetrain child gets the
-    caller's environment unchanged.
-
-Per model: the PyTorch twin is built (param count asserted), layout picked and warmed up;
-then sparsetrain runs, then the PyTorch steps are timed; with --repeats N that pair is
-repeated N times (interleaved) and the table shows the median of each engine.
 
 Usage (from the repository root):
-  /usr/bin/python3 tools/bench/cpu_vs_pytorch.py --binary build/sparsetrain \
-      --out bench/results/$(date +%F)-cpu.md
-  add --repeats 3 on a busy machine; --models resnet20 --steps 10 for a quick look.
+  tools/bench/torch_venv.sh       # once: the PyPI PyTorch venv (.venv-torch)
+  /usr/bin/python3 tools/bench/cpu_vs_pytorch.py --binary build/sparsetrain --densities 1,0.1,0.05 \
+      --repeats 3 --out bench/results/$(date +%F)-cpu.md
+  --models resnet20 --steps 10 --densities 1 for a quick look.
 
-Needs only Debian's python3 with python3-torch and numpy; it does not import sparsetrain.
-Exit status: 0 when every row succeeded on both sides, 1 otherwise, 2 on bad arguments.
+Needs Debian's python3 with python3-torch and numpy; it does not import sparsetrain.
+Exit status: 0 when every measurement succeeded, 1 otherwise, 2 on bad arguments.
 """
 
 import argparse
@@ -75,7 +75,6 @@ MODELS = ("lenet300", "lenet5", "resnet20")
 CONV_MODELS = ("lenet5", "resnet20")
 DEFAULT_STEPS = {"lenet300": 200, "lenet5": 200, "resnet20": 30}
 BATCH = 128
-DENSITY = 0.5
 LR, MOMENTUM, WEIGHT_DECAY = 0.05, 0.9, 5e-4
 MEAN, STD = 0.2860, 0.3530
 DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
@@ -171,7 +170,7 @@ def make_batches(data_dir, model_name, n_batches, channels_last):
 class TorchTrainer:
     """One model + optimizer + masks, stepping exactly as described in the header."""
 
-    def __init__(self, name, channels_last, seed):
+    def __init__(self, name, channels_last, seed, density):
         torch.manual_seed(seed)
         model = torch_models.build(name)
         cin = torch_models.INPUT_SHAPE[name][0]
@@ -188,8 +187,8 @@ class TorchTrainer:
         gen = torch.Generator().manual_seed(seed + 1)
         self.masks = []
         with torch.no_grad():
-            for _, w in torch_models.prunable(model):
-                keep = int(round(DENSITY * w.numel()))
+            for _, w in (torch_models.prunable(model) if density < 1.0 else []):
+                keep = int(round(density * w.numel()))
                 flat = torch.zeros(w.numel())
                 flat[torch.randperm(w.numel(), generator=gen)[:keep]] = 1.0
                 mask = torch.empty_like(w)          # same shape and memory format as w
@@ -244,7 +243,7 @@ class TorchBench:
             n = args.layout_trial_steps or max(3, min(20, steps // 10))
             for cl in layouts:
                 batches = make_batches(args.data, name, n + 2, cl)
-                tr = TorchTrainer(name, cl, args.seed)
+                tr = TorchTrainer(name, cl, args.seed, args.density)
                 tr.run(batches, 2)
                 sec, _ = tr.run(batches, n)
                 self.trials[layout_name(cl)] = n * BATCH / sec
@@ -254,7 +253,7 @@ class TorchBench:
         self.layout = layout_name(chosen)
         # make_batches caps this at one epoch; the loop then wraps around.
         self.batches = make_batches(args.data, name, warmup + steps * repeats, chosen)
-        self.trainer = TorchTrainer(name, chosen, args.seed)
+        self.trainer = TorchTrainer(name, chosen, args.seed, args.density)
         self.trainer.run(self.batches, warmup)
         self.steps = steps
         self.last_loss = float("nan")
@@ -272,12 +271,6 @@ def layout_name(channels_last):
 
 
 # --------------------------------------------------------------------------- sparsetrain side
-
-def sparsetrain_cmd(args, name, steps, warmup):
-    return [args.binary, "bench", "--model", name, "--batch", str(BATCH),
-            "--steps", str(steps), "--warmup", str(warmup), "--density", str(DENSITY),
-            "--threads", str(args.threads), "--json"]
-
 
 def sparsetrain_bench(cmd, name, steps, timeout, env, log):
     """Runs the binary; returns (result dict or None, error string or None)."""
@@ -321,44 +314,60 @@ def tail(text, n=20):
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+# --------------------------------------------------------------------------- the PyTorch worker
+
+def worker(args):
+    """One PyTorch measurement in this process (started by the orchestrator with the wait policy in
+    its environment): prints one JSON line."""
+    import_torch()
+    torch.set_num_threads(args.threads)
+    bench = TorchBench(args.models, args.steps_one, args.warmup, args.repeats, args,
+                       lambda msg: print(msg, file=sys.stderr, flush=True))
+    rates = [bench.timed() for _ in range(args.repeats)]
+    print(json.dumps({"torch": torch.__version__, "mkldnn": torch.backends.mkldnn.is_available(),
+                      "layout": bench.layout, "trials": bench.trials,
+                      "params": bench.trainer.params, "images_per_s": rates,
+                      "loss_first": bench.trainer.loss_first, "loss_last": bench.last_loss}),
+          flush=True)
+    return 0
+
+
+def run_worker(python, args, name, steps, density, policy):
+    """(result dict, None) or (None, error) of one PyTorch worker process."""
+    cmd = [python, os.path.abspath(__file__), "--worker", "--models", name, "--steps", str(steps),
+           "--warmup", str(args.warmup), "--repeats", "1", "--threads", str(args.threads),
+           "--densities", str(density), "--data", args.data, "--layout", args.layout,
+           "--layout-trial-steps", str(args.layout_trial_steps), "--seed", str(args.seed)]
+    env = dict(os.environ, OMP_WAIT_POLICY=policy)
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              timeout=args.timeout, env=env)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, f"{type(e).__name__}: {e}", cmd
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return None, f"exit status {proc.returncode}\n{tail(proc.stderr)}", cmd
+    res = json.loads(lines[-1])
+    res["images_per_s"] = float(res["images_per_s"][0])
+    return res, None, cmd
+
+
 # --------------------------------------------------------------------------- report
 
-HEADERS = ["model", "sparsetrain images/s", "pytorch images/s", "ratio (ours/pytorch)",
-           "torch layout"]
+POLICIES = ("PASSIVE", "ACTIVE")
 
 
 def median(xs):
     return float(np.median(xs)) if xs else float("nan")
 
 
-def table_rows(rows):
-    out = []
-    for r in rows:
-        ours_ok = bool(r["ours"]) and not r["ours_failed"]
-        torch_ok = bool(r["torch"]) and not r["torch_failed"]
-        ours = f"{median(r['ours']):,.1f}" if ours_ok else "FAILED"
-        theirs = f"{median(r['torch']):,.1f}" if torch_ok else "FAILED"
-        ratio = f"{median(r['ours']) / median(r['torch']):.3f}" if ours_ok and torch_ok else "-"
-        out.append([r["model"], ours, theirs, ratio, r["layout"] or "-"])
-    return out
-
-
-def text_table(rows):
-    body = table_rows(rows)
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(HEADERS)]
-    right = [False, True, True, True, False]
-
-    def fmt(cells):
-        return "  ".join(c.rjust(w) if r else c.ljust(w)
-                         for c, w, r in zip(cells, widths, right)).rstrip()
-
-    return "\n".join([fmt(HEADERS), fmt(["-" * w for w in widths])] + [fmt(b) for b in body])
-
-
-def markdown_table(rows):
-    lines = ["| " + " | ".join(HEADERS) + " |", "|---|---:|---:|---:|---|"]
-    lines += ["| " + " | ".join(b) + " |" for b in table_rows(rows)]
-    return "\n".join(lines)
+def best(runs):
+    """runs: {policy: [images/s]} -> (best median, its policy); (nan, '-') when nothing ran."""
+    medians = {p: median(v) for p, v in runs.items() if v}
+    if not medians:
+        return float("nan"), "-"
+    policy = max(medians, key=medians.get)
+    return medians[policy], policy
 
 
 def loadavg():
@@ -369,54 +378,65 @@ def loadavg():
         return "?"
 
 
-def context_lines(info, args, command):
-    return [
-        f"machine: {info['host']}, nproc {info['nproc']} (usable {info['usable_cpus']}), "
-        f"CPU: {info['cpu']}",
-        f"torch {info['torch']} (mkldnn {'on' if info['mkldnn'] else 'off'}), "
-        f"numpy {info['numpy']}, python {info['python']}",
-        f"threads: {args.threads} (both engines); batch {BATCH}; density {DENSITY} (random mask "
-        f"on every conv/linear weight); warmup {args.warmup}; repeats {args.repeats} (median); "
-        f"SGD lr {LR}, momentum {MOMENTUM}, weight decay {WEIGHT_DECAY}; Fashion-MNIST train set",
-        f"PyTorch OMP_WAIT_POLICY: {info['omp_wait_policy']} (sparsetrain gets the caller's "
-        f"environment unchanged)",
-        f"command (cwd {os.getcwd()}): {command}",
-    ]
+def fmt_rate(value, policy):
+    return "-" if not np.isfinite(value) else f"{value:,.0f} ({policy.lower()})"
 
 
-def write_markdown(path, rows, info, args, command, started, load_before, load_after):
-    lines = [f"# CPU training throughput: sparsetrain vs PyTorch ({started:%Y-%m-%d})", "",
-             f"- date: {started:%Y-%m-%d %H:%M:%S %z}"]
-    lines += ["- " + ln for ln in context_lines(info, args, command)[:-1]]
-    lines += [f"- load average (1/5/15 min) before: {load_before}, after: {load_after}",
-              f"- command (cwd `{os.getcwd()}`):", "", "```", command, "```", "",
-              markdown_table(rows), "",
-              "| model | timed steps | params | sparsetrain images/s, each run "
-              "| pytorch images/s, each run | torch layout trial (img/s) | sparsetrain command |",
-              "|---|---:|---:|---|---|---|---|"]
+def ratio(a, b):
+    return f"{a / b:.2f}" if np.isfinite(a) and np.isfinite(b) and b > 0 else "-"
+
+
+def report(rows, engines, args, command, started, load_before, load_after, versions):
+    torch_names = [e for e in engines if e != "sparsetrain"]
+    newest = torch_names[-1] if torch_names else None
+    head = ["model", "density", "sparsetrain off", "sparsetrain on"] + \
+        [f"PyTorch {versions.get(e, e)}" for e in torch_names]
+    if newest:
+        head += [f"off / PyTorch {versions.get(newest, newest)}",
+                 f"on / PyTorch {versions.get(newest, newest)}"]
+    head += ["on / off"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
     for r in rows:
-        trials = ", ".join(f"{k} {v:,.0f}" for k, v in r["trials"].items()) or "-"
-        lines.append(
-            f"| {r['model']} | {r['steps']} | {r['params'] or '-'} "
-            f"| {', '.join(f'{v:,.0f}' for v in r['ours']) or '-'} "
-            f"| {', '.join(f'{v:,.0f}' for v in r['torch']) or '-'} "
-            f"| {trials} | `{shlex.join(r['cmd'])}` |")
-    lines += ["",
-              "Both engines ran back to back on the same machine in one run (interleaved when "
-              "repeats > 1); compare the ratio across runs, not the absolute images/s: the "
-              "machines are shared and noisy."]
-    failed = [r for r in rows if r["errors"]]
-    if failed:
-        lines += ["", "## Failures", ""]
-        for r in failed:
-            for side, err in r["errors"]:
-                first = err.strip().splitlines()[0] if err.strip() else "(no message)"
-                lines.append(f"- {r['model']} ({side}): {first}")
-    d = os.path.dirname(path)
-    if d:
-        os.makedirs(d, exist_ok=True)
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        off, off_p = best(r["runs"].get(("sparsetrain", "off"), {}))
+        on, on_p = best(r["runs"].get(("sparsetrain", "on"), {}))
+        cells = [r["model"], f"{100 * r['density']:.0f}%", fmt_rate(off, off_p), fmt_rate(on, on_p)]
+        newest_rate = float("nan")
+        for e in torch_names:
+            rate, pol = best(r["runs"].get((e, ""), {}))
+            cells.append(fmt_rate(rate, pol))
+            newest_rate = rate
+        if newest:
+            cells += [ratio(off, newest_rate), ratio(on, newest_rate)]
+        cells.append(ratio(on, off))
+        lines.append("| " + " | ".join(cells) + " |")
+    out = [f"# CPU training throughput, sparsetrain against PyTorch, fair method ({started:%Y-%m-%d})", "",
+           f"- date: {started:%Y-%m-%d %H:%M:%S %z}; machine: {platform.node()}, {os.cpu_count()} CPUs, "
+           f"{cpu_model()}",
+           f"- threads {args.threads} for every engine; batch {BATCH}; SGD lr {LR}, momentum {MOMENTUM}, "
+           f"weight decay {WEIGHT_DECAY}; random masks at the row's density on every conv/linear weight "
+           f"(100%: none); warmup {args.warmup}; timed steps {args.steps_text}",
+           "- each figure: the engine's best wait policy (in brackets) of OMP_WAIT_POLICY=PASSIVE and "
+           f"ACTIVE, each the median of {args.repeats} runs, every run a process of its own",
+           "- PyTorch installs: " + ", ".join(f"{e}: torch {versions.get(e, '?')} ({py})"
+                                                for e, py in engines.items() if e != "sparsetrain"),
+           f"- load average (1/5/15 min) before: {load_before}, after: {load_after}",
+           "- command (cwd `" + os.getcwd() + "`):", "", "```", command, "```", ""] + lines + [
+           "", "sparsetrain off: the masked dense step (as PyTorch's); on: `--sparse-kernels on`. "
+           "Ratios above 1: the left engine is faster.", "", "## Every run (images/s)", "",
+           "| model | density | engine | policy | runs | command |", "|---|---:|---|---|---|---|"]
+    for r in rows:
+        for (engine, mode), runs in r["runs"].items():
+            name = f"sparsetrain {mode}" if engine == "sparsetrain" else f"PyTorch {versions.get(engine, engine)}"
+            for policy, values in runs.items():
+                cmd = r["cmds"].get((engine, mode), [])
+                out.append(f"| {r['model']} | {100 * r['density']:.0f}% | {name} | {policy} | "
+                           f"{', '.join(f'{v:,.0f}' for v in values) or '-'} | `{shlex.join(cmd)}` |")
+    failures = [(r["model"], r["density"], e) for r in rows for e in r["errors"]]
+    if failures:
+        out += ["", "## Failures", ""]
+        out += [f"- {m} at {100 * d:.0f}%: {e.strip().splitlines()[0] if e.strip() else '(no message)'}"
+                for m, d, e in failures]
+    return "\n".join(out) + "\n", "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- main
@@ -441,22 +461,29 @@ def parse_steps(text, models):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(
-        description="CPU training throughput, sparsetrain vs PyTorch, side by side in one run.")
+        description="CPU training throughput, sparsetrain against PyTorch (fair method: each engine "
+                    "in its own process, both wait policies, each engine's best).")
     ap.add_argument("--binary", default="build/sparsetrain",
                     help="sparsetrain executable (default: build/sparsetrain)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
-                    help="threads for both engines (default: os.cpu_count() = %(default)s)")
+                    help="threads for every engine (default: os.cpu_count() = %(default)s)")
     ap.add_argument("--steps", default=None,
                     help="timed steps: N for every model, or name=N,... "
                          "(default: resnet20 30, lenet300 and lenet5 200)")
     ap.add_argument("--warmup", type=int, default=5, help="untimed warmup steps (default 5)")
     ap.add_argument("--models", default=",".join(MODELS),
                     help="comma list from %s (default: all)" % ",".join(MODELS))
+    ap.add_argument("--densities", default="1,0.1,0.05",
+                    help="comma list of weight densities (default 1,0.1,0.05; 1 = dense, no masks)")
+    ap.add_argument("--pythons", default=None,
+                    help="name=python,... of the PyTorch installs (default: debian=/usr/bin/python3 "
+                         "and pypi=.venv-torch/bin/python when that venv exists)")
+    ap.add_argument("--policies", default="passive,active",
+                    help="OMP_WAIT_POLICY values tried for every engine (default passive,active)")
     ap.add_argument("--out", default=None,
-                    help="also write the table as markdown, e.g. bench/results/DATE-cpu.md")
+                    help="also write the report as markdown, e.g. bench/results/DATE-cpu.md")
     ap.add_argument("--repeats", type=int, default=1,
-                    help="timed runs per model and engine, interleaved; the table shows the "
-                         "median (default 1)")
+                    help="runs per engine and policy, interleaved; the median counts (default 1)")
     ap.add_argument("--data", default=DEFAULT_DATA,
                     help="directory with train-{images-idx3,labels-idx1}-ubyte.gz")
     ap.add_argument("--layout", choices=("auto", "contiguous", "channels_last"), default="auto",
@@ -464,17 +491,10 @@ def main(argv=None):
                          "keep the faster)")
     ap.add_argument("--layout-trial-steps", type=int, default=0,
                     help="timed steps per layout in the auto trial (default: steps/10 in [3, 20])")
-    ap.add_argument("--omp-wait-policy", choices=("passive", "active", "inherit"),
-                    default="passive",
-                    help="OMP_WAIT_POLICY for PyTorch in this process (default passive: with "
-                         "libgomp's default spinning, PyTorch on 2 shared cores is several times "
-                         "slower and erratic; inherit = leave the environment alone). Ignored "
-                         "when OMP_WAIT_POLICY is already set.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=1800,
-                    help="seconds allowed for each sparsetrain run (default 1800)")
-    ap.add_argument("--skip-sparsetrain", action="store_true",
-                    help="run only the PyTorch half (the sparsetrain column shows FAILED)")
+                    help="seconds allowed for each run (default 1800)")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -483,110 +503,96 @@ def main(argv=None):
         ap.error(f"--models: unknown {bad}; choose from {','.join(MODELS)}")
     try:
         steps = parse_steps(args.steps, models)
+        densities = [float(d) for d in args.densities.split(",") if d.strip()]
     except ValueError as e:
-        ap.error(f"--steps: {e}")
+        ap.error(f"--steps/--densities: {e}")
+    if not densities or any(not 0.0 < d <= 1.0 for d in densities):
+        ap.error(f"--densities: values in (0, 1] expected, got {args.densities!r}")
     if (any(s <= 0 for s in steps.values()) or args.warmup < 0 or args.threads <= 0
             or args.repeats <= 0):
         ap.error("--steps, --threads and --repeats must be positive, --warmup non-negative")
+    policies = [p.strip().upper() for p in args.policies.split(",") if p.strip()]
+    if not policies or any(p not in POLICIES for p in policies):
+        ap.error(f"--policies: passive and/or active expected, got {args.policies!r}")
+    args.steps_text = ", ".join(f"{m} {steps[m]}" for m in models)
 
-    # The child gets the caller's environment; only this process's libgomp sees the policy.
-    child_env = dict(os.environ)
-    if "OMP_WAIT_POLICY" in os.environ:
-        policy = os.environ["OMP_WAIT_POLICY"] + " (from the environment)"
-    elif args.omp_wait_policy == "inherit":
-        policy = "unset (libgomp default)"
+    if args.worker:
+        args.models, args.steps_one, args.density = models[0], steps[models[0]], densities[0]
+        return worker(args)
+
+    engines = {"sparsetrain": args.binary}
+    if args.pythons:
+        for part in args.pythons.split(","):
+            name, _, py = part.partition("=")
+            if not py:
+                ap.error(f"--pythons: name=python expected, got {part!r}")
+            engines[name.strip()] = py.strip()
     else:
-        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
-        policy = args.omp_wait_policy.upper()
-    import_torch()
-    torch.set_num_threads(args.threads)
+        engines["debian"] = "/usr/bin/python3"
+        if os.path.exists(".venv-torch/bin/python"):
+            engines["pypi"] = ".venv-torch/bin/python"
+        else:
+            print("note: no .venv-torch (make it with tools/bench/torch_venv.sh): PyPI PyTorch skipped",
+                  flush=True)
+    versions = {}
+    for e, py in engines.items():
+        if e == "sparsetrain":
+            continue
+        try:
+            versions[e] = subprocess.run([py, "-c", "import torch; print(torch.__version__)"],
+                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                         timeout=300).stdout.strip() or "?"
+        except OSError:
+            versions[e] = "?"
 
     started = datetime.datetime.now().astimezone()
-    command = shlex.join([sys.executable] + sys.argv[:1]
-                         + (list(argv) if argv is not None else sys.argv[1:]))
-    info = machine_info()
-    info["omp_wait_policy"] = policy
+    command = shlex.join([sys.executable] + sys.argv[:1] + (list(argv) if argv is not None else sys.argv[1:]))
     load_before = loadavg()
-
-    def log(msg):
-        print(msg, flush=True)
-
-    log("sparsetrain vs PyTorch, CPU training throughput")
-    for line in context_lines(info, args, command):
-        log("  " + line)
-    log(f"  load average before: {load_before}")
-    log("")
-
+    print(f"fair CPU comparison: engines {', '.join(f'{e} ({versions.get(e, py)})' for e, py in engines.items())}, "
+          f"policies {', '.join(policies)}, {args.repeats} repeat(s); load {load_before}", flush=True)
     rows = []
+    failed = False
     for name in models:
-        s = steps[name]
-        cmd = sparsetrain_cmd(args, name, s, args.warmup)
-        row = {"model": name, "steps": s, "cmd": cmd, "ours": [], "torch": [], "errors": [],
-               "ours_failed": args.skip_sparsetrain, "torch_failed": False, "layout": None,
-               "trials": {}, "params": None}
-        rows.append(row)
-        log(f"[{name}] {s} timed steps after {args.warmup} warmup, {args.repeats} run(s)")
-        if args.skip_sparsetrain:
-            row["errors"].append(("sparsetrain", "skipped (--skip-sparsetrain)"))
-        else:
-            log("  sparsetrain: " + shlex.join(cmd))
-        bench = None
-        try:
-            log(f"  pytorch: torch.set_num_threads({args.threads})")
-            bench = TorchBench(name, s, args.warmup, args.repeats, args, log)
-            row["layout"], row["trials"] = bench.layout, bench.trials
-            row["params"] = f"{bench.trainer.params:,}"
-            log(f"    {bench.layout}, {bench.trainer.params:,} params (asserted), "
-                f"{bench.trainer.n_masked} masked weight tensors")
-        except Exception as e:  # report it and go on with the other models
-            row["torch_failed"] = True
-            err = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
-            row["errors"].append(("pytorch", err))
-            log("  pytorch FAILED: " + err.rstrip().replace("\n", "\n    "))
-        for rep in range(args.repeats):
-            tag = f" (run {rep + 1}/{args.repeats})" if args.repeats > 1 else ""
-            if not row["ours_failed"]:
-                res, err = sparsetrain_bench(cmd, name, s, args.timeout, child_env, log)
-                if err:
-                    row["ours_failed"] = True
-                    row["errors"].append(("sparsetrain", err))
-                    log("  sparsetrain FAILED: " + err.rstrip().replace("\n", "\n    "))
-                else:
-                    row["ours"].append(res["images_per_s"])
-                    log(f"  sparsetrain{tag}: {res['images_per_s']:,.1f} images/s")
-            if not row["torch_failed"]:
-                try:
-                    row["torch"].append(bench.timed())
-                    log(f"  pytorch{tag}:     {row['torch'][-1]:,.1f} images/s")
-                except Exception as e:
-                    row["torch_failed"] = True
-                    err = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
-                    row["errors"].append(("pytorch", err))
-                    log("  pytorch FAILED: " + err.rstrip().replace("\n", "\n    "))
-        if bench is not None and not row["torch_failed"]:
-            log(f"  pytorch loss {bench.trainer.loss_first:.3f} -> {bench.last_loss:.3f} "
-                f"over {bench.trainer.cursor} steps")
-        log("")
-
+        for density in densities:
+            row = {"model": name, "density": density, "runs": {}, "cmds": {}, "errors": []}
+            rows.append(row)
+            for rep in range(args.repeats):
+                for policy in policies:
+                    for engine, target in engines.items():
+                        modes = ["off", "on"] if engine == "sparsetrain" and density < 1.0 else \
+                            (["off"] if engine == "sparsetrain" else [""])
+                        for mode in modes:
+                            if engine == "sparsetrain":
+                                cmd = [target, "bench", "--model", name, "--batch", str(BATCH), "--steps",
+                                       str(steps[name]), "--warmup", str(args.warmup), "--density", str(density),
+                                       "--threads", str(args.threads), "--sparse-kernels", mode, "--json"]
+                                res, err = sparsetrain_bench(cmd, name, steps[name], args.timeout,
+                                                             dict(os.environ, OMP_WAIT_POLICY=policy),
+                                                             lambda m: print(m, flush=True))
+                            else:
+                                res, err, cmd = run_worker(target, args, name, steps[name], density, policy)
+                            row["cmds"][(engine, mode)] = cmd
+                            runs = row["runs"].setdefault((engine, mode), {}).setdefault(policy, [])
+                            label = f"{engine}{' ' + mode if mode else ''} {policy.lower()}"
+                            if err:
+                                failed = True
+                                row["errors"].append(f"{label}: {err}")
+                                print(f"[{name} {density:g}] {label}: FAILED {err.splitlines()[0]}", flush=True)
+                            else:
+                                runs.append(res["images_per_s"])
+                                print(f"[{name} {density:g}] {label}: {res['images_per_s']:,.0f} images/s",
+                                      flush=True)
     load_after = loadavg()
-    log(text_table(rows))
-    log("")
-    log("ratio > 1: sparsetrain is faster. Compare ratios across runs, not absolute numbers.")
-    log(f"load average before: {load_before}, after: {load_after}")
-    try:
-        if float(load_after.split()[0]) > 1.5 * info["usable_cpus"]:
-            log("warning: the machine was busy (load average above 1.5 x CPUs); "
-                "figures are noisy, consider --repeats 3")
-    except ValueError:
-        pass
+    text, table = report(rows, engines, args, command, started, load_before, load_after, versions)
+    print("\n" + table + "\n", flush=True)
     if args.out:
-        write_markdown(args.out, rows, info, args, command, started, load_before, load_after)
-        log(f"wrote {args.out}")
-    failed = [r["model"] for r in rows if r["errors"]]
-    if failed:
-        log(f"FAILED rows: {', '.join(failed)}")
-        return 1
-    return 0
+        d = os.path.dirname(args.out)
+        if d:
+            os.makedirs(d, exist_ok=True)
+        with open(args.out, "w") as f:
+            f.write(text)
+        print(f"wrote {args.out}", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
