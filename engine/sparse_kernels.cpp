@@ -40,8 +40,7 @@ void time_both(const nn::Parameter& p, const cpu::SparsePattern& pattern, int64_
   Rng rng(17);
   std::vector<float> x(static_cast<std::size_t>(x_count)), dy(static_cast<std::size_t>(y_count)), y(dy.size()),
       dx(x.size()), dw(static_cast<std::size_t>(out * in)), db(static_cast<std::size_t>(out)),
-      values(static_cast<std::size_t>(pattern.nnz())),
-      xb(conv ? static_cast<std::size_t>(cpu::sparse_conv_input_size(*conv)) : 0);
+      values(static_cast<std::size_t>(pattern.nnz()));
   for (float& v : x) v = rng.normal();
   for (float& v : dy) v = rng.normal();
   const float* w = p.variable.value().data();
@@ -57,8 +56,8 @@ void time_both(const nn::Parameter& p, const cpu::SparsePattern& pattern, int64_
   form.sparse_ms = fastest_ms([&] {
     cpu::sparse_gather(pattern, w, values.data());
     if (conv) {
-      cpu::sparse_conv_forward(*conv, pattern, values.data(), x.data(), nullptr, y.data(), xb.data());
-      cpu::sparse_conv_backward(*conv, pattern, values.data(), xb.data(), dy.data(), cpu::GradOut(dx.data(), true),
+      cpu::sparse_conv_forward(*conv, pattern, values.data(), x.data(), nullptr, y.data());
+      cpu::sparse_conv_backward(*conv, pattern, values.data(), x.data(), dy.data(), cpu::GradOut(dx.data(), true),
                                 dw.data(), nullptr);
     } else {
       cpu::sparse_linear_forward(batch, pattern, values.data(), x.data(), db.data(), y.data());

@@ -70,13 +70,11 @@ Variable sparse_conv2d(const Variable& x, const Variable& weight, const Variable
   const OpTimer timer("conv2d forward");
   auto values = std::make_shared<std::vector<float>>(static_cast<std::size_t>(pattern->nnz()));
   cpu::sparse_gather(*pattern, weight.value().data(), values->data());
-  // the blocked copy of x, kept for the weight gradient (an allocator block: reused step to step)
-  Tensor x_blocked = Tensor::empty({cpu::sparse_conv_input_size(g)});
   cpu::sparse_conv_forward(g, *pattern, values->data(), x.value().data(), has_bias ? bias.value().data() : nullptr,
-                           y.value().data(), x_blocked.data());
-  detail::record_backward(recording, y, [x, weight, bias, g, pattern, values, x_blocked](Tensor& dy) mutable {
+                           y.value().data());
+  detail::record_backward(recording, y, [x, weight, bias, g, pattern, values](Tensor& dy) mutable {
     const OpTimer backward_timer("conv2d backward");
-    cpu::sparse_conv_backward(g, *pattern, values->data(), x_blocked.data(), dy.data(), detail::grad_to_write(x),
+    cpu::sparse_conv_backward(g, *pattern, values->data(), x.value().data(), dy.data(), detail::grad_to_write(x),
                               detail::grad_or_null(weight), detail::grad_or_null(bias));
   });
   return y;

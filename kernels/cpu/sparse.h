@@ -54,15 +54,13 @@ void sparse_linear_backward(int64_t batch, const SparsePattern& pattern, const f
                             const float* dy, float* dx, float* dw, float* db);
 
 // Convolution (NHWC x KRSC, one group, any kernel size, stride and padding) with the pattern of the weight
-// viewed as [K, R*S*C]; values in CSR order. The layout is in sparse_conv.cpp: the forward also writes
-// the blocked copy of x (sparse_conv_input_size floats) that the backward reads instead of x.
+// viewed as [K, R*S*C]; values in CSR order. Layout and order of the sums in sparse_conv.cpp.
 //   forward   y[n, oh, ow, k] = b[k] + sum_{(r, s, c) in row k} W[k, r, s, c] x[n, oh*st + r - p, ow*st + s - p, c]
 //   backward  dx (+)= the transposed convolution of dy, dW += its SDDMM at the pattern's entries, db += sums
-int64_t sparse_conv_input_size(const Conv2dGeometry& g);
 void sparse_conv_forward(const Conv2dGeometry& g, const SparsePattern& pattern, const float* values, const float* x,
-                         const float* b, float* y, float* x_blocked);
-void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& pattern, const float* values,
-                          const float* x_blocked, const float* dy, GradOut dx, float* dw, float* db);
+                         const float* b, float* y);
+void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& pattern, const float* values, const float* x,
+                          const float* dy, GradOut dx, float* dw, float* db);
 
 // dst[c, r] = src[r, c] for src [rows, cols] (blocked, parallel).
 void transpose(int64_t rows, int64_t cols, const float* src, float* dst);

@@ -1,19 +1,23 @@
-// The sparse convolution (formulas and layout in kernels/cpu/sparse.h).
+// The sparse convolution (formulas in kernels/cpu/sparse.h).
 //
 // Blocked layout: 16 images are the 16 lanes of one AVX-512 register, so a stored weight w[k, r, s, c]
 // scales, for a row of output pixels, the input vectors x[c, oh*st + r, ow*st + s, 0..16) of one input
 // plane: contiguous loads (stride 1) or every other vector (stride 2), no gathers, and no product ever
-// touches a pruned weight.
-//   x   -> xb  [N/16][C][H + 2p][W + 2p][16]   zeros in the padding and in the lanes past the batch
-//   dy  -> dyb [N/16][K][Hq][Wq][16]          dy with a zero border wide enough for every tap
-// The forward and the data gradient compute one output row (16 images, all channels) per task into a
-// small tile and write it straight to the NHWC result; the weight gradient dots the dy row of its
-// output channel with the input rows of its (up to 8) stored weights at once.
+// touches a pruned weight. Per block of 16 images:
+//   x  -> xb  [C][H + 2p][W + 2p][16]   zeros in the padding and in the lanes past the batch
+//   dy -> dyb [K][Hq][Wq][16]           dy with a zero border wide enough for every tap
+// Each thread owns whole image blocks: it transposes the block's x (and dy) into its own buffers (a
+// megabyte or less, so they stay in its caches), computes every output row of the block into a small
+// tile and writes the tile straight to the NHWC result. Nothing blocked is kept between the passes: the
+// backward transposes x again, which costs what reading a stored copy would, and the step's memory
+// traffic is that of the dense kernels (x and y forward; dy, x and dx backward).
 //
 // Data gradient (stride st): input row ih receives the taps r with (ih + p - r) % st == 0, i.e. the
 // classes r % st == (ih + p) % st (the same in w). Each input channel's entries are grouped by class
-// (counting sort; within a group in CSR order), so every output element sums a fixed list in a fixed
-// order: results are bit-identical for any thread count.
+// (counting sort; within a group in CSR order), so every dx element sums a fixed list in a fixed order.
+// Weight gradient: bands of output rows, every stored weight's dot over the band added to the thread's
+// partial sum, the partials summed in thread order (deterministic for a given thread count, as the
+// dense kernels).
 #include <omp.h>
 
 #include <algorithm>
@@ -44,12 +48,8 @@ T* grow(std::vector<T>& buffer, int64_t count) {
   return buffer.data();
 }
 float* scratch(int slot, int64_t count) {
-  thread_local std::vector<float> buffers[3];  // 0 dyb, 1 grouped values, 2 weight-gradient partials
+  thread_local std::vector<float> buffers[4];  // 0 xb, 1 dyb, 2 the output tile, 3 grouped values or partials
   return grow(buffers[slot], count);
-}
-float* task_tile(int64_t count) {
-  thread_local std::vector<float> tile;
-  return grow(tile, count);
 }
 
 // The shapes of the blocked arrays of one geometry.
@@ -169,17 +169,16 @@ __attribute__((always_inline)) inline void transpose_block(const float* in, int6
 #pragma GCC diagnostic pop
 #endif
 
-// dst[b][c][top + y][left + x][lane] = src[b * 16 + lane][y][x][c] for an NHWC src [batch, h, w, c] and a
-// dst of planes rows x cols; every other element of dst (borders, lanes past the batch) is set to 0.
-void to_blocked(int64_t batch, int64_t h, int64_t w, int64_t c, int64_t top, int64_t left, int64_t rows,
-                int64_t cols, const float* src, float* dst) {
-  const int64_t blocks = (batch + kLanes - 1) / kLanes;
+// dst[c][top + y][left + x][lane] = src[b * 16 + lane][y][x][c] for image block b of an NHWC src
+// [batch, h, w, c] and planes of rows x cols; every other element of dst (borders, lanes past the
+// batch) is set to 0. Runs on the calling thread.
+void block_to_blocked(int64_t batch, int64_t b, int64_t h, int64_t w, int64_t c, int64_t top, int64_t left,
+                      int64_t rows, int64_t cols, const float* src, float* dst) {
   const int64_t plane = rows * cols * kLanes;
-#pragma omp parallel for schedule(static) if (blocks * c * plane > kSparseSerialWork / 8)
-  for (int64_t task = 0; task < blocks * rows; ++task) {
-    const int64_t b = task / rows, row = task % rows, y = row - top;
-    const int64_t lanes = std::min(kLanes, batch - b * kLanes);
-    float* out = dst + b * c * plane + row * cols * kLanes;
+  const int64_t lanes = std::min(kLanes, batch - b * kLanes);
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t y = row - top;
+    float* out = dst + row * cols * kLanes;
     if (y < 0 || y >= h) {
       for (int64_t ch = 0; ch < c; ++ch) std::memset(out + ch * plane, 0, sizeof(float) * cols * kLanes);
       continue;
@@ -310,65 +309,62 @@ void input_offsets(const Conv2dGeometry& g, const SparsePattern& p, const Blocke
 
 }  // namespace
 
-int64_t sparse_conv_input_size(const Conv2dGeometry& g) {
-  const Blocked shape(g);
-  return shape.blocks * g.in_channels * shape.plane_x;
-}
-
 void sparse_conv_forward(const Conv2dGeometry& g, const SparsePattern& p, const float* values, const float* x,
-                         const float* b, float* y, float* xb) {
+                         const float* b, float* y) {
   const Blocked shape(g);
   const int64_t oh_count = g.out_h(), ow_count = g.out_w(), k_count = g.out_channels, st = g.stride;
-  to_blocked(g.batch, g.in_h, g.in_w, g.in_channels, g.pad, g.pad, shape.h_pad, shape.w_pad, x, xb);
   thread_local std::vector<int64_t> offsets;
   int64_t* offset = grow(offsets, p.nnz());
   input_offsets(g, p, shape, offset);
-  const int64_t x_block = g.in_channels * shape.plane_x;
   const int64_t pixels = g.batch * oh_count * ow_count;
   const bool parallel = (p.nnz() + k_count + g.in_channels) * pixels > kSparseSerialWork;
 #pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t task = 0; task < shape.blocks * oh_count; ++task) {
-    const int64_t blk = task / oh_count, oh = task % oh_count;
-    float* tile = task_tile(k_count * ow_count * kLanes);  // [K][OW][16]
-    const float* row = xb + blk * x_block + oh * st * shape.w_pad * kLanes;
-    for (int64_t k = 0; k < k_count; ++k) {
-      const int64_t begin = p.row_start[static_cast<std::size_t>(k)], end = p.row_start[static_cast<std::size_t>(k + 1)];
-      for_each_tile(ow_count, [&](int64_t ow0, int64_t width) {
-        kTiles[static_cast<std::size_t>(width - 1)](values, offset, begin, end, row + ow0 * st * kLanes, st * kLanes,
-                                                    tile + (k * ow_count + ow0) * kLanes, kLanes);
-      });
-    }
-    if (b != nullptr)  // the bias joins the tile, then one transpose per 16 channels of a pixel
-      for (int64_t k = 0; k < k_count; ++k)
-        for (int64_t i = 0; i < ow_count * kLanes; ++i) tile[k * ow_count * kLanes + i] += b[k];
+  for (int64_t blk = 0; blk < shape.blocks; ++blk) {
+    float* xb = scratch(0, g.in_channels * shape.plane_x);
+    block_to_blocked(g.batch, blk, g.in_h, g.in_w, g.in_channels, g.pad, g.pad, shape.h_pad, shape.w_pad, x, xb);
+    float* tile = scratch(2, k_count * ow_count * kLanes);  // [K][OW][16]
     const int64_t lanes = std::min(kLanes, g.batch - blk * kLanes);
-    float* out = y + (blk * kLanes * oh_count + oh) * ow_count * k_count;  // image blk * 16, row oh
-    for (int64_t ow = 0; ow < ow_count; ++ow)
-      for (int64_t k = 0; k < k_count; k += 16)
-        transpose_block<false>(tile + (k * ow_count + ow) * kLanes, ow_count * kLanes, std::min<int64_t>(16, k_count - k),
-                               lanes, out + ow * k_count + k, oh_count * ow_count * k_count, false);
+    for (int64_t oh = 0; oh < oh_count; ++oh) {
+      const float* row = xb + oh * st * shape.w_pad * kLanes;
+      for (int64_t k = 0; k < k_count; ++k) {
+        const int64_t begin = p.row_start[static_cast<std::size_t>(k)];
+        const int64_t end = p.row_start[static_cast<std::size_t>(k + 1)];
+        for_each_tile(ow_count, [&](int64_t ow0, int64_t width) {
+          kTiles[static_cast<std::size_t>(width - 1)](values, offset, begin, end, row + ow0 * st * kLanes,
+                                                      st * kLanes, tile + (k * ow_count + ow0) * kLanes, kLanes);
+        });
+      }
+      if (b != nullptr)  // the bias joins the tile, then one transpose per 16 channels of a pixel
+        for (int64_t k = 0; k < k_count; ++k)
+          for (int64_t i = 0; i < ow_count * kLanes; ++i) tile[k * ow_count * kLanes + i] += b[k];
+      float* out = y + (blk * kLanes * oh_count + oh) * ow_count * k_count;  // image blk * 16, row oh
+      for (int64_t ow = 0; ow < ow_count; ++ow)
+        for (int64_t k = 0; k < k_count; k += 16)
+          transpose_block<false>(tile + (k * ow_count + ow) * kLanes, ow_count * kLanes,
+                                 std::min<int64_t>(16, k_count - k), lanes, out + ow * k_count + k,
+                                 oh_count * ow_count * k_count, false);
+    }
   }
 }
 
-void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& p, const float* values, const float* xb,
+void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& p, const float* values, const float* x,
                           const float* dy, GradOut dx, float* dw, float* db) {
   const Blocked shape(g);
   const int64_t oh_count = g.out_h(), ow_count = g.out_w(), k_count = g.out_channels, c_count = g.in_channels;
   const int64_t st = g.stride, pad = g.pad, rs = g.kernel_w * c_count;
-  const int64_t dy_block = k_count * shape.plane_dy;
   const int64_t pixels = g.batch * oh_count * ow_count;
   const bool parallel = (p.nnz() + k_count + c_count) * pixels > kSparseSerialWork;
-  float* dyb = scratch(0, shape.blocks * dy_block);
-  to_blocked(g.batch, oh_count, ow_count, k_count, shape.border_h, shape.border_w, shape.hq, shape.wq, dy, dyb);
 
+  // Data gradient: the entries grouped by (input channel, class of r, class of s), each with its
+  // offset in dyb.
+  const int64_t classes = st * st, groups = c_count * classes;
+  thread_local std::vector<int64_t> starts, dy_offsets, slots, x_offsets;
+  thread_local std::vector<float> grouped_values;
+  int64_t* start = grow(starts, groups + 1);
+  int64_t* dy_offset = grow(dy_offsets, p.nnz());
+  float* grouped = grow(grouped_values, p.nnz());
   if (dx) {
-    // Entries grouped by (input channel, class of r, class of s), each with its offset in dyb.
-    const int64_t classes = st * st, groups = c_count * classes;
-    thread_local std::vector<int64_t> starts, offsets, slots;
-    int64_t* start = grow(starts, groups + 1);
-    int64_t* offset = grow(offsets, p.nnz());
     int64_t* slot = grow(slots, groups);
-    float* grouped = scratch(1, p.nnz());
     std::fill(start, start + groups + 1, 0);
     auto group_of = [&](int64_t col) {
       const int64_t r = col / rs, s = (col % rs) / c_count, c = col % c_count;
@@ -383,88 +379,99 @@ void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& p, const
         const int64_t r = col / rs, s = (col % rs) / c_count;
         const int64_t at = slot[group_of(col)]++;
         grouped[at] = values[i];
-        offset[at] = ((k * shape.hq + shape.border_h - r / st) * shape.wq + shape.border_w - s / st) * kLanes;
+        dy_offset[at] = ((k * shape.hq + shape.border_h - r / st) * shape.wq + shape.border_w - s / st) * kLanes;
       }
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t task = 0; task < shape.blocks * g.in_h; ++task) {
-      const int64_t blk = task / g.in_h, ih = task % g.in_h;
-      const int64_t class_h = (ih + pad) % st, q_h = (ih + pad) / st;
-      float* tile = task_tile(c_count * g.in_w * kLanes);  // [C][W][16]
-      const float* row = dyb + blk * dy_block + q_h * shape.wq * kLanes;
-      for (int64_t c = 0; c < c_count; ++c)
-        for (int64_t class_w = 0; class_w < st; ++class_w) {
-          // input columns iw = st * q + class_w - pad, q in [q_first, q_last]
-          const int64_t q_first = floor_div(pad - class_w + st - 1, st);
-          const int64_t q_last = floor_div(g.in_w - 1 + pad - class_w, st);
-          const int64_t q0 = (c * st + class_h) * st + class_w;
-          for_each_tile(q_last - q_first + 1, [&](int64_t first, int64_t width) {
-            const int64_t q = q_first + first, iw = st * q + class_w - pad;
-            kTiles[static_cast<std::size_t>(width - 1)](grouped, offset, start[q0], start[q0 + 1], row + q * kLanes,
-                                                        kLanes, tile + (c * g.in_w + iw) * kLanes, st * kLanes);
-          });
-        }
+  }
+  // Weight gradient: each entry's tap in xb, and the per-thread partial sums.
+  int64_t* x_offset = grow(x_offsets, p.nnz());
+  const int threads = parallel ? omp_get_max_threads() : 1;
+  float* partial = nullptr;
+  if (dw != nullptr) {
+    input_offsets(g, p, shape, x_offset);
+    partial = scratch(3, threads * p.nnz());
+    std::fill(partial, partial + threads * p.nnz(), 0.0f);
+  }
+  const int64_t band = 4;  // output rows per weight-gradient band (their dy and x rows stay in L1/L2)
+
+#pragma omp parallel num_threads(threads) if (parallel)
+  {
+    float* mine = dw != nullptr ? partial + omp_get_thread_num() * p.nnz() : nullptr;
+#pragma omp for schedule(static)
+    for (int64_t blk = 0; blk < shape.blocks; ++blk) {
+      float* dyb = scratch(1, k_count * shape.plane_dy);
+      block_to_blocked(g.batch, blk, oh_count, ow_count, k_count, shape.border_h, shape.border_w, shape.hq, shape.wq,
+                       dy, dyb);
       const int64_t lanes = std::min(kLanes, g.batch - blk * kLanes);
-      float* out = dx.data + (blk * kLanes * g.in_h + ih) * g.in_w * c_count;  // image blk * 16, row ih
-      const int64_t image_stride = g.in_h * g.in_w * c_count;
-      for (int64_t iw = 0; iw < g.in_w; ++iw)
-        for (int64_t c = 0; c < c_count; c += 16) {
-          const float* in = tile + (c * g.in_w + iw) * kLanes;
-          const int64_t channels = std::min<int64_t>(16, c_count - c);
-          if (dx.overwrite) {
-            transpose_block<false>(in, g.in_w * kLanes, channels, lanes, out + iw * c_count + c, image_stride, false);
-          } else {
-            transpose_block<true>(in, g.in_w * kLanes, channels, lanes, out + iw * c_count + c, image_stride, false);
+      if (dx) {
+        float* tile = scratch(2, c_count * g.in_w * kLanes);  // [C][W][16]
+        const int64_t image_stride = g.in_h * g.in_w * c_count;
+        for (int64_t ih = 0; ih < g.in_h; ++ih) {
+          const int64_t class_h = (ih + pad) % st, q_h = (ih + pad) / st;
+          const float* row = dyb + q_h * shape.wq * kLanes;
+          for (int64_t c = 0; c < c_count; ++c)
+            for (int64_t class_w = 0; class_w < st; ++class_w) {
+              // input columns iw = st * q + class_w - pad, q in [q_first, q_last]
+              const int64_t q_first = floor_div(pad - class_w + st - 1, st);
+              const int64_t q_last = floor_div(g.in_w - 1 + pad - class_w, st);
+              const int64_t q0 = (c * st + class_h) * st + class_w;
+              for_each_tile(q_last - q_first + 1, [&](int64_t first, int64_t width) {
+                const int64_t q = q_first + first, iw = st * q + class_w - pad;
+                kTiles[static_cast<std::size_t>(width - 1)](grouped, dy_offset, start[q0], start[q0 + 1],
+                                                            row + q * kLanes, kLanes, tile + (c * g.in_w + iw) * kLanes,
+                                                            st * kLanes);
+              });
+            }
+          float* out = dx.data + (blk * kLanes * g.in_h + ih) * g.in_w * c_count;  // image blk * 16, row ih
+          for (int64_t iw = 0; iw < g.in_w; ++iw)
+            for (int64_t c = 0; c < c_count; c += 16) {
+              const float* in = tile + (c * g.in_w + iw) * kLanes;
+              const int64_t channels = std::min<int64_t>(16, c_count - c);
+              if (dx.overwrite) {
+                transpose_block<false>(in, g.in_w * kLanes, channels, lanes, out + iw * c_count + c, image_stride,
+                                       false);
+              } else {
+                transpose_block<true>(in, g.in_w * kLanes, channels, lanes, out + iw * c_count + c, image_stride,
+                                      false);
+              }
+            }
+        }
+      }
+      if (dw != nullptr) {
+        float* xb = scratch(0, c_count * shape.plane_x);
+        block_to_blocked(g.batch, blk, g.in_h, g.in_w, c_count, pad, pad, shape.h_pad, shape.w_pad, x, xb);
+        for (int64_t oh0 = 0; oh0 < oh_count; oh0 += band) {
+          const int64_t rows = std::min(band, oh_count - oh0);
+          const float* x_rows = xb + oh0 * st * shape.w_pad * kLanes;
+          for (int64_t k = 0; k < k_count; ++k) {
+            const float* g_rows = dyb + ((k * shape.hq + shape.border_h + oh0) * shape.wq + shape.border_w) * kLanes;
+            const int64_t end = p.row_start[static_cast<std::size_t>(k + 1)];
+            for (int64_t i = p.row_start[static_cast<std::size_t>(k)]; i < end; i += 8) {
+              const int64_t count = std::min<int64_t>(8, end - i);
+              const float* taps[8];
+              float sums[8];
+              for (int64_t e = 0; e < count; ++e) taps[e] = x_rows + x_offset[i + e];
+              auto dots = [&]<int E>() {
+                entry_dots<E>(g_rows, taps, 1, rows, ow_count, 0, shape.wq * kLanes, 0, st * shape.w_pad * kLanes,
+                              st * kLanes, sums);
+              };
+              switch (count) {
+                case 1: dots.template operator()<1>(); break;
+                case 2: dots.template operator()<2>(); break;
+                case 3: dots.template operator()<3>(); break;
+                case 4: dots.template operator()<4>(); break;
+                case 5: dots.template operator()<5>(); break;
+                case 6: dots.template operator()<6>(); break;
+                case 7: dots.template operator()<7>(); break;
+                default: dots.template operator()<8>(); break;
+              }
+              for (int64_t e = 0; e < count; ++e) mine[i + e] += sums[e];
+            }
           }
         }
+      }
     }
   }
-
   if (dw != nullptr) {
-    // Bands of a few output rows of one image block (their dy and x rows stay in L2): every stored
-    // weight's dot over the band is added to the thread's partial sum; the partials are summed in
-    // thread order at the end (deterministic for a given thread count, as the dense kernels).
-    thread_local std::vector<int64_t> offsets;
-    int64_t* offset = grow(offsets, p.nnz());
-    input_offsets(g, p, shape, offset);
-    const int64_t x_block = c_count * shape.plane_x, band = 4, bands = (oh_count + band - 1) / band;
-    const int threads = omp_get_max_threads();
-    float* partial = scratch(2, threads * p.nnz());
-    std::fill(partial, partial + threads * p.nnz(), 0.0f);
-#pragma omp parallel if (parallel)
-    {
-      float* mine = partial + omp_get_thread_num() * p.nnz();
-#pragma omp for schedule(static)
-      for (int64_t task = 0; task < shape.blocks * bands; ++task) {
-        const int64_t blk = task / bands, oh0 = task % bands * band, rows = std::min(band, oh_count - oh0);
-        const float* x_rows = xb + blk * x_block + oh0 * st * shape.w_pad * kLanes;
-        for (int64_t k = 0; k < k_count; ++k) {
-          const float* g_rows =
-              dyb + blk * dy_block + ((k * shape.hq + shape.border_h + oh0) * shape.wq + shape.border_w) * kLanes;
-          const int64_t end = p.row_start[static_cast<std::size_t>(k + 1)];
-          for (int64_t i = p.row_start[static_cast<std::size_t>(k)]; i < end; i += 8) {
-            const int64_t count = std::min<int64_t>(8, end - i);
-            const float* taps[8];
-            float sums[8];
-            for (int64_t e = 0; e < count; ++e) taps[e] = x_rows + offset[i + e];
-            auto dots = [&]<int E>() {
-              entry_dots<E>(g_rows, taps, 1, rows, ow_count, 0, shape.wq * kLanes, 0, st * shape.w_pad * kLanes,
-                            st * kLanes, sums);
-            };
-            switch (count) {
-              case 1: dots.template operator()<1>(); break;
-              case 2: dots.template operator()<2>(); break;
-              case 3: dots.template operator()<3>(); break;
-              case 4: dots.template operator()<4>(); break;
-              case 5: dots.template operator()<5>(); break;
-              case 6: dots.template operator()<6>(); break;
-              case 7: dots.template operator()<7>(); break;
-              default: dots.template operator()<8>(); break;
-            }
-            for (int64_t e = 0; e < count; ++e) mine[i + e] += sums[e];
-          }
-        }
-      }
-    }
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t k = 0; k < k_count; ++k)
       for (int64_t i = p.row_start[static_cast<std::size_t>(k)]; i < p.row_start[static_cast<std::size_t>(k + 1)]; ++i) {
@@ -475,12 +482,12 @@ void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& p, const
   }
 
   if (db != nullptr) {  // per-thread sums over contiguous pixel ranges (vector lanes over k), in thread order
-    const int threads = omp_get_max_threads();
-    float* partial = scratch(2, threads * k_count);
-    std::fill(partial, partial + threads * k_count, 0.0f);
-#pragma omp parallel if (parallel)
+    thread_local std::vector<float> bias_partials;
+    float* bias_partial = grow(bias_partials, threads * k_count);
+    std::fill(bias_partial, bias_partial + threads * k_count, 0.0f);
+#pragma omp parallel num_threads(threads) if (parallel)
     {
-      float* mine = partial + omp_get_thread_num() * k_count;
+      float* mine = bias_partial + omp_get_thread_num() * k_count;
 #pragma omp for schedule(static)
       for (int64_t i = 0; i < pixels; ++i) {
         const float* row = dy + i * k_count;
@@ -489,7 +496,7 @@ void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& p, const
       }
     }
     for (int t = 0; t < threads; ++t)
-      for (int64_t k = 0; k < k_count; ++k) db[k] += partial[t * k_count + k];
+      for (int64_t k = 0; k < k_count; ++k) db[k] += bias_partial[t * k_count + k];
   }
 }
 

@@ -151,12 +151,11 @@ void check_conv(const ConvCase& cc, double density, uint64_t seed) {
   const st::cpu::SparsePattern pattern = st::cpu::sparse_pattern(g.out_channels, patch, mask.data());
   Floats values(static_cast<std::size_t>(pattern.nnz()));
   st::cpu::sparse_gather(pattern, w.data(), values.data());
-  Floats xb(static_cast<std::size_t>(st::cpu::sparse_conv_input_size(g)));
   Floats y(n_y, std::nanf("")), dx(n_x, std::nanf("")), dx_acc = dx0, dw = dw0, db = db0;
-  st::cpu::sparse_conv_forward(g, pattern, values.data(), x.data(), b.data(), y.data(), xb.data());
-  st::cpu::sparse_conv_backward(g, pattern, values.data(), xb.data(), dy.data(), st::cpu::GradOut(dx.data(), true),
+  st::cpu::sparse_conv_forward(g, pattern, values.data(), x.data(), b.data(), y.data());
+  st::cpu::sparse_conv_backward(g, pattern, values.data(), x.data(), dy.data(), st::cpu::GradOut(dx.data(), true),
                                 dw.data(), db.data());
-  st::cpu::sparse_conv_backward(g, pattern, values.data(), xb.data(), dy.data(), dx_acc.data(), nullptr, nullptr);
+  st::cpu::sparse_conv_backward(g, pattern, values.data(), x.data(), dy.data(), dx_acc.data(), nullptr, nullptr);
   std::vector<double> dx_acc_ref(dx_ref);
   for (std::size_t i = 0; i < n_x; ++i) dx_acc_ref[i] += dx0[i];
   CHECK(error(y, y_ref) < 1e-5);
@@ -171,8 +170,8 @@ void check_conv(const ConvCase& cc, double density, uint64_t seed) {
     }
   // bit-identical on repeat
   Floats y2(n_y), dx2(n_x), dw2 = dw0;
-  st::cpu::sparse_conv_forward(g, pattern, values.data(), x.data(), b.data(), y2.data(), xb.data());
-  st::cpu::sparse_conv_backward(g, pattern, values.data(), xb.data(), dy.data(), st::cpu::GradOut(dx2.data(), true),
+  st::cpu::sparse_conv_forward(g, pattern, values.data(), x.data(), b.data(), y2.data());
+  st::cpu::sparse_conv_backward(g, pattern, values.data(), x.data(), dy.data(), st::cpu::GradOut(dx2.data(), true),
                                 dw2.data(), nullptr);
   CHECK(y2 == y);
   CHECK(dx2 == dx);

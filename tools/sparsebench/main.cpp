@@ -82,7 +82,7 @@ struct Bench {
   int64_t batch;
   int repeats;
   st::Conv2dGeometry g;
-  Floats x, dy, b, w, y, dx, dw, db, xb;
+  Floats x, dy, b, w, y, dx, dw, db;
 
   Bench(const Shape& shape, int64_t n, int reps, st::Rng& rng) : s(shape), batch(n), repeats(reps), g(shape.geometry) {
     g.batch = batch;
@@ -96,7 +96,6 @@ struct Bench {
     dx.resize(x.size());
     dw.resize(w.size());
     db.resize(b.size());
-    if (s.conv) xb.resize(static_cast<std::size_t>(st::cpu::sparse_conv_input_size(g)));
   }
 
   void dense_forward() {
@@ -119,7 +118,7 @@ struct Bench {
   void sparse_forward(const st::cpu::SparsePattern& p, float* values) {
     st::cpu::sparse_gather(p, w.data(), values);
     if (s.conv) {
-      st::cpu::sparse_conv_forward(g, p, values, x.data(), b.data(), y.data(), xb.data());
+      st::cpu::sparse_conv_forward(g, p, values, x.data(), b.data(), y.data());
     } else {
       st::cpu::sparse_linear_forward(batch, p, values, x.data(), b.data(), y.data());
     }
@@ -129,7 +128,7 @@ struct Bench {
     float* gw = weight ? dw.data() : nullptr;
     float* gb = weight ? db.data() : nullptr;
     if (s.conv) {
-      st::cpu::sparse_conv_backward(g, p, values, xb.data(), dy.data(), st::cpu::GradOut(gx, true), gw, gb);
+      st::cpu::sparse_conv_backward(g, p, values, x.data(), dy.data(), st::cpu::GradOut(gx, true), gw, gb);
     } else {
       st::cpu::sparse_linear_backward(batch, p, values, x.data(), dy.data(), gx, gw, gb);
     }
