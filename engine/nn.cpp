@@ -35,7 +35,6 @@ int64_t Parameter::kept() const {
 
 void Parameter::apply_mask() {
   if (!mask.defined()) return;
-  mask_changed();  // every mask writer applies the mask after writing it
   if (mask.device() != value().device())
     fail("parameter {}: weight on {} but mask on {}", name, device_name(value().device()), device_name(mask.device()));
   if (mask.device() == Device::CUDA) {

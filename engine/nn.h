@@ -39,8 +39,8 @@ struct Parameter {
   Tensor& grad() { return variable.grad_buffer(); }
   int64_t numel() const { return variable.value().numel(); }
   int64_t kept() const;  // number of non-zero mask entries (numel if no mask)
-  void apply_mask();     // value *= mask (exactly 0 where the mask is 0)
-  void mask_changed() { ++mask_version; }
+  void apply_mask();     // value *= mask (exactly 0 where the mask is 0); the mask itself is unchanged
+  void mask_changed() { ++mask_version; }  // every writer of the mask calls it
 };
 
 struct NamedBuffer {

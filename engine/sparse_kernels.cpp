@@ -122,13 +122,34 @@ const SparseForm& refresh_sparse_form(nn::Parameter& p, int64_t batch, const Con
   form.mode = mode;
   form.dense_ms = form.sparse_ms = 0.0;
   form.timed_batch = 0;
-  if (mode == SparseKernels::Auto) {
+  if (mode == SparseKernels::Auto && form.preset && form.preset_version == p.mask_version) {
+    form.use_sparse = form.preset->use_sparse;
+    form.dense_ms = form.preset->dense_ms;
+    form.sparse_ms = form.preset->sparse_ms;
+    form.timed_batch = form.preset->timed_batch;
+    form.preset.reset();
+  } else if (mode == SparseKernels::Auto) {
     time_both(p, *form.pattern, batch, conv, form);
     form.use_sparse = form.sparse_ms < form.dense_ms;
   } else {
     form.use_sparse = mode == SparseKernels::On;
   }
   return form;
+}
+
+std::optional<SparseChoice> current_sparse_choice(const nn::Parameter& p) {
+  const SparseForm* form = p.sparse.get();
+  if (form == nullptr || form->mode != SparseKernels::Auto || form->timed_batch == 0 || !p.mask.defined() ||
+      !describes_mask(*form, p))
+    return std::nullopt;
+  return SparseChoice{form->use_sparse, form->dense_ms, form->sparse_ms, form->timed_batch};
+}
+
+void preset_sparse_choice(nn::Parameter& p, const SparseChoice& choice) {
+  if (!p.sparse) p.sparse = std::make_shared<SparseForm>();
+  p.sparse->preset = choice;
+  p.sparse->preset_version = p.mask_version;
+  p.sparse->mask_data = nullptr;  // the next refresh builds the form (and adopts the preset)
 }
 
 const SparseForm* current_sparse_form(const nn::Parameter& p) {

@@ -43,6 +43,14 @@ class DenseGradientScope {
 };
 bool dense_gradients_required();
 
+// Auto's decision for one layer and mask: kept with checkpoints so that a resumed run computes every
+// layer the way the uninterrupted run did (the two paths sum in different orders).
+struct SparseChoice {
+  bool use_sparse = false;
+  double dense_ms = 0.0, sparse_ms = 0.0;
+  int64_t timed_batch = 0;
+};
+
 struct SparseForm {
   const float* mask_data = nullptr;  // the mask storage the form was built from
   uint64_t mask_version = 0;
@@ -53,6 +61,9 @@ struct SparseForm {
   int64_t timed_batch = 0;
   // A convolution's geometry at its largest training batch: a pruning event re-times the layer on it.
   std::optional<Conv2dGeometry> conv;
+  // A restored decision, adopted instead of timing when the form for mask_version `preset_version` is built.
+  std::optional<SparseChoice> preset;
+  uint64_t preset_version = 0;
 };
 
 // Whether a linear or convolution layer with weight `p` given an input on the CPU may run sparse
@@ -61,6 +72,10 @@ bool sparse_path_allowed(const nn::Parameter& p);
 // p's compute form, rebuilt (pattern and, in auto, the timed choice at `batch` rows, or on the
 // convolution `conv`) if the mask changed.
 const SparseForm& refresh_sparse_form(nn::Parameter& p, int64_t batch, const Conv2dGeometry* conv = nullptr);
+// Auto's decision in force for p's current mask (none: not auto, or not decided yet).
+std::optional<SparseChoice> current_sparse_choice(const nn::Parameter& p);
+// The next auto form of p's current mask adopts `choice` instead of timing both paths (a resume).
+void preset_sparse_choice(nn::Parameter& p, const SparseChoice& choice);
 // p's form if it describes p's current mask and computes sparse (the optimizer then steps the pattern
 // only), else null.
 const SparseForm* current_sparse_form(const nn::Parameter& p);

@@ -467,6 +467,8 @@ Trainer::Snapshot Trainer::snapshot() {
   for (const Tensor& t : rewind_point_) s.rewind.push_back(t.clone());
   s.rng = model_rng_.state();
   s.optimizer_steps = optimizer_->steps_taken();
+  for (nn::Parameter* p : model_->parameters())
+    if (const auto choice = current_sparse_choice(*p)) s.sparse_choices[p->name] = *choice;
   return s;
 }
 
@@ -476,7 +478,11 @@ void Trainer::restore(const Snapshot& s) {
   ST_CHECK(tensors.size() == s.tensors.size(), "snapshot of {} tensors restored into {}", s.tensors.size(),
            tensors.size());
   for (std::size_t i = 0; i < tensors.size(); ++i) tensors[i]->copy_from(s.tensors[i]);
-  for (nn::Parameter* p : model_->parameters()) p->mask_changed();
+  for (nn::Parameter* p : model_->parameters()) {
+    p->mask_changed();
+    if (const auto choice = s.sparse_choices.find(p->name); choice != s.sparse_choices.end())
+      preset_sparse_choice(*p, choice->second);
+  }
   rewind_point_.clear();
   for (const Tensor& t : s.rewind) rewind_point_.push_back(t.clone());
   model_rng_.set_state(s.rng);
@@ -492,14 +498,23 @@ void Trainer::save(const std::string& name, const Position& position) {
   for (std::size_t i = 0; i < rewind_point_.size(); ++i)
     contents.extra.emplace_back(fmt::format("rewind/{}", i), &rewind_point_[i]);
   contents.config_json = to_json(config_).dump();
-  contents.position_json = nlohmann::json{{"cycle", position.cycle},
-                                          {"step", position.step},
-                                          {"data_step", position.data_step},
-                                          {"global_step", position.global_step},
-                                          {"optimizer_steps", optimizer_->steps_taken()},
-                                          {"rewind_tensors", rewind_point_.size()},
-                                          {"seconds", position.seconds}}
-                               .dump();
+  nlohmann::json position_json = {{"cycle", position.cycle},
+                                  {"step", position.step},
+                                  {"data_step", position.data_step},
+                                  {"global_step", position.global_step},
+                                  {"optimizer_steps", optimizer_->steps_taken()},
+                                  {"rewind_tensors", rewind_point_.size()},
+                                  {"seconds", position.seconds}};
+  // --sparse-kernels auto: each layer's decision for its current mask, adopted again on resume.
+  nlohmann::json choices = nlohmann::json::object();
+  for (nn::Parameter* p : model_->parameters())
+    if (const auto choice = current_sparse_choice(*p))
+      choices[p->name] = {{"sparse", choice->use_sparse},
+                          {"dense_ms", choice->dense_ms},
+                          {"sparse_ms", choice->sparse_ms},
+                          {"batch", choice->timed_batch}};
+  if (!choices.empty()) position_json["sparse_choices"] = choices;
+  contents.position_json = position_json.dump();
   io::save_checkpoint(checkpoint_path(name), contents);
 }
 
@@ -508,8 +523,13 @@ Trainer::Position Trainer::load(const std::filesystem::path& path) {
   const auto metadata = io::read_checkpoint_metadata(path);
   Position position;
   std::size_t rewind_tensors = 0;
+  std::map<std::string, SparseChoice> sparse_choices;
   try {
     const auto json = nlohmann::json::parse(metadata.at("sparsetrain.position"));
+    if (json.contains("sparse_choices"))
+      for (const auto& [name, c] : json.at("sparse_choices").items())
+        sparse_choices[name] = {c.at("sparse").get<bool>(), c.at("dense_ms").get<double>(),
+                                c.at("sparse_ms").get<double>(), c.at("batch").get<int64_t>()};
     position.cycle = json.at("cycle").get<int>();
     position.step = json.at("step").get<int64_t>();
     position.data_step = json.at("data_step").get<int64_t>();
@@ -547,6 +567,13 @@ Trainer::Position Trainer::load(const std::filesystem::path& path) {
   const int64_t optimizer_steps = optimizer_->steps_taken();
   io::load_checkpoint(path, contents);
   optimizer_->set_steps_taken(optimizer_steps);
+  for (nn::Parameter* p : model_->parameters()) {
+    const auto choice = sparse_choices.find(p->name);
+    if (choice == sparse_choices.end()) continue;
+    if (!p->mask.defined())
+      fail("checkpoint {}: sparse_choices names {}, which has no mask", path.string(), p->name);
+    preset_sparse_choice(*p, choice->second);
+  }
   return position;
 }
 

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -21,6 +22,7 @@
 #include "engine/nn.h"
 #include "engine/optim.h"
 #include "engine/rng.h"
+#include "engine/sparse_kernels.h"
 #include "models/registry.h"
 #include "pruning/prune.h"
 #include "schedules/cycles.h"
@@ -188,6 +190,7 @@ class Trainer {
     std::vector<Tensor> rewind;   // the rewind point, if captured
     Rng::State rng;
     int64_t optimizer_steps = 0;
+    std::map<std::string, SparseChoice> sparse_choices;  // --sparse-kernels auto: the decisions in force
   };
   // GPU runs: the training steps and evaluation run on the GPU; the cold paths (checkpoints, pruning
   // events and scores, DST updates, snapshots, rewind points, the distribution report) run on a CPU

@@ -83,6 +83,7 @@ std::vector<LayerChange> select(const std::vector<nn::Parameter*>& parameters, c
     std::nth_element(list.begin(), list.begin() + keep, list.end(), kept_first);
     float* mask = prunable[t]->mask.data();
     for (auto it = list.begin() + keep; it != list.end(); ++it) mask[it->element] = 0.0f;
+    prunable[t]->mask_changed();
     prunable[t]->apply_mask();
   }
   return changes;

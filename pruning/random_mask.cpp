@@ -19,6 +19,7 @@ void apply_random_masks(const std::vector<nn::Parameter*>& parameters, double de
     float* mask = p->mask.data();
     for (int64_t i = 0; i < n; ++i) mask[i] = 0.0f;
     for (int64_t i = 0; i < keep; ++i) mask[order[static_cast<std::size_t>(i)]] = 1.0f;
+    p->mask_changed();
     p->apply_mask();
   }
 }

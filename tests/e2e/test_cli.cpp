@@ -739,6 +739,23 @@ TEST_SUITE("e2e") {
         CHECK(sparse_ms > 0.0);
         CHECK(compute == (sparse_ms < dense_ms ? "sparse" : "dense"));
       }
+      // auto's decisions go into the checkpoint (adopted again on resume, so it resumes bit-identically)
+      const auto metadata = st::io::read_checkpoint_metadata(run_dir / "checkpoints" / "final.safetensors");
+      const auto position = nlohmann::json::parse(metadata.at("sparsetrain.position"));
+      if (mode == "on") {
+        CHECK_FALSE(position.contains("sparse_choices"));
+        continue;
+      }
+      REQUIRE(position.contains("sparse_choices"));
+      const auto& choices = position.at("sparse_choices");
+      CHECK(choices.size() == 5);
+      for (const auto& layer : layers) {
+        INFO(layer.dump());
+        const std::string name = layer.at("name").get<std::string>();
+        REQUIRE(choices.contains(name));
+        CHECK(choices.at(name).at("sparse").get<bool>() == (layer.at("compute").get<std::string>() == "sparse"));
+        CHECK(choices.at(name).at("dense_ms").get<double>() == layer.at("dense_ms").get<double>());
+      }
     }
   }
 

@@ -319,6 +319,34 @@ TEST_SUITE("unit") {
       CHECK(w.sparse->sparse_ms > 0.0);
       CHECK(w.sparse->timed_batch == 70);
       CHECK(w.sparse->use_sparse == (w.sparse->sparse_ms < w.sparse->dense_ms));
+      const auto choice = st::current_sparse_choice(w);
+      REQUIRE(choice);
+      CHECK(choice->use_sparse == w.sparse->use_sparse);
+      CHECK(choice->dense_ms == w.sparse->dense_ms);
+    }
+    {  // a restored decision (resume) is adopted for the current mask instead of timing, then forgotten
+      const ModeScope automatic(st::SparseKernels::Auto);
+      w.mask_changed();  // as a checkpoint load does
+      const st::SparseChoice saved{true, 7.0, 9.0, 123};  // sparse although "slower": not re-timed
+      st::preset_sparse_choice(w, saved);
+      step(layer, w, x, r);
+      CHECK(w.sparse->use_sparse);
+      CHECK(w.sparse->dense_ms == 7.0);
+      CHECK(w.sparse->sparse_ms == 9.0);
+      CHECK(w.sparse->timed_batch == 123);
+      CHECK(st::current_sparse_choice(w)->sparse_ms == 9.0);
+      w.mask_changed();  // a later mask change times again
+      step(layer, w, x, r);
+      CHECK(w.sparse->timed_batch == 70);
+      st::preset_sparse_choice(w, saved);  // a preset for an older mask version is ignored
+      w.mask_changed();
+      step(layer, w, x, r);
+      CHECK(w.sparse->timed_batch == 70);
+    }
+    {  // on and off record no decision
+      const ModeScope on(st::SparseKernels::On);
+      step(layer, w, x, r);
+      CHECK_FALSE(st::current_sparse_choice(w));
     }
   }
 }
@@ -475,6 +503,7 @@ TEST_SUITE("unit") {
     int64_t flip = 0;
     for (int64_t i = 0; i < w.numel(); ++i)
       if (mask[i] != 0.0f && flip++ % 2 == 0) mask[i] = 0.0f;
+    w.mask_changed();  // the protocol of every mask writer
     w.apply_mask();
     train();
     train();
