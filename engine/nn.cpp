@@ -165,7 +165,9 @@ Variable Conv2d::forward(const Variable& x) {
     }
   }
   // Any other one-group convolution runs the sparse convolution kernels.
-  if (x.value().device() == Device::CPU && x.value().ndim() == 4 && groups() == 1 && sparse_path_allowed(*weight_)) {
+  // (A kernel larger than the padded input, which the dense kernels accept, stays dense.)
+  if (x.value().device() == Device::CPU && x.value().ndim() == 4 && groups() == 1 &&
+      x.shape()[1] + 2 * pad_ >= w.dim(1) && x.shape()[2] + 2 * pad_ >= w.dim(2) && sparse_path_allowed(*weight_)) {
     const Conv2dGeometry g = conv2d_geometry(x.shape(), w.shape(), stride_, pad_);
     const SparseForm& form = refresh_sparse_form(*weight_, g.batch, &g);
     // the geometry of a full training batch (not the smaller last batch of an epoch)

@@ -35,6 +35,9 @@ double fastest_ms(Call&& call) {
 void time_both(const nn::Parameter& p, const cpu::SparsePattern& pattern, int64_t batch, const Conv2dGeometry* conv,
                SparseForm& form) {
   const int64_t out = pattern.rows, in = pattern.cols;
+  ST_CHECK(!conv || (conv->out_channels == out && conv->patch_size() == in),
+           "sparse form of {}: the convolution {}x{}x{} -> {} does not match the pattern [{}, {}]", p.name,
+           conv->kernel_h, conv->kernel_w, conv->in_channels, conv->out_channels, out, in);
   const int64_t x_count = conv ? conv->batch * conv->in_h * conv->in_w * conv->in_channels : batch * in;
   const int64_t y_count = conv ? conv->batch * conv->out_h() * conv->out_w() * out : batch * out;
   Rng rng(17);
@@ -139,6 +142,10 @@ const SparseForm& refresh_sparse_form(nn::Parameter& p, int64_t batch, const Con
 
 std::optional<SparseChoice> current_sparse_choice(const nn::Parameter& p) {
   const SparseForm* form = p.sparse.get();
+  // a restored decision not adopted yet (no forward since the resume) is still the one in force
+  if (form != nullptr && form->preset && form->preset_version == p.mask_version && p.mask.defined() &&
+      sparse_kernels() == SparseKernels::Auto)
+    return *form->preset;
   if (form == nullptr || form->mode != SparseKernels::Auto || form->timed_batch == 0 || !p.mask.defined() ||
       !describes_mask(*form, p))
     return std::nullopt;

@@ -126,7 +126,10 @@ void Trainer::report_prune_event(const std::string& what, int cycle, int64_t ste
     for (nn::Parameter* p : model_->parameters()) {
       if (!sparse_path_allowed(*p)) continue;
       const bool linear = p->kind == nn::ParameterKind::LinearWeight;
-      const bool conv = p->kind == nn::ParameterKind::ConvWeight && p->sparse && p->sparse->conv;
+      // (a convolution shrunk since its last forward is listed from its next forward on)
+      const bool conv = p->kind == nn::ParameterKind::ConvWeight && p->sparse && p->sparse->conv &&
+                        p->sparse->conv->out_channels == p->value().dim(0) &&
+                        p->sparse->conv->patch_size() == p->numel() / p->value().dim(0);
       if (!linear && !conv) continue;
       std::optional<Conv2dGeometry> geometry;
       if (conv) geometry = p->sparse->conv;

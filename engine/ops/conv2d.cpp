@@ -57,6 +57,9 @@ Variable sparse_conv2d(const Variable& x, const Variable& weight, const Variable
   ST_CHECK(stride >= 1 && g.out_h() >= 1 && g.out_w() >= 1,
            "sparse_conv2d: input {} too small for kernel {} pad {} stride {}", shape_string(xs), shape_string(ws), pad,
            stride);
+  ST_CHECK(xs[1] + 2 * pad >= ws[1] && xs[2] + 2 * pad >= ws[2],
+           "sparse_conv2d: kernel {}x{} larger than the padded input {}x{}", ws[1], ws[2], xs[1] + 2 * pad,
+           xs[2] + 2 * pad);
   ST_CHECK(pattern && pattern->rows == g.out_channels && pattern->cols == g.patch_size(),
            "sparse_conv2d: the sparsity pattern does not have the weight's shape {}", shape_string(ws));
   const bool has_bias = bias.defined();

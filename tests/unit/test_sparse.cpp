@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "engine/rng.h"
@@ -219,6 +220,7 @@ TEST_SUITE("unit") {
 
 #include "engine/autograd.h"
 #include "engine/nn.h"
+#include "engine/ops.h"
 #include "engine/sparse_kernels.h"
 #include "pruning/random_mask.h"
 #include "tests/test_helpers.h"
@@ -329,6 +331,8 @@ TEST_SUITE("unit") {
       w.mask_changed();  // as a checkpoint load does
       const st::SparseChoice saved{true, 7.0, 9.0, 123};  // sparse although "slower": not re-timed
       st::preset_sparse_choice(w, saved);
+      REQUIRE(st::current_sparse_choice(w));  // in force before the next forward (a save right after resuming)
+      CHECK(st::current_sparse_choice(w)->dense_ms == 7.0);
       step(layer, w, x, r);
       CHECK(w.sparse->use_sparse);
       CHECK(w.sparse->dense_ms == 7.0);
@@ -448,6 +452,23 @@ TEST_SUITE("unit") {
     check_conv_layer(5, 12, 3, 1, 1, {19, 9, 8, 5}, 33);    // 3x3 pad 1, 19 images: a partial 16-image block
     check_conv_layer(6, 10, 3, 2, 1, {3, 11, 11, 6}, 35);   // 3x3 stride 2
     check_conv_layer(8, 16, 1, 2, 0, {4, 8, 8, 8}, 37);     // 1x1 stride 2 (projection shortcut)
+    {  // a kernel larger than the padded input (3x3 stride 2 unpadded on 2x2: one output) stays dense
+      st::Rng rng(41);
+      st::nn::Conv2d conv(3, 4, 3, 2, 0, false, rng);
+      st::Rng m(42);
+      st::pruning::apply_random_masks(conv.parameters(), 0.5, m);
+      const ModeScope on(st::SparseKernels::On);
+      const st::Variable y = conv.forward(st::Variable(st::Tensor::full({2, 2, 2, 3}, 0.5f)));
+      CHECK(y.shape() == st::Shape{2, 1, 1, 4});
+      CHECK(!conv.parameters()[0]->sparse);
+      // and the op itself refuses it, naming the sizes
+      const st::nn::Parameter& w = *conv.parameters()[0];
+      const auto pattern =
+          std::make_shared<const st::cpu::SparsePattern>(st::cpu::sparse_pattern(4, 27, w.mask.data()));
+      CHECK_THROWS_WITH(st::ops::sparse_conv2d(st::Variable(st::Tensor::full({2, 2, 2, 3}, 0.5f)), w.variable,
+                                               st::Variable(), 2, 0, pattern),
+                        doctest::Contains("kernel 3x3 larger than the padded input 2x2"));
+    }
     {  // grouped (depthwise) convolutions have no sparse kernel: they stay dense under on
       st::Rng rng(39);
       st::nn::Conv2d depthwise(4, 4, 3, 1, 1, false, rng, 4);
