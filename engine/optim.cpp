@@ -53,6 +53,25 @@ std::vector<ops::gpu::OptimizerSlot> device_slots(const std::vector<nn::Paramete
   return slots;
 }
 
+// A weight computed over its sparse pattern (engine/sparse_kernels.h) is stepped at its kept entries
+// only, once a dense masked step has zeroed its pruned entries and their state under this mask.
+class PatternSteps {
+ public:
+  // Parameter i's pattern when this step may run over it; else null, and then dense_done() after the
+  // dense masked step.
+  const cpu::SparsePattern* pattern(std::size_t i, const nn::Parameter& p) {
+    if (dense_version_.size() <= i) dense_version_.resize(i + 1, ~uint64_t{0});
+    const SparseForm* form = current_sparse_form(p);
+    return form != nullptr && dense_version_[i] == p.mask_version ? form->pattern.get() : nullptr;
+  }
+  void dense_done(std::size_t i, const nn::Parameter& p) {
+    if (p.mask.defined()) dense_version_[i] = p.mask_version;
+  }
+
+ private:
+  std::vector<uint64_t> dense_version_;  // per parameter: the mask_version of its last dense masked step
+};
+
 class MaskedSgd : public Optimizer {
  public:
   MaskedSgd(const OptimizerConfig& c, std::vector<nn::Parameter*> parameters)
@@ -64,20 +83,15 @@ class MaskedSgd : public Optimizer {
       ++steps_taken_;
       return;
     }
-    if (dense_pass_version_.size() != parameters_.size()) dense_pass_version_.assign(parameters_.size(), ~uint64_t{0});
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
       nn::Parameter* p = parameters_[i];
-      // A weight computed over its sparse pattern (engine/sparse_kernels.h) is stepped at its kept entries
-      // only, once a dense masked step has zeroed its pruned entries and their state under this mask.
-      const SparseForm* form = current_sparse_form(*p);
-      if (form != nullptr && dense_pass_version_[i] == p->mask_version) {
-        const cpu::SparsePattern& pattern = *form->pattern;
-        cpu::sgd_step_pattern(pattern.rows, pattern.cols, pattern.row_start.data(), pattern.col_index.data(),
+      if (const cpu::SparsePattern* pattern = patterns_.pattern(i, *p)) {
+        cpu::sgd_step_pattern(pattern->rows, pattern->cols, pattern->row_start.data(), pattern->col_index.data(),
                               p->value().data(), p->grad().data(), velocity_[i].data(), h);
         continue;
       }
       cpu::sgd_step(p->numel(), p->value().data(), p->grad().data(), velocity_[i].data(), mask_of(p), h);
-      if (p->mask.defined()) dense_pass_version_[i] = p->mask_version;
+      patterns_.dense_done(i, *p);
     }
     ++steps_taken_;
   }
@@ -91,7 +105,7 @@ class MaskedSgd : public Optimizer {
   OptimizerConfig config_;
   std::vector<Tensor> velocity_;
   ops::gpu::OptimizerGroup device_group_;
-  std::vector<uint64_t> dense_pass_version_;  // per parameter: the mask_version of its last dense masked step
+  PatternSteps patterns_;
 };
 
 class MaskedAdam : public Optimizer {
@@ -109,8 +123,14 @@ class MaskedAdam : public Optimizer {
     }
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
       nn::Parameter* p = parameters_[i];
+      if (const cpu::SparsePattern* pattern = patterns_.pattern(i, *p)) {
+        cpu::adam_step_pattern(pattern->rows, pattern->cols, pattern->row_start.data(), pattern->col_index.data(),
+                               p->value().data(), p->grad().data(), first_[i].data(), second_[i].data(), h);
+        continue;
+      }
       cpu::adam_step(p->numel(), p->value().data(), p->grad().data(), first_[i].data(), second_[i].data(),
                      mask_of(p), h);
+      patterns_.dense_done(i, *p);
     }
   }
   std::vector<std::pair<std::string, Tensor*>> state() override {
@@ -126,6 +146,7 @@ class MaskedAdam : public Optimizer {
   bool decoupled_;
   std::vector<Tensor> first_, second_;
   ops::gpu::OptimizerGroup device_group_;
+  PatternSteps patterns_;
 };
 
 class MaskedRmsProp : public Optimizer {
@@ -142,8 +163,14 @@ class MaskedRmsProp : public Optimizer {
     }
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
       nn::Parameter* p = parameters_[i];
+      if (const cpu::SparsePattern* pattern = patterns_.pattern(i, *p)) {
+        cpu::rmsprop_step_pattern(pattern->rows, pattern->cols, pattern->row_start.data(), pattern->col_index.data(),
+                                  p->value().data(), p->grad().data(), square_avg_[i].data(), momentum_[i].data(), h);
+        continue;
+      }
       cpu::rmsprop_step(p->numel(), p->value().data(), p->grad().data(), square_avg_[i].data(), momentum_[i].data(),
                         mask_of(p), h);
+      patterns_.dense_done(i, *p);
     }
     ++steps_taken_;
   }
@@ -159,6 +186,7 @@ class MaskedRmsProp : public Optimizer {
   OptimizerConfig config_;
   std::vector<Tensor> square_avg_, momentum_;
   ops::gpu::OptimizerGroup device_group_;
+  PatternSteps patterns_;
 };
 
 }  // namespace

@@ -169,9 +169,13 @@ void sgd_step_pattern(int64_t rows, int64_t cols, const int64_t* row_start, cons
                       const float* g, float* velocity, const SgdHyper& h);
 struct AdamHyper { float lr, beta1, beta2, eps, weight_decay; bool decoupled; int64_t step; };
 void adam_step(int64_t n, float* w, const float* g, float* m, float* v, const float* mask, const AdamHyper& h);
+void adam_step_pattern(int64_t rows, int64_t cols, const int64_t* row_start, const int32_t* col_index, float* w,
+                       const float* g, float* m, float* v, const AdamHyper& h);  // as sgd_step_pattern
 struct RmsPropHyper { float lr, alpha, eps, weight_decay, momentum; };
 void rmsprop_step(int64_t n, float* w, const float* g, float* square_avg, float* momentum_buffer,
                   const float* mask, const RmsPropHyper& h);
+void rmsprop_step_pattern(int64_t rows, int64_t cols, const int64_t* row_start, const int32_t* col_index, float* w,
+                          const float* g, float* square_avg, float* momentum_buffer, const RmsPropHyper& h);
 void apply_mask(int64_t n, float* w, const float* mask);
 
 }  // namespace st::cpu

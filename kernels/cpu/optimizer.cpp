@@ -9,6 +9,8 @@
 //     with momentum: b = mu b + u, w -= lr b ; else w -= lr u
 // Then, where mask == 0, the weight AND its optimizer state are set to exactly 0, so no momentum can
 // resurrect a pruned weight. A select (not a multiply) keeps this exact even for inf/NaN.
+// Each step also has a pattern form (*_step_pattern): the same element function at the kept entries of
+// a CSR pattern only, for a weight computed by the sparse kernels.
 #include <cmath>
 
 #include "kernels/cpu/kernels.h"
@@ -86,49 +88,127 @@ void sgd_step(int64_t n, float* w, const float* g, float* velocity, const float*
   }
 }
 
-void adam_step(int64_t n, float* w, const float* g, float* m, float* v, const float* mask, const AdamHyper& h) {
-  const float b1 = h.beta1, b2 = h.beta2;
-  const auto t = static_cast<double>(h.step);
-  const auto correction1 = static_cast<float>(1.0 - std::pow(static_cast<double>(b1), t));
-  const auto correction2 = static_cast<float>(1.0 - std::pow(static_cast<double>(b2), t));
-  const float step_size = h.lr / correction1;
-  const float inv_sqrt_correction2 = 1.0f / std::sqrt(correction2);
-#pragma omp parallel for simd schedule(static)
+namespace {
+
+// Adam's and RMSProp's elements with explicit fused multiply-adds, shared by the dense masked loops and
+// the pattern loops (bit-identical kept weights, as sgd_element).
+struct AdamConstants {
+  float lr, b1, b2, eps, wd, step_size, inv_sqrt_correction2;
+  bool decoupled;
+  explicit AdamConstants(const AdamHyper& h)
+      : lr(h.lr), b1(h.beta1), b2(h.beta2), eps(h.eps), wd(h.weight_decay), step_size(0.0f),
+        inv_sqrt_correction2(0.0f), decoupled(h.decoupled) {
+    const auto t = static_cast<double>(h.step);
+    const auto correction1 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta1), t));
+    const auto correction2 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta2), t));
+    step_size = h.lr / correction1;
+    inv_sqrt_correction2 = 1.0f / std::sqrt(correction2);
+  }
+};
+struct AdamElement {
+  float w, m, v;
+};
+inline AdamElement adam_element(float w, float g, float m, float v, const AdamConstants& c) {
+  float weight = w, grad = g;
+  if (c.decoupled) {
+    weight = std::fma(-(c.lr * c.wd), weight, weight);
+  } else {
+    grad = std::fma(c.wd, weight, grad);
+  }
+  const float m_new = std::fma(c.b1, m, (1.0f - c.b1) * grad);
+  const float v_new = std::fma(c.b2, v, ((1.0f - c.b2) * grad) * grad);
+  const float denominator = std::fma(std::sqrt(v_new), c.inv_sqrt_correction2, c.eps);
+  return {weight - (c.step_size * m_new) / denominator, m_new, v_new};
+}
+
+struct RmsPropElement {
+  float w, s, b;
+};
+template <bool kMomentum>
+inline RmsPropElement rmsprop_element(float w, float g, float square_avg, float buffer, const RmsPropHyper& h) {
+  const float grad = std::fma(h.weight_decay, w, g);
+  const float s = std::fma(h.alpha, square_avg, ((1.0f - h.alpha) * grad) * grad);
+  float update = grad / (std::sqrt(s) + h.eps);
+  float b = 0.0f;
+  if constexpr (kMomentum) {
+    b = std::fma(h.momentum, buffer, update);
+    update = b;
+  }
+  return {std::fma(-h.lr, update, w), s, b};
+}
+
+template <bool kMomentum>
+void rmsprop_loop(int64_t n, float* w, const float* g, float* square_avg, float* momentum_buffer, const float* mask,
+                  const RmsPropHyper& h) {
+#pragma omp parallel for simd schedule(static) if (n > 16384)
   for (int64_t i = 0; i < n; ++i) {
     const bool kept = mask == nullptr || mask[i] != 0.0f;
-    float weight = w[i];
-    float grad = g[i];
-    if (h.decoupled) {
-      weight -= h.lr * h.weight_decay * weight;
-    } else {
-      grad += h.weight_decay * weight;
-    }
-    const float m_new = b1 * m[i] + (1.0f - b1) * grad;
-    const float v_new = b2 * v[i] + (1.0f - b2) * grad * grad;
-    weight -= step_size * m_new / (std::sqrt(v_new) * inv_sqrt_correction2 + h.eps);
-    m[i] = kept ? m_new : 0.0f;
-    v[i] = kept ? v_new : 0.0f;
-    w[i] = kept ? weight : 0.0f;
+    const RmsPropElement u =
+        rmsprop_element<kMomentum>(w[i], g[i], square_avg[i], kMomentum ? momentum_buffer[i] : 0.0f, h);
+    if constexpr (kMomentum) momentum_buffer[i] = kept ? u.b : 0.0f;
+    square_avg[i] = kept ? u.s : 0.0f;
+    w[i] = kept ? u.w : 0.0f;
   }
+}
+
+template <bool kMomentum>
+void rmsprop_pattern_loop(int64_t rows, int64_t cols, const int64_t* row_start, const int32_t* col_index, float* w,
+                          const float* g, float* square_avg, float* momentum_buffer, const RmsPropHyper& h) {
+#pragma omp parallel for schedule(static) if (row_start[rows] > 16384)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = row_start[r]; j < row_start[r + 1]; ++j) {
+      const int64_t i = r * cols + col_index[j];
+      const RmsPropElement u =
+          rmsprop_element<kMomentum>(w[i], g[i], square_avg[i], kMomentum ? momentum_buffer[i] : 0.0f, h);
+      if constexpr (kMomentum) momentum_buffer[i] = u.b;
+      square_avg[i] = u.s;
+      w[i] = u.w;
+    }
+}
+
+}  // namespace
+
+void adam_step(int64_t n, float* w, const float* g, float* m, float* v, const float* mask, const AdamHyper& h) {
+  const AdamConstants c(h);
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+  for (int64_t i = 0; i < n; ++i) {
+    const bool kept = mask == nullptr || mask[i] != 0.0f;
+    const AdamElement u = adam_element(w[i], g[i], m[i], v[i], c);
+    m[i] = kept ? u.m : 0.0f;
+    v[i] = kept ? u.v : 0.0f;
+    w[i] = kept ? u.w : 0.0f;
+  }
+}
+
+void adam_step_pattern(int64_t rows, int64_t cols, const int64_t* row_start, const int32_t* col_index, float* w,
+                       const float* g, float* m, float* v, const AdamHyper& h) {
+  const AdamConstants c(h);
+#pragma omp parallel for schedule(static) if (row_start[rows] > 16384)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = row_start[r]; j < row_start[r + 1]; ++j) {
+      const int64_t i = r * cols + col_index[j];
+      const AdamElement u = adam_element(w[i], g[i], m[i], v[i], c);
+      m[i] = u.m;
+      v[i] = u.v;
+      w[i] = u.w;
+    }
 }
 
 void rmsprop_step(int64_t n, float* w, const float* g, float* square_avg, float* momentum_buffer, const float* mask,
                   const RmsPropHyper& h) {
-  const bool use_momentum = h.momentum != 0.0f && momentum_buffer != nullptr;
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const bool kept = mask == nullptr || mask[i] != 0.0f;
-    const float grad = g[i] + h.weight_decay * w[i];
-    const float s = h.alpha * square_avg[i] + (1.0f - h.alpha) * grad * grad;
-    float update = grad / (std::sqrt(s) + h.eps);
-    if (use_momentum) {
-      const float b = h.momentum * momentum_buffer[i] + update;
-      momentum_buffer[i] = kept ? b : 0.0f;
-      update = b;
-    }
-    square_avg[i] = kept ? s : 0.0f;
-    const float updated = w[i] - h.lr * update;
-    w[i] = kept ? updated : 0.0f;
+  if (h.momentum != 0.0f && momentum_buffer != nullptr) {
+    rmsprop_loop<true>(n, w, g, square_avg, momentum_buffer, mask, h);
+  } else {
+    rmsprop_loop<false>(n, w, g, square_avg, momentum_buffer, mask, h);
+  }
+}
+
+void rmsprop_step_pattern(int64_t rows, int64_t cols, const int64_t* row_start, const int32_t* col_index, float* w,
+                          const float* g, float* square_avg, float* momentum_buffer, const RmsPropHyper& h) {
+  if (h.momentum != 0.0f && momentum_buffer != nullptr) {
+    rmsprop_pattern_loop<true>(rows, cols, row_start, col_index, w, g, square_avg, momentum_buffer, h);
+  } else {
+    rmsprop_pattern_loop<false>(rows, cols, row_start, col_index, w, g, square_avg, momentum_buffer, h);
   }
 }
 

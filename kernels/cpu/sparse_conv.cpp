@@ -54,8 +54,8 @@ float* scratch(int slot, int64_t count) {
 
 // The shapes of the blocked arrays of one geometry.
 struct Blocked {
-  int64_t blocks, h_pad, w_pad, plane_x;            // xb
-  int64_t border_h, border_w, hq, wq, plane_dy;     // dyb: border_* zeros before, hq x wq in all
+  int64_t blocks, h_pad, w_pad, plane_x;         // xb
+  int64_t border_h, border_w, hq, wq, plane_dy;  // dyb: border_* zeros before, hq x wq in all
   explicit Blocked(const Conv2dGeometry& g) {
     blocks = (g.batch + kLanes - 1) / kLanes;
     h_pad = g.in_h + 2 * g.pad;
@@ -115,8 +115,8 @@ inline void transpose16(__m512 (&row)[16]) {
 // out[j * out_stride + i] (+)= in[i * in_stride + j] for i < rows, j < cols (both at most 16); with
 // `pad`, out[j * out_stride + i] = 0 for rows <= i < 16 (a whole 16-float output row is written).
 template <bool Accumulate>
-__attribute__((always_inline)) inline void transpose_block(const float* in, int64_t in_stride, int64_t rows, int64_t cols, float* out,
-                            int64_t out_stride, bool pad) {
+__attribute__((always_inline)) inline void transpose_block(const float* in, int64_t in_stride, int64_t rows,
+                                                           int64_t cols, float* out, int64_t out_stride, bool pad) {
 #if defined(__AVX512F__)
   if (rows == 16 && cols == 16) {  // the common full tile: no masks
     __m512 row[16];
@@ -220,8 +220,7 @@ inline void tile_sum(const float* values, const int64_t* offset, int64_t begin, 
 // sums[e] = sum over images, rows and columns of dy * x_e (E stored weights of one output channel).
 template <int E>
 inline void entry_dots(const float* dy, const float* const* x, int64_t blocks, int64_t rows, int64_t cols,
-                       int64_t dy_block, int64_t dy_row, int64_t x_block, int64_t x_row, int64_t x_step,
-                       float* sums) {
+                       int64_t dy_block, int64_t dy_row, int64_t x_block, int64_t x_row, int64_t x_step, float* sums) {
   __m512 acc[E];
 #pragma GCC unroll 8
   for (int e = 0; e < E; ++e) acc[e] = _mm512_setzero_ps();
@@ -232,8 +231,7 @@ inline void entry_dots(const float* dy, const float* const* x, int64_t blocks, i
       for (int64_t xc = 0; xc < cols; ++xc) {
         const __m512 d = _mm512_loadu_ps(g + xc * kLanes);
 #pragma GCC unroll 8
-        for (int e = 0; e < E; ++e)
-          acc[e] = _mm512_fmadd_ps(d, _mm512_loadu_ps(x[e] + xo + xc * x_step), acc[e]);
+        for (int e = 0; e < E; ++e) acc[e] = _mm512_fmadd_ps(d, _mm512_loadu_ps(x[e] + xo + xc * x_step), acc[e]);
       }
     }
   alignas(64) float lanes[kLanes];
@@ -262,8 +260,7 @@ inline void tile_sum(const float* values, const int64_t* offset, int64_t begin, 
 
 template <int E>
 inline void entry_dots(const float* dy, const float* const* x, int64_t blocks, int64_t rows, int64_t cols,
-                       int64_t dy_block, int64_t dy_row, int64_t x_block, int64_t x_row, int64_t x_step,
-                       float* sums) {
+                       int64_t dy_block, int64_t dy_row, int64_t x_block, int64_t x_row, int64_t x_step, float* sums) {
   float acc[E][kLanes] = {};
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t y = 0; y < rows; ++y) {
@@ -330,8 +327,8 @@ void sparse_conv_forward(const Conv2dGeometry& g, const SparsePattern& p, const 
         const int64_t begin = p.row_start[static_cast<std::size_t>(k)];
         const int64_t end = p.row_start[static_cast<std::size_t>(k + 1)];
         for_each_tile(ow_count, [&](int64_t ow0, int64_t width) {
-          kTiles[static_cast<std::size_t>(width - 1)](values, offset, begin, end, row + ow0 * st * kLanes,
-                                                      st * kLanes, tile + (k * ow_count + ow0) * kLanes, kLanes);
+          kTiles[static_cast<std::size_t>(width - 1)](values, offset, begin, end, row + ow0 * st * kLanes, st * kLanes,
+                                                      tile + (k * ow_count + ow0) * kLanes, kLanes);
         });
       }
       if (b != nullptr)  // the bias joins the tile, then one transpose per 16 channels of a pixel
@@ -374,7 +371,8 @@ void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& p, const
     for (int64_t q = 0; q < groups; ++q) start[q + 1] += start[q];
     std::copy(start, start + groups, slot);
     for (int64_t k = 0; k < k_count; ++k)
-      for (int64_t i = p.row_start[static_cast<std::size_t>(k)]; i < p.row_start[static_cast<std::size_t>(k + 1)]; ++i) {
+      for (int64_t i = p.row_start[static_cast<std::size_t>(k)]; i < p.row_start[static_cast<std::size_t>(k + 1)];
+           ++i) {
         const int64_t col = p.col_index[static_cast<std::size_t>(i)];
         const int64_t r = col / rs, s = (col % rs) / c_count;
         const int64_t at = slot[group_of(col)]++;
@@ -455,14 +453,30 @@ void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& p, const
                               st * kLanes, sums);
               };
               switch (count) {
-                case 1: dots.template operator()<1>(); break;
-                case 2: dots.template operator()<2>(); break;
-                case 3: dots.template operator()<3>(); break;
-                case 4: dots.template operator()<4>(); break;
-                case 5: dots.template operator()<5>(); break;
-                case 6: dots.template operator()<6>(); break;
-                case 7: dots.template operator()<7>(); break;
-                default: dots.template operator()<8>(); break;
+                case 1:
+                  dots.template operator()<1>();
+                  break;
+                case 2:
+                  dots.template operator()<2>();
+                  break;
+                case 3:
+                  dots.template operator()<3>();
+                  break;
+                case 4:
+                  dots.template operator()<4>();
+                  break;
+                case 5:
+                  dots.template operator()<5>();
+                  break;
+                case 6:
+                  dots.template operator()<6>();
+                  break;
+                case 7:
+                  dots.template operator()<7>();
+                  break;
+                default:
+                  dots.template operator()<8>();
+                  break;
               }
               for (int64_t e = 0; e < count; ++e) mine[i + e] += sums[e];
             }
@@ -474,7 +488,8 @@ void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& p, const
   if (dw != nullptr) {
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t k = 0; k < k_count; ++k)
-      for (int64_t i = p.row_start[static_cast<std::size_t>(k)]; i < p.row_start[static_cast<std::size_t>(k + 1)]; ++i) {
+      for (int64_t i = p.row_start[static_cast<std::size_t>(k)]; i < p.row_start[static_cast<std::size_t>(k + 1)];
+           ++i) {
         float sum = 0.0f;
         for (int t = 0; t < threads; ++t) sum += partial[t * p.nnz() + i];
         dw[k * p.cols + p.col_index[static_cast<std::size_t>(i)]] += sum;

@@ -91,7 +91,6 @@ void check_linear(int64_t batch, int64_t rows, int64_t cols, double density, uin
   CHECK(dw2 == dw);
 }
 
-
 struct ConvCase {
   int64_t batch, h, w, c, k, kernel, stride, pad;
 };
@@ -195,7 +194,7 @@ TEST_SUITE("unit") {
   TEST_CASE("sparse convolution: forward, data and weight gradients equal the masked dense reference") {
     // 3x3 pad 1 at strides 1 and 2, 1x1 stride 2 (projection shortcuts), 5x5 pad 2 and unpadded 3x3, odd
     // sizes, batches that are not a multiple of the 16 lanes, one input channel, rows wider than a tile
-    const ConvCase cases[] = {{1, 1, 1, 1, 1, 1, 1, 0},   {3, 5, 7, 3, 4, 3, 1, 1},  {17, 9, 9, 5, 6, 3, 2, 1},
+    const ConvCase cases[] = {{1, 1, 1, 1, 1, 1, 1, 0},   {3, 5, 7, 3, 4, 3, 1, 1},   {17, 9, 9, 5, 6, 3, 2, 1},
                               {20, 8, 8, 6, 7, 1, 2, 0},  {5, 11, 10, 2, 3, 5, 1, 2}, {18, 7, 6, 4, 5, 3, 1, 0},
                               {16, 6, 37, 1, 8, 3, 1, 1}, {2, 13, 13, 3, 2, 3, 2, 0}, {33, 4, 4, 16, 16, 3, 1, 1}};
     uint64_t seed = 100;
@@ -328,7 +327,7 @@ TEST_SUITE("unit") {
     }
     {  // a restored decision (resume) is adopted for the current mask instead of timing, then forgotten
       const ModeScope automatic(st::SparseKernels::Auto);
-      w.mask_changed();  // as a checkpoint load does
+      w.mask_changed();                                   // as a checkpoint load does
       const st::SparseChoice saved{true, 7.0, 9.0, 123};  // sparse although "slower": not re-timed
       st::preset_sparse_choice(w, saved);
       REQUIRE(st::current_sparse_choice(w));  // in force before the next forward (a save right after resuming)
@@ -357,7 +356,64 @@ TEST_SUITE("unit") {
 
 #include "kernels/cpu/kernels.h"
 
+namespace {
+
+// Whether two arrays are equal bit for bit (reports the first difference).
+bool same_bits(const Floats& a, const Floats& b, const char* what) {
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (a[i] != b[i]) {
+      FAIL_CHECK(what << " entry " << i << ": " << a[i] << " vs " << b[i]);
+      return false;
+    }
+  return true;
+}
+
+}  // namespace
+
 TEST_SUITE("unit") {
+  TEST_CASE("adam_step_pattern and rmsprop_step_pattern equal the dense masked steps bit for bit") {
+    st::Rng rng(22);
+    const int64_t rows = 29, cols = 41;
+    const auto n = static_cast<std::size_t>(rows * cols);
+    Floats mask(n);
+    for (float& m : mask) m = rng.uniform() < 0.25 ? 1.0f : 0.0f;
+    Floats w = normal(n, rng), s1 = normal(n, rng), s2 = normal(n, rng);
+    const Floats g = normal(n, rng);
+    for (std::size_t i = 0; i < n; ++i) {
+      s2[i] = std::fabs(s2[i]);  // a second moment is not negative
+      if (mask[i] == 0.0f) w[i] = s1[i] = s2[i] = 0.0f;
+    }
+    const st::cpu::SparsePattern pattern = st::cpu::sparse_pattern(rows, cols, mask.data());
+    for (const bool decoupled : {false, true}) {
+      CAPTURE(decoupled);
+      Floats wd = w, md = s1, vd = s2, ws = w, ms = s1, vs = s2;
+      for (int64_t step = 1; step <= 3; ++step) {
+        const st::cpu::AdamHyper h{1e-3f, 0.9f, 0.999f, 1e-8f, 5e-4f, decoupled, step};
+        st::cpu::adam_step(rows * cols, wd.data(), g.data(), md.data(), vd.data(), mask.data(), h);
+        st::cpu::adam_step_pattern(rows, cols, pattern.row_start.data(), pattern.col_index.data(), ws.data(), g.data(),
+                                   ms.data(), vs.data(), h);
+      }
+      CHECK(same_bits(ws, wd, "adam w"));
+      CHECK(same_bits(ms, md, "adam m"));
+      CHECK(same_bits(vs, vd, "adam v"));
+      CHECK(ws != w);  // the kept weights moved
+    }
+    for (const float momentum : {0.0f, 0.9f}) {
+      CAPTURE(momentum);
+      Floats wd = w, sd = s2, bd = s1, ws = w, ss = s2, bs = s1;
+      for (int step = 0; step < 3; ++step) {
+        const st::cpu::RmsPropHyper h{1e-2f, 0.99f, 1e-8f, 5e-4f, momentum};
+        st::cpu::rmsprop_step(rows * cols, wd.data(), g.data(), sd.data(), bd.data(), mask.data(), h);
+        st::cpu::rmsprop_step_pattern(rows, cols, pattern.row_start.data(), pattern.col_index.data(), ws.data(),
+                                      g.data(), ss.data(), bs.data(), h);
+      }
+      CHECK(same_bits(ws, wd, "rmsprop w"));
+      CHECK(same_bits(ss, sd, "rmsprop square_avg"));
+      if (momentum != 0.0f) CHECK(same_bits(bs, bd, "rmsprop momentum"));
+      CHECK(ws != w);
+    }
+  }
+
   TEST_CASE("sgd_step_pattern equals the dense masked SGD step bit for bit (momentum, Nesterov, none)") {
     st::Rng rng(21);
     const int64_t rows = 37, cols = 53;
@@ -404,7 +460,8 @@ void check_conv_layer(int64_t c, int64_t k, int64_t kernel, int64_t stride, int6
   st::nn::Parameter& w = *conv.parameters()[0];
   REQUIRE(w.kind == st::nn::ParameterKind::ConvWeight);
   const int64_t oh = (input[1] + 2 * pad - kernel) / stride + 1, ow = (input[2] + 2 * pad - kernel) / stride + 1;
-  const st::Tensor x = st::testing::random_tensor(input, rng), r = st::testing::random_tensor({input[0], oh, ow, k}, rng);
+  const st::Tensor x = st::testing::random_tensor(input, rng),
+                   r = st::testing::random_tensor({input[0], oh, ow, k}, rng);
   const Floats mask = w.mask.to_vector();
   StepResult dense, sparse;
   {
@@ -446,12 +503,13 @@ void check_conv_layer(int64_t c, int64_t k, int64_t kernel, int64_t stride, int6
 }  // namespace
 
 TEST_SUITE("unit") {
-  TEST_CASE("sparse kernels in nn::Conv2d (pointwise through the linear kernels, 3x3 and strided through the "
-            "sparse convolution): on equals off at the kept weights") {
-    check_conv_layer(24, 40, 1, 1, 0, {2, 5, 7, 24}, 31);   // pointwise: linear kernels over the pixels
-    check_conv_layer(5, 12, 3, 1, 1, {19, 9, 8, 5}, 33);    // 3x3 pad 1, 19 images: a partial 16-image block
-    check_conv_layer(6, 10, 3, 2, 1, {3, 11, 11, 6}, 35);   // 3x3 stride 2
-    check_conv_layer(8, 16, 1, 2, 0, {4, 8, 8, 8}, 37);     // 1x1 stride 2 (projection shortcut)
+  TEST_CASE(
+      "sparse kernels in nn::Conv2d (pointwise through the linear kernels, 3x3 and strided through the "
+      "sparse convolution): on equals off at the kept weights") {
+    check_conv_layer(24, 40, 1, 1, 0, {2, 5, 7, 24}, 31);  // pointwise: linear kernels over the pixels
+    check_conv_layer(5, 12, 3, 1, 1, {19, 9, 8, 5}, 33);   // 3x3 pad 1, 19 images: a partial 16-image block
+    check_conv_layer(6, 10, 3, 2, 1, {3, 11, 11, 6}, 35);  // 3x3 stride 2
+    check_conv_layer(8, 16, 1, 2, 0, {4, 8, 8, 8}, 37);    // 1x1 stride 2 (projection shortcut)
     {  // a kernel larger than the padded input (3x3 stride 2 unpadded on 2x2: one output) stays dense
       st::Rng rng(41);
       st::nn::Conv2d conv(3, 4, 3, 2, 0, false, rng);
@@ -502,50 +560,68 @@ bool pattern_matches(const st::cpu::SparsePattern& p, const float* mask) {
 }  // namespace
 
 TEST_SUITE("unit") {
-  TEST_CASE("masked SGD on a sparse weight: after the mask changes, pruned weights and their momentum are 0") {
-    st::Rng rng(41);
-    st::nn::Linear layer(30, 20, true, rng);
-    st::Rng mask_rng(42);
-    st::pruning::apply_random_masks(layer.parameters(), 0.5, mask_rng);
-    st::nn::Parameter& w = layer.weight();
-    const st::Tensor x = st::testing::random_tensor({9, 30}, rng), r = st::testing::random_tensor({9, 20}, rng);
-    const ModeScope on(st::SparseKernels::On);
-    auto optimizer = st::make_optimizer(st::OptimizerConfig{}, layer.parameters());
-    auto train = [&] {
-      optimizer->zero_grad();
-      step(layer, w, x, r);
-      optimizer->step(0.1f);
-    };
-    train();
-    train();  // the pattern path: a dense masked step has run under this mask
-    REQUIRE(st::current_sparse_form(w) != nullptr);
-    // prune every other kept weight: their momentum is non-zero now
-    float* mask = w.mask.data();
-    int64_t flip = 0;
-    for (int64_t i = 0; i < w.numel(); ++i)
-      if (mask[i] != 0.0f && flip++ % 2 == 0) mask[i] = 0.0f;
-    w.mask_changed();  // the protocol of every mask writer
-    w.apply_mask();
-    train();
-    train();
-    const st::Tensor* velocity = nullptr;
-    for (auto& [name, tensor] : optimizer->state())
-      if (name == w.name + ".momentum") velocity = tensor;
-    REQUIRE(velocity != nullptr);
-    int64_t pruned = 0;
-    for (int64_t i = 0; i < w.numel(); ++i)
-      if (mask[i] == 0.0f) {
-        ++pruned;
-        CHECK(w.value().data()[i] == 0.0f);
-        CHECK(velocity->data()[i] == 0.0f);
+  TEST_CASE(
+      "masked SGD, Adam and RMSProp on a sparse weight: after the mask changes, pruned weights and all their "
+      "optimizer state are 0") {
+    for (const char* name : {"adam", "rmsprop", "sgd"}) {  // sgd last: the DST part below goes on with it
+      CAPTURE(name);
+      st::Rng rng(41);
+      st::nn::Linear layer(30, 20, true, rng);
+      st::Rng mask_rng(42);
+      st::pruning::apply_random_masks(layer.parameters(), 0.5, mask_rng);
+      st::nn::Parameter& w = layer.weight();
+      const st::Tensor x = st::testing::random_tensor({9, 30}, rng), r = st::testing::random_tensor({9, 20}, rng);
+      const ModeScope on(st::SparseKernels::On);
+      st::OptimizerConfig config;
+      config.name = name;
+      auto optimizer = st::make_optimizer(config, layer.parameters());
+      auto train = [&] {
+        optimizer->zero_grad();
+        step(layer, w, x, r);
+        optimizer->step(0.1f);
+      };
+      train();
+      train();  // the pattern path: a dense masked step has run under this mask
+      REQUIRE(st::current_sparse_form(w) != nullptr);
+      // prune every other kept weight: their optimizer state is non-zero now
+      float* mask = w.mask.data();
+      int64_t flip = 0;
+      for (int64_t i = 0; i < w.numel(); ++i)
+        if (mask[i] != 0.0f && flip++ % 2 == 0) mask[i] = 0.0f;
+      w.mask_changed();  // the protocol of every mask writer
+      w.apply_mask();
+      train();
+      train();
+      int64_t states = 0;
+      for (auto& [state_name, tensor] : optimizer->state()) {
+        if (state_name.rfind(w.name + ".", 0) != 0) continue;
+        ++states;
+        CAPTURE(state_name);
+        int64_t nonzero_pruned = 0, nonzero_kept = 0;
+        for (int64_t i = 0; i < w.numel(); ++i) {
+          if (mask[i] == 0.0f) nonzero_pruned += tensor->data()[i] != 0.0f;
+          if (mask[i] != 0.0f) nonzero_kept += tensor->data()[i] != 0.0f;
+        }
+        CHECK(nonzero_pruned == 0);
+        if (std::string(name) != "rmsprop" || state_name.find("square_avg") != std::string::npos)
+          CHECK(nonzero_kept > 0);  // the state is in use (RMSProp's momentum buffer included)
       }
-    CHECK(pruned > 300);
-    CHECK(pattern_matches(*w.sparse->pattern, mask));
+      CHECK(states == (std::string(name) == "sgd" ? 1 : 2));
+      int64_t pruned = 0;
+      for (int64_t i = 0; i < w.numel(); ++i)
+        if (mask[i] == 0.0f) {
+          ++pruned;
+          CHECK(w.value().data()[i] == 0.0f);
+        }
+      CHECK(pruned > 300);
+      CHECK(pattern_matches(*w.sparse->pattern, mask));
+      if (std::string(name) != "sgd") continue;
 
-    // A DST update (drop and grow, the non-zero count unchanged) is followed by a new pattern.
-    st::Rng dst_rng(43);
-    st::pruning::drop_and_grow({&w}, {w.grad().clone()}, 0.3, "set", dst_rng);
-    train();
-    CHECK(pattern_matches(*w.sparse->pattern, mask));
+      // A DST update (drop and grow, the non-zero count unchanged) is followed by a new pattern.
+      st::Rng dst_rng(43);
+      st::pruning::drop_and_grow({&w}, {w.grad().clone()}, 0.3, "set", dst_rng);
+      train();
+      CHECK(pattern_matches(*w.sparse->pattern, mask));
+    }
   }
 }

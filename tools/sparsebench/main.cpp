@@ -198,14 +198,12 @@ int main(int argc, char** argv) {
                                  conv("lenet5 conv2 6->16 5x5 @14", 6, 16, 14, 5, 1, 0),
                                  linear("lenet5 fc1 400->120", 400, 120), linear("lenet5 fc2 120->84", 120, 84)});
   if (want("resnet20"))
-    shapes.insert(shapes.end(), {conv("resnet20 conv1 3->16 @32", 3, 16, 32, 3, 1, 1),
-                                 conv("resnet20 16->16 @32", 16, 16, 32, 3, 1, 1),
-                                 conv("resnet20 16->32 /2 @32", 16, 32, 32, 3, 2, 1),
-                                 conv("resnet20 32->32 @16", 32, 32, 16, 3, 1, 1),
-                                 conv("resnet20 32->64 /2 @16", 32, 64, 16, 3, 2, 1),
-                                 conv("resnet20 64->64 @8", 64, 64, 8, 3, 1, 1),
-                                 conv("resnet20 shortcut 1x1 16->32 /2 @32", 16, 32, 32, 1, 2, 0),
-                                 linear("resnet20 fc 64->10", 64, 10)});
+    shapes.insert(
+        shapes.end(),
+        {conv("resnet20 conv1 3->16 @32", 3, 16, 32, 3, 1, 1), conv("resnet20 16->16 @32", 16, 16, 32, 3, 1, 1),
+         conv("resnet20 16->32 /2 @32", 16, 32, 32, 3, 2, 1), conv("resnet20 32->32 @16", 32, 32, 16, 3, 1, 1),
+         conv("resnet20 32->64 /2 @16", 32, 64, 16, 3, 2, 1), conv("resnet20 64->64 @8", 64, 64, 8, 3, 1, 1),
+         conv("resnet20 shortcut 1x1 16->32 /2 @32", 16, 32, 32, 1, 2, 0), linear("resnet20 fc 64->10", 64, 10)});
   if (want("vgg16"))
     shapes.insert(shapes.end(),
                   {conv("vgg16 3->64 @32", 3, 64, 32, 3, 1, 1), conv("vgg16 64->64 @32", 64, 64, 32, 3, 1, 1),
@@ -236,9 +234,10 @@ int main(int argc, char** argv) {
       const Times sparse = bench.sparse_times(pattern);
       const double ratio = sparse.step / dense.step;
       if (ratio < 1.0) even = std::max(even, density);
-      report += fmt::format("| {} | {:.0f}% | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.2f} |\n",
-                            s.name, 100.0 * density, dense.forward, sparse.forward, dense.data, sparse.data,
-                            dense.weight, sparse.weight, dense.step, sparse.step, ratio);
+      report += fmt::format(
+          "| {} | {:.0f}% | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.2f} |\n", s.name,
+          100.0 * density, dense.forward, sparse.forward, dense.data, sparse.data, dense.weight, sparse.weight,
+          dense.step, sparse.step, ratio);
       std::fprintf(stderr, "sparsebench: %s at %.0f%%: %.2f\n", s.name.c_str(), 100.0 * density, ratio);
     }
     break_even += fmt::format("| {} | {} |\n", s.name, even > 0.0 ? fmt::format("{:.0f}%", 100.0 * even) : "none");
