@@ -16,6 +16,7 @@ Variable relu(const Variable& x) {
   if (device == Device::CUDA) {
     gpu::relu_forward(x.value().numel(), x.value().data(), y.value().data());
   } else {
+    const OpTimer timer("relu forward");
     cpu::relu_forward(x.value().numel(), x.value().data(), y.value().data());
   }
   probe_activation("relu", y.value());
@@ -24,6 +25,7 @@ Variable relu(const Variable& x) {
       gpu::relu_backward(y_value.numel(), y_value.data(), dy.data(), x.grad_buffer().data());
       return;
     }
+    const OpTimer backward_timer("relu backward");
     cpu::relu_backward(y_value.numel(), y_value.data(), dy.data(), x.grad_buffer().data());
   });
   return y;

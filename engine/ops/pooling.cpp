@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "engine/error.h"
+#include "engine/op_times.h"
 #include "engine/ops.h"
 #include "engine/ops/gpu_kernels.h"
 #include "engine/ops/record.h"
@@ -35,10 +36,12 @@ Variable max_pool2d(const Variable& x, int64_t kernel, int64_t stride, int64_t p
     });
     return y;
   }
+  const OpTimer timer("max_pool2d forward");
   Variable y(Tensor::empty({g.batch, g.out_h(), g.out_w(), g.channels}), recording);
   auto argmax = std::make_shared<std::vector<int32_t>>(static_cast<std::size_t>(y.value().numel()));
   cpu::max_pool_forward(g, x.value().data(), y.value().data(), argmax->data());
   detail::record_backward(recording, y, [x, g, argmax](Tensor& dy) mutable {
+    const OpTimer backward_timer("max_pool2d backward");
     cpu::max_pool_backward(g, argmax->data(), dy.data(), x.grad_buffer().data());
   });
   return y;

@@ -119,6 +119,10 @@ namespace {
 // y = conv(x, w) + b, or y += conv(x, w) when accumulate (then b must be null).
 void conv2d_forward_into(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y,
                          bool accumulate) {
+  if (conv2d_planar_supported(g)) {
+    conv2d_forward_planar(g, x, w, b, y, accumulate);
+    return;
+  }
   if (conv2d_direct_supported(g)) {
     conv2d_forward_direct(g, x, w, b, y, accumulate);
     return;
@@ -172,8 +176,10 @@ Conv2dGeometry data_gradient_geometry(const Conv2dGeometry& g) {
 }
 
 bool data_gradient_as_forward(const Conv2dGeometry& g) {
+  // Not to fewer than 8 input channels: padded to 8 output channels of the transposed convolution, the
+  // direct kernel lost to sgemm + col2im there (lenet5's 6 -> 16 5x5: 0.43 -> 0.68 ms).
   return g.stride == 1 && g.groups == 1 && g.kernel_h == g.kernel_w && g.pad <= g.kernel_h - 1 &&
-         conv2d_direct_supported(data_gradient_geometry(g));
+         g.in_channels >= 8 && conv2d_direct_supported(data_gradient_geometry(g));
 }
 
 void conv2d_backward_data_as_forward(const Conv2dGeometry& g, const float* w, const float* dy, GradOut dx) {
@@ -223,6 +229,12 @@ void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, co
   // The direct weight gradient on every image size: on resnet's 8x8 stage it once lost to im2col + sgemm,
   // but with its register-blocked 8/16-channel blocks it wins there too (convbench, one thread:
   // 32 -> 32 at 8x8 80 -> 101 GFLOP/s, 64 -> 64 93 -> 97).
+  if (dw != nullptr && conv2d_planar_supported(g)) {
+    if (db != nullptr) column_sums(g.batch * pixels, k, dy, db);
+    conv2d_weight_gradient_planar(g, x, dy, dw);
+    dw = nullptr;
+    db = nullptr;
+  }
   if (dw != nullptr && conv2d_direct_weight_gradient_supported(g)) {
     if (db != nullptr) column_sums(g.batch * pixels, k, dy, db);
     conv2d_weight_gradient_direct(g, x, dy, dw);

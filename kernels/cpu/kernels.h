@@ -55,14 +55,23 @@ void conv2d_backward(const Conv2dGeometry& g, const float* x, const float* w, co
                      float* dw, float* db);
 
 // conv2d_direct.cpp: the AVX-512 direct kernel behind conv2d_forward (and the stride-1 data
-// gradient) where supported: one group, at least 8 output channels (a count that is not a multiple
-// of 8 is computed padded to one), not 1x1/stride 1/unpadded.
+// gradient) where supported: one group (an output channel count that is not a multiple of 8 is computed
+// padded to one), not 1x1/stride 1/unpadded, and not rows narrower than 8 pixels with weights past 512 KiB
+// (those stream the weights per output row: im2col + sgemm).
 // accumulate: y += conv(x, w) (b must then be null).
 bool conv2d_direct_supported(const Conv2dGeometry& g);
 bool conv2d_direct_weight_gradient_supported(const Conv2dGeometry& g);  // also out_channels % 8 == 0
 void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y,
                            bool accumulate);
 void conv2d_weight_gradient_direct(const Conv2dGeometry& g, const float* x, const float* dy, float* dw);  // dw +=
+
+// conv2d_planar.cpp: first layers (at most 4 input channels, stride 1, one group, output channels not
+// a multiple of 8, kernels at most 7 wide) vectorised over output pixels; taken before the direct
+// kernel. accumulate: y += conv(x, w) (b must then be null).
+bool conv2d_planar_supported(const Conv2dGeometry& g);
+void conv2d_forward_planar(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y,
+                           bool accumulate);
+void conv2d_weight_gradient_planar(const Conv2dGeometry& g, const float* x, const float* dy, float* dw);  // dw +=
 
 // conv2d_depthwise.cpp: groups == in_channels == out_channels, channels as vector lanes.
 bool conv2d_depthwise_supported(const Conv2dGeometry& g);

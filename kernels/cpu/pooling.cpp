@@ -7,8 +7,66 @@
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/window.h"
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 namespace st::cpu {
 
+namespace {
+
+#if defined(__AVX512F__)
+// One output pixel, channels in blocks of 16 (the last one masked): the first tap inside the image is
+// taken as it is, every later one where it is greater (ordered compare: the first maximum wins ties, a
+// NaN already taken stays, a later NaN is not taken), as the scalar loop below.
+inline void max_pool_pixel(const Pool2dGeometry& g, const float* image, int64_t oh, int64_t ow, float* out,
+                           int32_t* arg) {
+  const int64_t c_count = g.channels;
+  const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  for (int64_t cb = 0; cb < c_count; cb += 16) {
+    const auto mask = static_cast<__mmask16>(c_count - cb >= 16 ? 0xFFFF : (1u << (c_count - cb)) - 1u);
+    __m512 best = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    __m512i index = _mm512_set1_epi32(-1);
+    bool first = true;
+    for_each_tap_in_image(oh, ow, g.kernel, g.kernel, g.stride, g.pad, g.in_h, g.in_w, [&](int64_t, int64_t pixel) {
+      const int64_t base = pixel * c_count + cb;
+      const __m512 v = _mm512_maskz_loadu_ps(mask, image + base);
+      const __m512i at = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(base)), lanes);
+      const __mmask16 take = first ? mask : _mm512_mask_cmp_ps_mask(mask, v, best, _CMP_GT_OQ);
+      best = _mm512_mask_blend_ps(take, best, v);
+      index = _mm512_mask_blend_epi32(take, index, at);
+      first = false;
+    });
+    _mm512_mask_storeu_ps(out + cb, mask, best);
+    _mm512_mask_storeu_epi32(arg + cb, mask, index);
+  }
+}
+#else
+inline void max_pool_pixel(const Pool2dGeometry& g, const float* image, int64_t oh, int64_t ow, float* out,
+                           int32_t* arg) {
+  const int64_t c_count = g.channels;
+  for (int64_t c = 0; c < c_count; ++c) {
+    out[c] = -std::numeric_limits<float>::infinity();
+    arg[c] = -1;
+  }
+  bool first = true;
+  for_each_tap_in_image(oh, ow, g.kernel, g.kernel, g.stride, g.pad, g.in_h, g.in_w, [&](int64_t, int64_t pixel) {
+    const int64_t base = pixel * c_count;
+    for (int64_t c = 0; c < c_count; ++c) {
+      const float v = image[base + c];
+      if (first || v > out[c]) {
+        out[c] = v;
+        arg[c] = static_cast<int32_t>(base + c);
+      }
+    }
+    first = false;
+  });
+}
+#endif
+
+}  // namespace
+
+// Windows with no tap inside the image (pool_geometry rules them out) give -inf and argmax -1.
 void max_pool_forward(const Pool2dGeometry& g, const float* x, float* y, int32_t* argmax) {
   const int64_t oh_count = g.out_h(), ow_count = g.out_w(), c_count = g.channels;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -16,22 +74,8 @@ void max_pool_forward(const Pool2dGeometry& g, const float* x, float* y, int32_t
     for (int64_t oh = 0; oh < oh_count; ++oh) {
       const float* image = x + n * g.in_h * g.in_w * c_count;
       for (int64_t ow = 0; ow < ow_count; ++ow) {
-        float* out = y + ((n * oh_count + oh) * ow_count + ow) * c_count;
-        int32_t* arg = argmax + ((n * oh_count + oh) * ow_count + ow) * c_count;
-        for (int64_t c = 0; c < c_count; ++c) {
-          out[c] = -std::numeric_limits<float>::infinity();
-          arg[c] = -1;
-        }
-        for_each_tap_in_image(oh, ow, g.kernel, g.kernel, g.stride, g.pad, g.in_h, g.in_w, [&](int64_t, int64_t pixel) {
-          const int64_t base = pixel * c_count;
-          for (int64_t c = 0; c < c_count; ++c) {
-            const float v = image[base + c];
-            if (v > out[c] || arg[c] < 0) {
-              out[c] = v;
-              arg[c] = static_cast<int32_t>(base + c);
-            }
-          }
-        });
+        const int64_t at = ((n * oh_count + oh) * ow_count + ow) * c_count;
+        max_pool_pixel(g, image, oh, ow, y + at, argmax + at);
       }
     }
   }

@@ -199,6 +199,21 @@ TEST_SUITE("grad") {
                     1e-2f, 2e-2, 60);
   }
 
+  TEST_CASE("conv2d: first layers (the planar kernel: 1 to 3 input channels, 6 and 5 outputs, with bias) and wide "
+            "weights on rows under 8 pixels (im2col + sgemm)") {
+    Rng rng(24);
+    check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], v[2], 1, 2); },
+                    {param(random_tensor({2, 9, 18, 1}, rng)), param(random_tensor({6, 5, 5, 1}, rng, 0.4f)),
+                     param(random_tensor({6}, rng))},
+                    1e-2f, 2e-2, 60);
+    check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], Variable(), 1, 1); },
+                    {param(random_tensor({1, 7, 17, 3}, rng)), param(random_tensor({5, 3, 3, 3}, rng, 0.4f))},
+                    1e-2f, 2e-2, 60);
+    check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], Variable(), 1, 1); },
+                    {param(random_tensor({1, 3, 3, 128}, rng, 0.5f)), param(random_tensor({128, 3, 3, 128}, rng, 0.05f))},
+                    1e-2f, 2e-2, 60);
+  }
+
   TEST_CASE("conv2d: groups and depthwise") {
     Rng rng(6);
     check_gradients([](std::vector<Variable>& v) { return ops::conv2d(v[0], v[1], v[2], 1, 1, 2); },

@@ -142,6 +142,13 @@ TEST_SUITE("unit") {
                           // 12, 20 and 10 output channels: the direct kernel on the next multiple of 8, rows copied out
                           {{2, 10, 9, 12}, {12, 3, 3, 12}, 1, 1, 1},  {{1, 12, 12, 1}, {12, 3, 3, 1}, 1, 1, 1},
                           {{2, 9, 9, 8}, {20, 3, 3, 8}, 2, 1, 1},     {{1, 8, 8, 16}, {10, 3, 3, 16}, 1, 1, 1},
+                          // at most 4 input channels, output channels not a multiple of 8, stride 1: the planar
+                          // kernel (blocks of 8 channels and the rest, pairs of rows and an odd one, 16-pixel
+                          // vectors and masked tails)
+                          {{1, 9, 17, 3}, {5, 3, 3, 3}, 1, 1, 1},   {{2, 6, 40, 2}, {20, 5, 5, 2}, 1, 2, 1},
+                          {{1, 7, 5, 4}, {3, 7, 7, 4}, 1, 3, 1},
+                          // rows under 8 pixels with weights past 512 KiB: im2col + sgemm
+                          {{1, 4, 4, 128}, {128, 3, 3, 128}, 1, 1, 1},
                           // depthwise (groups = channels): the dedicated kernel, stride 1 and 2
                           {{2, 9, 9, 24}, {24, 3, 3, 1}, 1, 1, 24}, {{2, 10, 10, 20}, {20, 3, 3, 1}, 2, 1, 20}};
     for (const Case& c : cases) {
@@ -154,6 +161,45 @@ TEST_SUITE("unit") {
         worst = std::max(worst, std::fabs(static_cast<double>(y.value().data()[i]) - expected[i]));
       INFO("x " << shape_string(c.x) << " w " << shape_string(c.w));
       CHECK(worst < 1e-4);
+    }
+  }
+
+  TEST_CASE("max pooling forward: the window's first maximum and its index, ties, NaN, channel tails, padding") {
+    // 20 channels: a 16-lane block and a masked tail of 4. Values from a set of 5 make ties common.
+    for (const int64_t pad : {0, 1}) {
+      const Pool2dGeometry g{2, 7, 6, 20, 3, 2, pad};
+      std::vector<float> x(static_cast<std::size_t>(g.batch * g.in_h * g.in_w * g.channels));
+      for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 7919) % 5) - 2.0f;
+      x[3] = std::nanf("");  // channel 3 of image 0's first pixel: the first tap of output (0, 0)
+      const int64_t outputs = g.batch * g.out_h() * g.out_w() * g.channels;
+      std::vector<float> y(static_cast<std::size_t>(outputs));
+      std::vector<int32_t> argmax(static_cast<std::size_t>(outputs));
+      cpu::max_pool_forward(g, x.data(), y.data(), argmax.data());
+      int64_t mismatches = 0;
+      for (int64_t n = 0; n < g.batch; ++n)
+        for (int64_t oh = 0; oh < g.out_h(); ++oh)
+          for (int64_t ow = 0; ow < g.out_w(); ++ow)
+            for (int64_t c = 0; c < g.channels; ++c) {
+              float best = 0.0f;
+              int64_t best_at = -1;
+              for (int64_t r = 0; r < g.kernel; ++r)
+                for (int64_t s = 0; s < g.kernel; ++s) {
+                  const int64_t h = oh * g.stride - g.pad + r, w = ow * g.stride - g.pad + s;
+                  if (h < 0 || h >= g.in_h || w < 0 || w >= g.in_w) continue;
+                  const int64_t at = (h * g.in_w + w) * g.channels + c;  // within the image
+                  const float v = x[static_cast<std::size_t>(n * g.in_h * g.in_w * g.channels + at)];
+                  if (best_at < 0 || v > best) {
+                    best = v;
+                    best_at = at;
+                  }
+                }
+              const auto o = static_cast<std::size_t>(((n * g.out_h() + oh) * g.out_w() + ow) * g.channels + c);
+              const bool same_value = std::isnan(best) ? std::isnan(y[o]) : y[o] == best;
+              if (!same_value || argmax[o] != best_at) ++mismatches;
+            }
+      INFO("pad " << pad);
+      CHECK(mismatches == 0);
+      CHECK(std::isnan(y[3]));  // a NaN taken first stays
     }
   }
 
@@ -174,7 +220,12 @@ TEST_SUITE("unit") {
                           {{1, 15, 14, 3}, {16, 7, 7, 3}, 2, 3},  {{1, 7, 7, 24}, {16, 1, 1, 24}, 2, 0},
                           {{2, 8, 9, 8}, {24, 3, 3, 8}, 1, 0},   {{2, 7, 9, 12}, {8, 3, 3, 12}, 1, 1},
                           {{1, 5, 2, 8}, {8, 3, 3, 8}, 1, 1},    {{2, 9, 8, 1}, {16, 3, 3, 1}, 1, 1},
-                          {{1, 8, 7, 3}, {8, 3, 3, 3}, 1, 0},    {{1, 6, 7, 20}, {16, 3, 3, 20}, 1, 2}};
+                          {{1, 8, 7, 3}, {8, 3, 3, 3}, 1, 0},    {{1, 6, 7, 20}, {16, 3, 3, 20}, 1, 2},
+                          // the planar weight gradient (1 to 4 input channels, outputs not a multiple of 8)
+                          {{2, 12, 11, 1}, {6, 5, 5, 1}, 1, 2},  {{1, 9, 17, 3}, {5, 3, 3, 3}, 1, 1},
+                          {{1, 6, 40, 2}, {20, 5, 5, 2}, 1, 2},  {{1, 7, 5, 4}, {3, 7, 7, 4}, 1, 3},
+                          // rows under 8 pixels with weights past 512 KiB: im2col + sgemm
+                          {{1, 4, 4, 128}, {128, 3, 3, 128}, 1, 1}};
     for (const Case& c : cases) {
       const Tensor x = random_tensor(c.x, rng), w = random_tensor(c.w, rng);
       const Conv2dGeometry g = conv2d_geometry(c.x, c.w, c.stride, c.pad);
