@@ -105,10 +105,35 @@ void column_sums(int64_t rows, int64_t cols, const float* x, float* sums) {
     const int64_t begin = rows * thread / omp_get_num_threads();
     const int64_t end = rows * (thread + 1) / omp_get_num_threads();
     float* partial = partials.data() + thread * stride;
-    for (int64_t row = begin; row < end; ++row) {
-      const float* line = x + row * cols;
+    // Blocks of rows, within a block 16 columns at a time summed in registers (adding every row into the
+    // partial array in memory put a store and a reload on each row's dependency chain: 1.4 ms for the
+    // bias gradient of a 16-channel convolution over 128 x 32 x 32 pixels). Each column still adds its
+    // rows in order, so the sums are the same to the bit.
+    constexpr int64_t kRows = 256, kSlice = 16;
+    for (int64_t block = begin; block < end; block += kRows) {
+      const int64_t block_end = std::min(end, block + kRows);
+      int64_t c0 = 0;
+      for (; c0 + kSlice <= cols; c0 += kSlice) {
+        float acc[kSlice];
+        for (int64_t l = 0; l < kSlice; ++l) acc[l] = partial[c0 + l];
+        for (int64_t row = block; row < block_end; ++row) {
+          const float* line = x + row * cols + c0;
 #pragma omp simd
-      for (int64_t c = 0; c < cols; ++c) partial[c] += line[c];
+          for (int64_t l = 0; l < kSlice; ++l) acc[l] += line[l];
+        }
+        for (int64_t l = 0; l < kSlice; ++l) partial[c0 + l] = acc[l];
+      }
+      if (c0 < cols) {  // the last cols % 16 columns (all of them under 16): lanes past them add zeros
+        const int64_t rest = cols - c0;
+        float acc[kSlice];
+        for (int64_t l = 0; l < kSlice; ++l) acc[l] = l < rest ? partial[c0 + l] : 0.0f;
+        for (int64_t row = block; row < block_end; ++row) {
+          const float* line = x + row * cols + c0;
+#pragma omp simd
+          for (int64_t l = 0; l < kSlice; ++l) acc[l] += l < rest ? line[l] : 0.0f;
+        }
+        for (int64_t l = 0; l < rest; ++l) partial[c0 + l] = acc[l];
+      }
     }
   }
   for (int t = 0; t < threads; ++t)

@@ -496,23 +496,7 @@ void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& p, const
       }
   }
 
-  if (db != nullptr) {  // per-thread sums over contiguous pixel ranges (vector lanes over k), in thread order
-    thread_local std::vector<float> bias_partials;
-    float* bias_partial = grow(bias_partials, threads * k_count);
-    std::fill(bias_partial, bias_partial + threads * k_count, 0.0f);
-#pragma omp parallel num_threads(threads) if (parallel)
-    {
-      float* mine = bias_partial + omp_get_thread_num() * k_count;
-#pragma omp for schedule(static)
-      for (int64_t i = 0; i < pixels; ++i) {
-        const float* row = dy + i * k_count;
-#pragma omp simd
-        for (int64_t k = 0; k < k_count; ++k) mine[k] += row[k];
-      }
-    }
-    for (int t = 0; t < threads; ++t)
-      for (int64_t k = 0; k < k_count; ++k) db[k] += bias_partial[t * k_count + k];
-  }
+  if (db != nullptr) column_sums(pixels, k_count, dy, db);  // pixels in thread order, as the dense kernels
 }
 
 }  // namespace st::cpu

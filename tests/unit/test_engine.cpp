@@ -164,6 +164,24 @@ TEST_SUITE("unit") {
     }
   }
 
+  TEST_CASE("column_sums adds each column's sum over the rows (16-column slices in registers, the rest masked)") {
+    for (const int64_t cols : {1, 6, 16, 37}) {
+      const int64_t rows = 1000;  // blocks of 256 rows and a partial one, split among the threads
+      std::vector<float> x(static_cast<std::size_t>(rows * cols));
+      for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 37) % 101) * 0.01f - 0.5f;
+      std::vector<float> sums(static_cast<std::size_t>(cols), 2.0f);
+      cpu::column_sums(rows, cols, x.data(), sums.data());
+      double worst = 0.0;
+      for (int64_t c = 0; c < cols; ++c) {
+        double expected = 2.0;
+        for (int64_t r = 0; r < rows; ++r) expected += x[static_cast<std::size_t>(r * cols + c)];
+        worst = std::max(worst, std::fabs(sums[static_cast<std::size_t>(c)] - expected));
+      }
+      INFO("cols " << cols);
+      CHECK(worst < 1e-3);
+    }
+  }
+
   TEST_CASE("max pooling forward: the window's first maximum and its index, ties, NaN, channel tails, padding") {
     // 20 channels: a 16-lane block and a masked tail of 4. Values from a set of 5 make ties common.
     for (const int64_t pad : {0, 1}) {
