@@ -82,8 +82,8 @@ Variable batchnorm(const Variable& x, const Variable& gamma, const Variable& bet
                                     detail::grad_or_null(beta));
       return;
     }
-    cpu::batchnorm_backward_train(rows, channels, x.value().data(), gamma.value().data(), mean.data(), invstd.data(),
-                                  relu ? y_value.data() : nullptr, dy.data(), detail::grad_to_write(x),
+    cpu::batchnorm_backward_train(rows, channels, x.value().data(), gamma.value().data(), beta.value().data(),
+                                  mean.data(), invstd.data(), relu, dy.data(), detail::grad_to_write(x),
                                   detail::grad_or_null(gamma), detail::grad_or_null(beta));
   });
   return y;

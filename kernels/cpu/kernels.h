@@ -80,15 +80,17 @@ void conv2d_depthwise_backward(const Conv2dGeometry& g, const float* x, const fl
                                float* dw, float* db);
 
 // ---- batchnorm.cpp: per-channel normalisation of [rows, channels] (rows = N*H*W) ------------------
-// relu: the ReLU that follows BatchNorm in conv-BN-ReLU is fused in: y = max(0, bn(x)) in the forward;
-// the backward then takes the output y (relu_output) and gates dy by y > 0 itself (null: no ReLU).
+// relu: the ReLU that follows BatchNorm in conv-BN-ReLU is fused in: y = max(0, bn(x)) in the forward.
+// The training backward gates dy by y > 0, recomputing y's sign from x, gamma, beta and the batch
+// statistics exactly as the forward computed y; the evaluation backward takes the output y
+// (relu_output, null: no ReLU).
 void batchnorm_forward_train(int64_t rows, int64_t channels, const float* x, const float* gamma, const float* beta,
                              float eps, bool relu, float* y, float* batch_mean, float* batch_invstd, float* batch_var);
 void batchnorm_forward_eval(int64_t rows, int64_t channels, const float* x, const float* gamma, const float* beta,
                             const float* running_mean, const float* running_var, float eps, bool relu, float* y);
-void batchnorm_backward_train(int64_t rows, int64_t channels, const float* x, const float* gamma,
-                              const float* batch_mean, const float* batch_invstd, const float* relu_output,
-                              const float* dy, GradOut dx, float* dgamma, float* dbeta);
+void batchnorm_backward_train(int64_t rows, int64_t channels, const float* x, const float* gamma, const float* beta,
+                              const float* batch_mean, const float* batch_invstd, bool relu, const float* dy, GradOut dx,
+                              float* dgamma, float* dbeta);
 // Evaluation-mode backward (running statistics are constants): used by pruning scores on a frozen net.
 void batchnorm_backward_eval(int64_t rows, int64_t channels, const float* x, const float* gamma,
                              const float* running_mean, const float* running_var, float eps,

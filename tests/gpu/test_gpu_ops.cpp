@@ -161,8 +161,8 @@ void check_batchnorm(int64_t rows, int64_t channels, bool relu, st::Rng& rng) {
   st::cpu::batchnorm_forward_train(rows, channels, x.data(), gamma.data(), beta.data(), eps, relu, y.data(),
                                    mean.data(), invstd.data(), var.data());
   Floats dx = dx0, dgamma = dgamma0, dbeta = dbeta0;
-  st::cpu::batchnorm_backward_train(rows, channels, x.data(), gamma.data(), mean.data(), invstd.data(),
-                                    relu ? y.data() : nullptr, dy.data(), dx.data(), dgamma.data(), dbeta.data());
+  st::cpu::batchnorm_backward_train(rows, channels, x.data(), gamma.data(), beta.data(), mean.data(), invstd.data(),
+                                    relu, dy.data(), dx.data(), dgamma.data(), dbeta.data());
   Floats y_eval(n);
   st::cpu::batchnorm_forward_eval(rows, channels, x.data(), gamma.data(), beta.data(), running_mean.data(),
                                   running_var.data(), eps, relu, y_eval.data());

@@ -320,10 +320,10 @@ TEST_SUITE("unit") {
                                    mean.data(), invstd.data(), var.data());
       std::vector<float> dx_written(y.size(), std::nanf("")), dx_added(y.size(), 1.0f);
       std::vector<float> dgamma(mean.size(), 0.0f), dbeta(mean.size(), 0.0f);
-      cpu::batchnorm_backward_train(rows, channels, x.data(), gamma.data(), mean.data(), invstd.data(), y.data(),
-                                    dy.data(), cpu::GradOut(dx_written.data(), true), dgamma.data(), dbeta.data());
-      cpu::batchnorm_backward_train(rows, channels, x.data(), gamma.data(), mean.data(), invstd.data(), y.data(),
-                                    dy.data(), dx_added.data(), nullptr, nullptr);
+      cpu::batchnorm_backward_train(rows, channels, x.data(), gamma.data(), beta.data(), mean.data(), invstd.data(),
+                                    true, dy.data(), cpu::GradOut(dx_written.data(), true), dgamma.data(), dbeta.data());
+      cpu::batchnorm_backward_train(rows, channels, x.data(), gamma.data(), beta.data(), mean.data(), invstd.data(),
+                                    true, dy.data(), dx_added.data(), nullptr, nullptr);
       for (int64_t c = 0; c < channels; ++c) {
         double m = 0.0, v = 0.0;
         for (int64_t r = 0; r < rows; ++r) m += x.data()[r * channels + c];
