@@ -76,5 +76,8 @@ Variable select_token(const Variable& x, int64_t index);
 Variable softmax_cross_entropy(const Variable& logits, const std::vector<int32_t>& labels, float smoothing = 0.0f);
 // Number of rows whose arg-max equals the label (ties: the first maximum).
 int64_t count_correct(const Tensor& logits, const std::vector<int32_t>& labels);
+// The arg-max of every row of [B, classes] logits (ties: the first maximum), on the host (logits on the
+// GPU are copied).
+std::vector<int32_t> argmax_rows(const Tensor& logits);
 
 }  // namespace st::ops

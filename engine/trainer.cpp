@@ -623,6 +623,8 @@ EvalResult Trainer::evaluate(const data::Dataset& dataset) {
   std::vector<float> images;
   std::vector<int32_t> labels;
   EvalResult result;
+  result.class_correct.assign(static_cast<std::size_t>(dataset.num_classes), 0);
+  result.class_count.assign(static_cast<std::size_t>(dataset.num_classes), 0);
   double loss_sum = 0.0;
   int64_t correct = 0;
   for (int64_t b = 0; b < loader.batches_per_epoch(); ++b) {
@@ -634,12 +636,28 @@ EvalResult Trainer::evaluate(const data::Dataset& dataset) {
     const Variable logits = model_->forward(Variable(input));
     loss_sum += static_cast<double>(ops::softmax_cross_entropy(logits, labels, 0.0f).value().item()) *
                 static_cast<double>(batch);
-    correct += ops::count_correct(logits.value(), labels);
+    const std::vector<int32_t> predicted = ops::argmax_rows(logits.value());
+    for (int64_t n = 0; n < batch; ++n) {
+      const auto label = static_cast<std::size_t>(labels[static_cast<std::size_t>(n)]);
+      ST_CHECK(label < result.class_count.size(), "evaluate: label {} of a dataset with {} classes", label,
+               result.class_count.size());
+      const bool right = predicted[static_cast<std::size_t>(n)] == labels[static_cast<std::size_t>(n)];
+      ++result.class_count[label];
+      if (right) ++result.class_correct[label];
+      correct += right ? 1 : 0;
+    }
     result.count += batch;
   }
   result.loss = loss_sum / static_cast<double>(std::max<int64_t>(result.count, 1));
   result.accuracy = static_cast<double>(correct) / static_cast<double>(std::max<int64_t>(result.count, 1));
   return result;
+}
+
+const data::Dataset& Trainer::split(const std::string& name, const std::string& flag) const {
+  if (name == "train") return train_;
+  if (name == "val") return validation_;
+  if (name == "test") return test_;
+  fail("{}: expected train, val or test, got '{}'", flag, name);
 }
 
 void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io::MetricsLog& metrics) {

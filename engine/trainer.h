@@ -118,6 +118,7 @@ std::string default_data_dir(const std::string& dataset);
 struct EvalResult {
   double loss = 0.0, accuracy = 0.0;
   int64_t count = 0;
+  std::vector<int64_t> class_correct, class_count;  // per label: right answers, images
 };
 
 struct CycleResult {
@@ -161,6 +162,9 @@ class Trainer {
   float train_step(const std::vector<float>& images, const std::vector<int32_t>& labels, int64_t batch, float lr,
                    int64_t* correct, const std::function<void()>& after_backward = {});
   EvalResult evaluate(const data::Dataset& dataset);
+  // The run's data splits by name: train, val (held out of the training images) or test; another name
+  // fails naming `flag`.
+  const data::Dataset& split(const std::string& name, const std::string& flag) const;
 
   nn::Module& model() { return *model_; }
   Device device() const { return device_.device; }  // where the steps run

@@ -53,15 +53,25 @@ int64_t count_correct(const Tensor& logits, const std::vector<int32_t>& labels) 
     const gpu::DeviceInts device_labels(std::vector<int32_t>(labels.begin(), labels.begin() + batch));
     return gpu::count_correct(batch, classes, logits.data(), device_labels.data());
   }
+  const std::vector<int32_t> predicted = argmax_rows(logits);
   int64_t correct = 0;
+  for (int64_t n = 0; n < batch; ++n)
+    if (predicted[static_cast<std::size_t>(n)] == labels[static_cast<std::size_t>(n)]) ++correct;
+  return correct;
+}
+
+std::vector<int32_t> argmax_rows(const Tensor& logits) {
+  if (logits.device() != Device::CPU) return argmax_rows(logits.to(Device::CPU));
+  const int64_t batch = logits.dim(0), classes = logits.dim(1);
+  std::vector<int32_t> predicted(static_cast<std::size_t>(batch));
   for (int64_t n = 0; n < batch; ++n) {
     const float* row = logits.data() + n * classes;
     int64_t best = 0;
     for (int64_t c = 1; c < classes; ++c)
       if (row[c] > row[best]) best = c;
-    if (best == labels[static_cast<std::size_t>(n)]) ++correct;
+    predicted[static_cast<std::size_t>(n)] = static_cast<int32_t>(best);
   }
-  return correct;
+  return predicted;
 }
 
 }  // namespace st::ops

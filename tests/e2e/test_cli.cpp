@@ -667,6 +667,59 @@ TEST_SUITE("e2e") {
     }
   }
 
+  TEST_CASE("sparsetrain eval: a checkpoint on the test and validation splits reproduces the run's accuracies, "
+            "per class and per layer") {
+    SKIP_WITHOUT_FASHION_MNIST();
+    const fs::path run_dir = fresh_dir("eval-lenet5");
+    REQUIRE(run("train --model lenet5 --cycles 2 --prune-rate 0.5 --epochs 1 --train-limit 1500 --val-size 300 "
+                "--threads 2 --run-dir " + run_dir.string())
+                .exit_code == 0);
+    // summary.csv: cycle,density,max_lr,val_accuracy,test_accuracy,... ; the last line is the final cycle
+    const std::string summary = read_text(run_dir / "summary.csv");
+    const std::string last = summary.substr(summary.rfind('\n', summary.size() - 2) + 1);
+    std::vector<std::string> fields;
+    std::stringstream line(last);
+    for (std::string field; std::getline(line, field, ',');) fields.push_back(field);
+    REQUIRE(fields.size() >= 5);
+    const double run_val = std::stod(fields[3]), run_test = std::stod(fields[4]);
+
+    for (const std::string split : {"test", "val"}) {
+      INFO("split " << split);
+      const CommandResult r = run("eval --json --split " + split + " --run-dir " + run_dir.string());
+      INFO(r.err);
+      REQUIRE(r.exit_code == 0);
+      const auto out = nlohmann::json::parse(r.out);
+      const int64_t images = out.at("images").get<int64_t>();
+      CHECK(images == (split == "test" ? 10000 : 300));
+      // summary.csv rounds to 4 decimals
+      CHECK(std::fabs(out.at("accuracy").get<double>() - (split == "test" ? run_test : run_val)) < 6e-5);
+      int64_t class_images = 0, class_correct = 0;
+      for (const auto& c : out.at("classes")) {
+        class_images += c.at("images").get<int64_t>();
+        class_correct += c.at("correct").get<int64_t>();
+      }
+      CHECK(out.at("classes").size() == 10);
+      CHECK(class_images == images);
+      CHECK(static_cast<double>(class_correct) / static_cast<double>(images) == out.at("accuracy").get<double>());
+      // one pruning cycle at rate 0.5 (global magnitude): half of lenet5's prunable weights remain
+      int64_t kept = 0, total = 0;
+      for (const auto& l : out.at("layers")) {
+        kept += l.at("kept").get<int64_t>();
+        total += l.at("total").get<int64_t>();
+      }
+      CHECK(out.at("layers").size() == 5);  // 2 convolutions, 3 linear layers
+      CHECK(total == 61'706 - 6 - 16 - 120 - 84 - 10);  // the weights (biases are not prunable)
+      CHECK(out.at("density").get<double>() == doctest::Approx(static_cast<double>(kept) / static_cast<double>(total)));
+      CHECK(out.at("density").get<double>() == doctest::Approx(0.5).epsilon(0.01));
+    }
+    const CommandResult table = run("eval --run-dir " + run_dir.string());
+    REQUIRE(table.exit_code == 0);
+    CHECK(table.out.find("| class | images | correct | accuracy |") != std::string::npos);
+    CHECK(table.out.find("| layer | shape | kept / total | density | MFLOPs per sample |") != std::string::npos);
+    check_refused("eval --split holdout --run-dir " + run_dir.string(), {"--split", "train, val or test", "holdout"});
+    check_refused("eval --checkpoint nope --run-dir " + run_dir.string(), {"--checkpoint", "nope.safetensors"});
+  }
+
   TEST_CASE("sparsetrain bench prints one JSON line") {
     SKIP_WITHOUT_FASHION_MNIST();
     const CommandResult r = run("bench --model lenet5 --steps 3 --warmup 1 --threads 1 --device cpu --json");

@@ -59,4 +59,11 @@ struct ExportOptions {
 void add_export_flags(CLI::App& app, ExportOptions& options);
 int run_export(const ExportOptions& options);
 
+struct EvalOptions {
+  std::string run_dir, checkpoint = "final", split = "test", device = "cpu";
+  bool json = false;
+};
+void add_eval_flags(CLI::App& app, EvalOptions& options);
+int run_eval(const EvalOptions& options);
+
 }  // namespace st::cli

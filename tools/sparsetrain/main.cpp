@@ -5,6 +5,7 @@
 //   sparsetrain bench ...       time the training step (used by tools/bench against PyTorch)
 //   sparsetrain schedule ...    a learning-rate schedule across cycles as CSV or PNG
 //   sparsetrain export ...      a checkpoint as PyTorch-loadable safetensors
+//   sparsetrain eval ...        a checkpoint on a data split: accuracy, loss, per class, per-layer density
 // Every user error is one line on stderr naming the flag/file and the problem, and a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -38,6 +39,9 @@ int main(int argc, char** argv) {
   st::cli::ExportOptions export_options;
   CLI::App* export_command = app.add_subcommand("export", "a run's checkpoint as PyTorch-loadable safetensors");
   st::cli::add_export_flags(*export_command, export_options);
+  st::cli::EvalOptions eval_options;
+  CLI::App* eval = app.add_subcommand("eval", "a run's checkpoint on a data split: accuracy, loss, per class, density");
+  st::cli::add_eval_flags(*eval, eval_options);
 
   try {
     app.parse(argc, argv);
@@ -50,6 +54,7 @@ int main(int argc, char** argv) {
     if (bench->parsed()) return st::cli::run_bench(bench_options);
     if (schedule->parsed()) return st::cli::run_schedule(schedule_options);
     if (export_command->parsed()) return st::cli::run_export(export_options);
+    if (eval->parsed()) return st::cli::run_eval(eval_options);
     return st::cli::run_default_experiment();
   } catch (const st::Error& e) {
     fmt::print(stderr, "sparsetrain: error: {}\n", e.what());
