@@ -136,7 +136,8 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"threads", c.threads},
           {"run_dir", c.run_dir},
           {"checkpoint_every", c.checkpoint_every},
-          {"log_every", c.log_every}};
+          {"log_every", c.log_every},
+          {"init_from", c.init_from}};
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& j) {
@@ -213,6 +214,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.run_dir = j.at("run_dir").get<std::string>();
     c.checkpoint_every = j.at("checkpoint_every").get<int64_t>();
     c.log_every = j.at("log_every").get<int64_t>();
+    c.init_from = j.value("init_from", std::string());  // absent in runs from before the option
   } catch (const nlohmann::json::exception& e) {
     fail("config: {}", e.what());
   }
@@ -577,6 +579,55 @@ Trainer::Position Trainer::load(const std::filesystem::path& path) {
   return position;
 }
 
+void Trainer::init_from_checkpoint(const std::filesystem::path& path) {
+  const HostScope host(*this);
+  const auto metadata = io::read_checkpoint_metadata(path);  // refuses a file that is not a checkpoint
+  if (const auto config = metadata.find("sparsetrain.config"); config != metadata.end()) {
+    std::string model;
+    try {
+      model = nlohmann::json::parse(config->second).at("model").get<std::string>();
+    } catch (const std::exception& e) {
+      fail("--init-from {}: bad sparsetrain.config metadata: {}", path.string(), e.what());
+    }
+    if (model != config_.model)
+      fail("--init-from {}: a checkpoint of {}, but this run trains {} (--model)", path.string(), model, config_.model);
+  }
+  // A structurally shrunk network saved smaller tensors: shrink the fresh model to them first.
+  std::map<std::string, Shape> shapes;
+  bool shrunk = false;
+  for (const auto& record : io::read_safetensors(path).tensors)
+    if (record.name.rfind("param/", 0) == 0) shapes[record.name.substr(6)] = record.shape;
+  for (nn::Parameter* p : model_->parameters())
+    if (const auto it = shapes.find(p->name); it != shapes.end() && it->second != p->value().shape()) shrunk = true;
+  if (shrunk) pruning::resize_to_shapes(*model_, shapes);
+  io::CheckpointContents contents;  // weights, masks and buffers only: the optimizer starts fresh
+  contents.model = model_.get();
+  io::load_checkpoint(path, contents);
+  for (nn::Parameter* p : model_->parameters()) p->apply_mask();
+  optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
+  fmt::print("initialised from {}: density {:.4f}\n", path.string(), pruning::global_density(model_->parameters()));
+}
+
+std::vector<pruning::LayerChange> Trainer::prune_once(const pruning::PruneSpec& spec, double density) {
+  const HostScope host(*this);
+  pruning::validate(spec);
+  const std::vector<Tensor> scores = compute_scores(spec.score, 3'000'000);
+  const auto changes = density > 0.0 ? pruning::prune_to_density(model_->parameters(), scores, density, spec)
+                                     : pruning::prune_fraction(model_->parameters(), scores, spec);
+  for (nn::Parameter* p : model_->parameters()) {
+    p->apply_mask();
+    p->mask_changed();
+  }
+  optimizer_->reset_state();
+  return changes;
+}
+
+void Trainer::save_new_checkpoint(const std::string& name, const std::string& flag) {
+  if (std::filesystem::exists(checkpoint_path(name)))
+    fail("{}: {} exists already (choose another name)", flag, checkpoint_path(name).string());
+  save(name, Position{});
+}
+
 void Trainer::capture_rewind_point() {
   const HostScope host(*this);  // the rewind point is kept on the CPU
   rewind_point_.clear();
@@ -757,6 +808,10 @@ TrainResult Trainer::run(bool resume) {
   if (resume) {
     position = load(checkpoint_path("last"));
   } else {
+    // (checked here, not in validate: a resumed run does not read the file again)
+    if (!config_.init_from.empty() && !fs::is_regular_file(config_.init_from))
+      fail("--init-from: {} is not a file (a sparsetrain checkpoint, e.g. RUN/checkpoints/final.safetensors)",
+           config_.init_from);
     // Never lose an earlier run: a directory that holds one is refused unless --overwrite is given.
     if (fs::exists(checkpoint_path("last")) && !config_.overwrite)
       fail("--run-dir {}: already holds a run ({}); continue it with --resume {}, pass --overwrite, or choose "
@@ -768,6 +823,7 @@ TrainResult Trainer::run(bool resume) {
     fs::remove(run_dir / "oracle.md");
     fs::remove(run_dir / "report.md");
     fs::remove_all(run_dir / "checkpoints");
+    if (!config_.init_from.empty()) init_from_checkpoint(config_.init_from);
   }
   seconds_before_ = position.seconds;
   clock_start_ = std::chrono::steady_clock::now();

@@ -106,6 +106,9 @@ struct TrainConfig {
   double dst_alpha = 0.3;
   double dst_end_fraction = 0.75;
   std::vector<double> oracle_grid;  // non-empty: the oracle, one branch per max_lr per cycle
+  // A fresh run starts from the weights, masks and BatchNorm statistics of this sparsetrain checkpoint
+  // (of the same model; a structurally shrunk one is matched in shape) instead of a new initialisation.
+  std::string init_from;
   bool oracle_grid_requested = false;  // --oracle or --oracle-grid given (an empty grid is then an error)
 };
 
@@ -172,6 +175,14 @@ class Trainer {
   const models::InputSpec& input_spec() const { return input_; }
   // Restores the model (and optimizer) from a checkpoint of this run, shrunk networks included.
   void restore(const std::filesystem::path& checkpoint) { load(checkpoint); }
+  // One-shot pruning of the current model (`sparsetrain prune`): scores by spec.score (gradient scores on
+  // config.score_batches training minibatches), then keep `density` of the prunable weights, or with
+  // density <= 0 remove spec.rate of the remaining ones; masked weights are zeroed, the optimizer state
+  // reset. Returns the per-layer changes; prints nothing.
+  std::vector<pruning::LayerChange> prune_once(const pruning::PruneSpec& spec, double density);
+  // Saves the model, optimizer state and config as checkpoint `name` of this run directory (a new file:
+  // an existing one is refused naming `flag`), as at the start of a run (position 0).
+  void save_new_checkpoint(const std::string& name, const std::string& flag);
   // Physically removes filters now (and rebuilds the optimizer for the new shapes); returns the
   // per-group channel counts. Used between cycles and by `sparsetrain bench --structured`.
   std::vector<pruning::GroupChange> prune_filters(const pruning::StructuredSpec& spec, int64_t stream);
@@ -226,6 +237,8 @@ class Trainer {
   // and logs when `main_line` (not inside oracle branches).
   void train_cycle(Position& position, double max_lr, bool main_line, io::MetricsLog& metrics);
   void capture_rewind_point();
+  // --init-from: weights, masks and buffers of a checkpoint of the same model (a fresh optimizer).
+  void init_from_checkpoint(const std::filesystem::path& path);
   double elapsed() const;  // seconds of this run, including those before a resume
   // Between cycles: prune, rewind or keep the weights (or the controls), reset the optimizer.
   void prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics);

@@ -720,6 +720,54 @@ TEST_SUITE("e2e") {
     check_refused("eval --checkpoint nope --run-dir " + run_dir.string(), {"--checkpoint", "nope.safetensors"});
   }
 
+  TEST_CASE("sparsetrain prune writes a new pruned checkpoint; train --init-from fine-tunes it with its masks") {
+    SKIP_WITHOUT_FASHION_MNIST();
+    const fs::path run_dir = fresh_dir("prune-lenet5"), tuned = fresh_dir("prune-lenet5-tuned");
+    const std::string data = " --epochs 1 --train-limit 1500 --val-size 300 --threads 2";
+    REQUIRE(run("train --model lenet5" + data + " --run-dir " + run_dir.string()).exit_code == 0);
+    const CommandResult pruned = run("prune --run-dir " + run_dir.string() +
+                                     " --density 0.2 --prune-score snip --prune-allocation layerwise --out-checkpoint pruned");
+    INFO(pruned.out << pruned.err);
+    REQUIRE(pruned.exit_code == 0);
+    CHECK(pruned.out.find("global density 0.2") != std::string::npos);
+    CHECK(pruned.out.find("before,") != std::string::npos);  // test accuracy before and after
+    const fs::path checkpoint = run_dir / "checkpoints" / "pruned.safetensors";
+    REQUIRE(fs::exists(checkpoint));
+    // layerwise: every prunable tensor keeps 20% (rounded), the original checkpoint is untouched
+    const auto layers_of = [&](const std::string& args) {
+      const CommandResult r = run("eval --json " + args);
+      INFO(r.err);
+      REQUIRE(r.exit_code == 0);
+      return nlohmann::json::parse(r.out);
+    };
+    const auto pruned_eval = layers_of("--run-dir " + run_dir.string() + " --checkpoint pruned");
+    for (const auto& l : pruned_eval.at("layers")) {
+      INFO(l.dump());
+      CHECK(l.at("density").get<double>() == doctest::Approx(0.2).epsilon(0.02));
+    }
+    CHECK(layers_of("--run-dir " + run_dir.string()).at("density").get<double>() == 1.0);
+    // a second prune to the same name is refused; so is asking for both or neither of --density and --rate
+    check_refused("prune --run-dir " + run_dir.string() + " --density 0.5 --out-checkpoint pruned",
+                  {"--out-checkpoint", "pruned.safetensors", "exists"});
+    check_refused("prune --run-dir " + run_dir.string() + " --density 0.5 --rate 0.5 --out-checkpoint p2",
+                  {"--density / --rate", "exactly one"});
+
+    // fine-tuning starts from the pruned weights and keeps the masks: the final density is the pruned one
+    const CommandResult tune = run("train --model lenet5" + data + " --init-from " + checkpoint.string() +
+                                   " --run-dir " + tuned.string());
+    INFO(tune.out << tune.err);
+    REQUIRE(tune.exit_code == 0);
+    CHECK(tune.out.find("initialised from " + checkpoint.string() + ": density 0.2") != std::string::npos);
+    const auto tuned_eval = layers_of("--run-dir " + tuned.string());
+    CHECK(tuned_eval.at("density").get<double>() == pruned_eval.at("density").get<double>());
+    check_refused("train --model lenet300" + data + " --init-from " + checkpoint.string() + " --run-dir " +
+                      fresh_dir("prune-wrong-model").string(),
+                  {"--init-from", "lenet5", "lenet300"});
+    check_refused("train --model lenet5" + data + " --init-from /nonexistent.safetensors --run-dir " +
+                      fresh_dir("prune-missing").string(),
+                  {"--init-from", "/nonexistent.safetensors"});
+  }
+
   TEST_CASE("sparsetrain bench prints one JSON line") {
     SKIP_WITHOUT_FASHION_MNIST();
     const CommandResult r = run("bench --model lenet5 --steps 3 --warmup 1 --threads 1 --device cpu --json");

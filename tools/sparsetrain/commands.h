@@ -59,6 +59,16 @@ struct ExportOptions {
 void add_export_flags(CLI::App& app, ExportOptions& options);
 int run_export(const ExportOptions& options);
 
+struct PruneOptions {
+  std::string run_dir, checkpoint = "final", out_checkpoint, score = "magnitude", allocation = "global";
+  double density = 0.0, rate = 0.0;
+  int64_t score_batches = 1;
+  bool keep_first_dense = false, keep_last_dense = false;
+  std::string device = "cpu";
+};
+void add_prune_flags(CLI::App& app, PruneOptions& options);
+int run_prune(const PruneOptions& options);
+
 struct EvalOptions {
   std::string run_dir, checkpoint = "final", split = "test", device = "cpu";
   bool json = false;

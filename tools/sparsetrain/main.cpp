@@ -6,6 +6,7 @@
 //   sparsetrain schedule ...    a learning-rate schedule across cycles as CSV or PNG
 //   sparsetrain export ...      a checkpoint as PyTorch-loadable safetensors
 //   sparsetrain eval ...        a checkpoint on a data split: accuracy, loss, per class, per-layer density
+//   sparsetrain prune ...       one-shot pruning of a checkpoint into a new checkpoint of the run
 // Every user error is one line on stderr naming the flag/file and the problem, and a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -42,6 +43,9 @@ int main(int argc, char** argv) {
   st::cli::EvalOptions eval_options;
   CLI::App* eval = app.add_subcommand("eval", "a run's checkpoint on a data split: accuracy, loss, per class, density");
   st::cli::add_eval_flags(*eval, eval_options);
+  st::cli::PruneOptions prune_options;
+  CLI::App* prune = app.add_subcommand("prune", "one-shot pruning of a run's checkpoint into a new checkpoint");
+  st::cli::add_prune_flags(*prune, prune_options);
 
   try {
     app.parse(argc, argv);
@@ -55,6 +59,7 @@ int main(int argc, char** argv) {
     if (schedule->parsed()) return st::cli::run_schedule(schedule_options);
     if (export_command->parsed()) return st::cli::run_export(export_options);
     if (eval->parsed()) return st::cli::run_eval(eval_options);
+    if (prune->parsed()) return st::cli::run_prune(prune_options);
     return st::cli::run_default_experiment();
   } catch (const st::Error& e) {
     fmt::print(stderr, "sparsetrain: error: {}\n", e.what());

@@ -123,6 +123,8 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
   app.add_option("--threads", c.threads, "CPU threads (0 = all cores)")->capture_default_str();
   app.add_option("--run-dir", c.run_dir, "run directory (config, metrics, checkpoints)")->capture_default_str();
   app.add_flag("--overwrite", c.overwrite, "start afresh in a run directory that holds an earlier run");
+  app.add_option("--init-from", c.init_from, "start from the weights, masks and BatchNorm statistics of this "
+                                            "checkpoint of the same model (e.g. one written by `sparsetrain prune`)");
   app.add_option("--checkpoint-every", c.checkpoint_every, "steps between checkpoints (0 = every epoch end)")
       ->capture_default_str();
   app.add_option("--log-every", c.log_every, "steps between progress lines (0 = 5 per epoch)");
