@@ -437,6 +437,12 @@ TrainConfig Trainer::config_of_run(const std::filesystem::path& run_dir) {
   if (!std::filesystem::exists(path))
     fail("--resume {}: no checkpoint at {} (was the run started with this directory?)", run_dir.string(),
          path.string());
+  TrainConfig config = config_of_checkpoint(path);
+  config.run_dir = run_dir.string();
+  return config;
+}
+
+TrainConfig Trainer::config_of_checkpoint(const std::filesystem::path& path) {
   const auto metadata = io::read_checkpoint_metadata(path);
   const auto it = metadata.find("sparsetrain.config");
   if (it == metadata.end()) fail("checkpoint {}: no sparsetrain.config metadata", path.string());
@@ -447,7 +453,7 @@ TrainConfig Trainer::config_of_run(const std::filesystem::path& run_dir) {
     fail("checkpoint {}: sparsetrain.config is not valid JSON: {}", path.string(), e.what());
   }
   TrainConfig config = train_config_from_json(json);
-  config.run_dir = run_dir.string();
+  config.run_dir = path.parent_path().parent_path().string();  // RUN/checkpoints/NAME.safetensors
   return config;
 }
 

@@ -158,6 +158,9 @@ class Trainer {
   TrainResult run(bool resume);
   // Reads the config saved in a run directory's last checkpoint (for `train --resume`).
   static TrainConfig config_of_run(const std::filesystem::path& run_dir);
+  // The config saved in one checkpoint, its run directory the one holding checkpoints/ (eval, prune,
+  // export, and checkpoints written by `sparsetrain import` that have no last.safetensors beside them).
+  static TrainConfig config_of_checkpoint(const std::filesystem::path& checkpoint);
 
   // One optimization step on a batch already in memory; returns the loss and counts correct answers.
   // lr: the learning rate of this step.

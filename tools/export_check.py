@@ -2,9 +2,13 @@
 """Loads a `sparsetrain export` file into the PyTorch twin of its model and checks that PyTorch's
 logits match sparsetrain's on the same input (written by `sparsetrain export --check`).
 
-usage: tools/export_check.py MODEL EXPORT.safetensors [--tolerance 1e-4]
-Exit 0 when the largest relative difference is within the tolerance. Needs Debian's python3-torch
-and numpy; reads safetensors with the standard library (json + struct)."""
+usage: tools/export_check.py MODEL EXPORT.safetensors [--tolerance 1e-4] [--same-as ORIGINAL.safetensors]
+       tools/export_check.py MODEL OUT.safetensors --make-state --input CxS --classes K [--seed N]
+Exit 0 when the largest relative difference is within the tolerance (and, with --same-as, every tensor
+of ORIGINAL is in the export with the same values: an imported state dict exported again). --make-state
+writes a randomly initialised state dict of MODEL's twin (BatchNorm running statistics random too) for
+`sparsetrain import`. Needs Debian's python3-torch and numpy (python3-torchvision for resnet18 and
+resnet50); reads and writes safetensors with the standard library (json + struct)."""
 import argparse
 import json
 import pathlib
@@ -31,6 +35,30 @@ def read_safetensors(path):
         array = np.frombuffer(body[begin:end], dtype=dtype).reshape(info["shape"]).copy()
         tensors[name] = torch.from_numpy(array)
     return tensors
+
+
+def write_safetensors(path, tensors):
+    header, offset, blobs = {}, 0, []
+    for name, tensor in tensors.items():
+        array = tensor.detach().cpu().numpy()
+        dtype = {np.dtype(np.float32): "F32", np.dtype(np.int64): "I64"}[array.dtype]
+        blob = np.ascontiguousarray(array).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(blob)]}
+        offset += len(blob)
+        blobs.append(blob)
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)) + encoded + b"".join(blobs))
+
+
+def torchvision_resnet(model, in_channels, classes):
+    """torchvision's ResNet-18/50; a stem for in_channels other than 3 (Fashion-MNIST: 1)."""
+    import torchvision
+    twin = getattr(torchvision.models, model)(num_classes=classes)
+    if in_channels != 3:
+        twin.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+    return twin
 
 
 def lenet300(in_channels, size, classes, widths):
@@ -95,7 +123,30 @@ def main():
     parser.add_argument("model")
     parser.add_argument("export")
     parser.add_argument("--tolerance", type=float, default=1e-4)
+    parser.add_argument("--same-as", help="the state dict that was imported: every tensor must come back equal")
+    parser.add_argument("--make-state", action="store_true", help="write a random state dict of the twin")
+    parser.add_argument("--input", default="1x28", help="--make-state: CxS, channels and image side")
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.make_state:
+        torch.manual_seed(args.seed)
+        channels, size = (int(v) for v in args.input.split("x"))
+        if args.model in ("resnet18", "resnet50"):
+            twin = torchvision_resnet(args.model, channels, args.classes)
+        elif args.model == "lenet5":
+            twin = lenet5(channels, size, args.classes, [6, 16, 120, 84])
+        else:
+            sys.exit(f"export_check: --make-state knows resnet18, resnet50 and lenet5, not '{args.model}'")
+        for module in twin.modules():  # evaluation-mode BatchNorm then uses statistics that matter
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.data.uniform_(0.5, 1.5)
+                module.bias.data.uniform_(-0.5, 0.5)
+        write_safetensors(args.export, twin.state_dict())
+        print(f"wrote {args.export}: {len(twin.state_dict())} tensors of {args.model} ({args.input}, {args.classes} classes)")
+        return
     state = read_safetensors(args.export)
     check = read_safetensors(args.export + ".check.safetensors")
     x, expected = check["input"], check["logits"]
@@ -107,6 +158,8 @@ def main():
     elif args.model == "lenet5":
         twin = lenet5(in_channels, size, classes, [weights["0.weight"].shape[0], weights["3.weight"].shape[0],
                                                    weights["7.weight"].shape[0], weights["9.weight"].shape[0]])
+    elif args.model in ("resnet18", "resnet50"):
+        twin = torchvision_resnet(args.model, in_channels, classes)
     elif args.model.startswith("resnet") and not args.model.endswith("a"):
         twin = CifarResNet(weights, classes)
     elif args.model in ("vit-tiny", "vit-tiny6"):
@@ -120,6 +173,17 @@ def main():
         weight = weights[name[: -len("_mask")]]
         if torch.any((mask == 0) & (weight != 0)):
             sys.exit(f"export_check: {name}: a pruned weight is non-zero")
+    if args.same_as:
+        original = read_safetensors(args.same_as)
+        for name, tensor in original.items():
+            if name.endswith("num_batches_tracked"):
+                continue
+            if name not in state:
+                sys.exit(f"export_check: {name} of {args.same_as} is missing from the export")
+            if not torch.equal(tensor, state[name]):
+                difference = (tensor - state[name]).abs().max().item()
+                sys.exit(f"export_check: {name} differs from {args.same_as} (largest difference {difference:.3e})")
+        print(f"{args.model}: every tensor of {args.same_as} came back unchanged")
     twin.eval()
     with torch.no_grad():
         logits = twin(x)

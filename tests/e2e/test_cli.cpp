@@ -768,6 +768,44 @@ TEST_SUITE("e2e") {
                   {"--init-from", "/nonexistent.safetensors"});
   }
 
+  TEST_CASE("sparsetrain import: torchvision's resnet18 and lenet5 state dicts imported, then exported, give "
+            "PyTorch's logits and come back unchanged") {
+    SKIP_WITHOUT_FASHION_MNIST();
+    if (std::system("/usr/bin/python3 -c 'import torch, torchvision, numpy' >/dev/null 2>&1") != 0) {
+      MESSAGE("skipped: /usr/bin/python3 cannot import torch and torchvision (tools/setup.sh installs them)");
+      return;
+    }
+    const std::string check = "/usr/bin/python3 " + std::string(ST_SOURCE_DIR) + "/tools/export_check.py ";
+    for (const auto& [model, input] : std::vector<std::pair<std::string, std::string>>{{"resnet18", "1x32"},
+                                                                                       {"lenet5", "1x28"}}) {
+      INFO(model);
+      const fs::path dir = fresh_dir("import-" + model);
+      const std::string state = (dir / "state.safetensors").string(), out = (dir / "again.safetensors").string();
+      const fs::path log = dir / "check.txt";
+      REQUIRE(std::system((check + model + " " + state + " --make-state --input " + input + " > " + log.string() +
+                           " 2>&1").c_str()) == 0);
+      const CommandResult imported =
+          run("import --model " + model + " --state " + state + " --run-dir " + (dir / "run").string());
+      INFO(imported.out << imported.err);
+      REQUIRE(imported.exit_code == 0);
+      REQUIRE(run("export --check --run-dir " + (dir / "run").string() + " --checkpoint imported --out " + out)
+                  .exit_code == 0);
+      const int status = std::system(
+          (check + model + " " + out + " --same-as " + state + " > " + log.string() + " 2>&1").c_str());
+      const std::string report = read_text(log);
+      INFO(report);
+      CHECK(status == 0);
+      CHECK(report.find("came back unchanged") != std::string::npos);
+      CHECK(report.find("loaded strictly") != std::string::npos);
+      // a state dict of another model is refused, naming the tensor the model misses
+      check_refused("import --model lenet300 --state " + state + " --run-dir " + (dir / "other").string(),
+                    {"import", state, "no tensor 1.weight"});
+      // the imported checkpoint is not overwritten by a second import
+      check_refused("import --model " + model + " --state " + state + " --run-dir " + (dir / "run").string(),
+                    {"--checkpoint", "imported.safetensors", "exists"});
+    }
+  }
+
   TEST_CASE("sparsetrain bench prints one JSON line") {
     SKIP_WITHOUT_FASHION_MNIST();
     const CommandResult r = run("bench --model lenet5 --steps 3 --warmup 1 --threads 1 --device cpu --json");

@@ -23,6 +23,10 @@
 #include "engine/error.h"
 #include "engine/io/metrics.h"
 #include "engine/io/safetensors.h"
+#include "engine/io/export.h"
+#include "engine/rng.h"
+#include "models/registry.h"
+#include "pruning/random_mask.h"
 
 namespace fs = std::filesystem;
 using st::io::DType;
@@ -696,3 +700,53 @@ TEST_CASE("io: write_text_atomic replaces a file whole and leaves no temp file")
 }
 
 }  // TEST_SUITE("unit")
+
+TEST_SUITE("unit") {
+  TEST_CASE("load_pytorch_state_dict inverts pytorch_state_dict (masks, flattened linear columns, buffers) and is "
+            "strict") {
+    // lenet5: conv weights OIHW <-> KRSC, fc1 reading an NHWC-flattened 16x5x5 map <-> NCHW columns
+    st::Rng rng(7);
+    const st::models::InputSpec spec{1, 28, 28, 10};
+    auto source = st::models::build_model("lenet5", spec, rng);
+    st::Rng mask_rng(8);
+    st::pruning::apply_random_masks(source->parameters(), 0.3, mask_rng);
+    const SafetensorsFile exported = st::io::pytorch_state_dict(*source, spec);
+    st::Rng other(9);
+    auto target = st::models::build_model("lenet5", spec, other);
+    st::io::load_pytorch_state_dict(*target, spec, exported);
+    const auto from = source->parameters(), to = target->parameters();
+    REQUIRE(from.size() == to.size());
+    for (std::size_t i = 0; i < from.size(); ++i) {
+      INFO(from[i]->name);
+      CHECK(from[i]->value().to_vector() == to[i]->value().to_vector());
+      if (from[i]->mask.defined()) CHECK(from[i]->mask.to_vector() == to[i]->mask.to_vector());
+    }
+    const auto expect_refused = [&](SafetensorsFile file, const std::string& needle) {
+      file.path = "state.safetensors";
+      auto model = st::models::build_model("lenet5", spec, other);
+      try {
+        st::io::load_pytorch_state_dict(*model, spec, file);
+        FAIL("accepted: " << needle);
+      } catch (const st::Error& e) {
+        INFO(std::string(e.what()));
+        CHECK(std::string(e.what()).find(needle) != std::string::npos);
+      }
+    };
+    SafetensorsFile extra = exported;
+    const float one = 1.0f;
+    extra.add_f32("head.weight", {1}, &one);
+    expect_refused(extra, "head.weight has no place in the model");
+    SafetensorsFile missing = exported;
+    missing.tensors.erase(missing.tensors.begin());  // the first tensor: 0.weight
+    expect_refused(missing, "no tensor 0.weight");
+    SafetensorsFile wrong = exported;
+    for (TensorRecord& r : wrong.tensors)
+      if (r.name == "9.weight") r.shape = {120, 84};  // transposed
+    expect_refused(wrong, "9.weight has shape [120,84] here (in our layout), the model's is [84,120]");
+    SafetensorsFile unpruned = exported;  // a weight that is non-zero where its mask is 0
+    for (TensorRecord& r : unpruned.tensors)
+      if (r.name == "11.weight") std::fill(r.bytes.begin(), r.bytes.end(), uint8_t{0x3f});
+    expect_refused(unpruned, "at a pruned entry of 11.weight_mask");
+  }
+}
+

@@ -69,6 +69,13 @@ struct PruneOptions {
 void add_prune_flags(CLI::App& app, PruneOptions& options);
 int run_prune(const PruneOptions& options);
 
+struct ImportOptions {
+  TrainConfig config;  // model, data set, run directory
+  std::string state, checkpoint = "imported";
+};
+void add_import_flags(CLI::App& app, ImportOptions& options);
+int run_import(ImportOptions options);
+
 struct EvalOptions {
   std::string run_dir, checkpoint = "final", split = "test", device = "cpu";
   bool json = false;

@@ -27,7 +27,7 @@ int run_eval(const EvalOptions& o) {
     fail("--checkpoint: {} does not exist (see {}/checkpoints)", checkpoint.string(), o.run_dir);
   if (o.split != "train" && o.split != "val" && o.split != "test")
     fail("--split: expected train, val or test, got '{}'", o.split);
-  TrainConfig config = Trainer::config_of_run(o.run_dir);
+  TrainConfig config = Trainer::config_of_checkpoint(checkpoint);
   config.device = o.device;
   Trainer trainer(config);
   trainer.restore(checkpoint);

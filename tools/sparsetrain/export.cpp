@@ -21,7 +21,7 @@ int run_export(const ExportOptions& o) {
       std::filesystem::path(o.run_dir) / "checkpoints" / (o.checkpoint + ".safetensors");
   if (!std::filesystem::exists(checkpoint))
     fail("--checkpoint: {} does not exist (see {}/checkpoints)", checkpoint.string(), o.run_dir);
-  TrainConfig config = Trainer::config_of_run(o.run_dir);
+  TrainConfig config = Trainer::config_of_checkpoint(checkpoint);
   config.train_limit = std::max<int64_t>(config.val_size + 1, 2000);  // the data is not needed: keep loading quick
   config.device = "cpu";  // the export reads the weights (and computes the check logits) on the host
   Trainer trainer(config);

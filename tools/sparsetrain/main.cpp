@@ -7,6 +7,7 @@
 //   sparsetrain export ...      a checkpoint as PyTorch-loadable safetensors
 //   sparsetrain eval ...        a checkpoint on a data split: accuracy, loss, per class, per-layer density
 //   sparsetrain prune ...       one-shot pruning of a checkpoint into a new checkpoint of the run
+//   sparsetrain import ...      a PyTorch state dict (safetensors) into a sparsetrain checkpoint
 // Every user error is one line on stderr naming the flag/file and the problem, and a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -46,6 +47,9 @@ int main(int argc, char** argv) {
   st::cli::PruneOptions prune_options;
   CLI::App* prune = app.add_subcommand("prune", "one-shot pruning of a run's checkpoint into a new checkpoint");
   st::cli::add_prune_flags(*prune, prune_options);
+  st::cli::ImportOptions import_options;
+  CLI::App* import = app.add_subcommand("import", "a PyTorch state dict (safetensors) into a sparsetrain checkpoint");
+  st::cli::add_import_flags(*import, import_options);
 
   try {
     app.parse(argc, argv);
@@ -60,6 +64,7 @@ int main(int argc, char** argv) {
     if (export_command->parsed()) return st::cli::run_export(export_options);
     if (eval->parsed()) return st::cli::run_eval(eval_options);
     if (prune->parsed()) return st::cli::run_prune(prune_options);
+    if (import->parsed()) return st::cli::run_import(import_options);
     return st::cli::run_default_experiment();
   } catch (const st::Error& e) {
     fmt::print(stderr, "sparsetrain: error: {}\n", e.what());

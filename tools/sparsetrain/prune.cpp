@@ -39,7 +39,7 @@ int run_prune(const PruneOptions& o) {
   if (o.rate < 0.0 || o.rate >= 1.0) fail("--rate: must be in (0, 1), got {}", o.rate);
   if (o.out_checkpoint.empty() || o.out_checkpoint.find('/') != std::string::npos)
     fail("--out-checkpoint: expected a name without '/', got '{}'", o.out_checkpoint);
-  TrainConfig config = Trainer::config_of_run(o.run_dir);
+  TrainConfig config = Trainer::config_of_checkpoint(checkpoint);
   config.device = o.device;
   config.prune.score = o.score;
   config.prune.allocation = o.allocation;
