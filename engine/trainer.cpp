@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -137,7 +138,8 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"run_dir", c.run_dir},
           {"checkpoint_every", c.checkpoint_every},
           {"log_every", c.log_every},
-          {"init_from", c.init_from}};
+          {"init_from", c.init_from},
+          {"progress", c.progress}};
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& j) {
@@ -215,6 +217,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.checkpoint_every = j.at("checkpoint_every").get<int64_t>();
     c.log_every = j.at("log_every").get<int64_t>();
     c.init_from = j.value("init_from", std::string());  // absent in runs from before the option
+    c.progress = j.value("progress", std::string("auto"));
   } catch (const nlohmann::json::exception& e) {
     fail("config: {}", e.what());
   }
@@ -244,6 +247,9 @@ void validate(const TrainConfig& c) {
   if (c.threads < 0) fail("--threads: must be >= 0, got {}", c.threads);
   if (c.checkpoint_every < 0) fail("--checkpoint-every: must be >= 0 steps, got {}", c.checkpoint_every);
   if (c.log_every < 0) fail("--log-every: must be >= 0 steps, got {}", c.log_every);
+  if (c.progress != "auto" && c.progress != "bar" && c.progress != "epochs" && c.progress != "steps" &&
+      c.progress != "cycles" && c.progress != "quiet")
+    fail("--progress: expected auto, bar, epochs, steps, cycles or quiet, got '{}'", c.progress);
   if (c.iters_per_cycle < 0) fail("--iters: must be >= 0, got {}", c.iters_per_cycle);
   if (c.cycles_count < 1) fail("--cycles: must be at least 1 (cycle 0 is dense training), got {}", c.cycles_count);
   if (c.cycles_count > 1) {
@@ -717,6 +723,23 @@ const data::Dataset& Trainer::split(const std::string& name, const std::string& 
   fail("{}: expected train, val or test, got '{}'", flag, name);
 }
 
+Trainer::Progress Trainer::progress() const {
+  if (config_.progress == "bar") return Progress::Bar;
+  if (config_.progress == "epochs") return Progress::Epochs;
+  if (config_.progress == "steps") return Progress::Steps;
+  if (config_.progress == "cycles") return Progress::Cycles;
+  if (config_.progress == "quiet") return Progress::Quiet;
+  return isatty(fileno(stdout)) != 0 ? Progress::Bar : Progress::Epochs;
+}
+
+int64_t Trainer::steps_after_cycle(int cycle) const {
+  const int64_t branches = config_.oracle_grid.empty() ? 1 : static_cast<int64_t>(config_.oracle_grid.size());
+  int64_t steps = 0;
+  for (int c = cycle + 1; c < config_.cycles_count; ++c)
+    steps += schedules::cycle_iters(config_.cycles, c, total_steps()) * (c > 0 ? branches : 1);
+  return steps;
+}
+
 void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io::MetricsLog& metrics) {
   const int64_t batches = train_loader_->batches_per_epoch();
   const int64_t dense_iters = total_steps();
@@ -732,6 +755,26 @@ void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io:
   auto window_start = std::chrono::steady_clock::now();
   int64_t window_images = 0, window_correct = 0, window_steps = 0;
   double window_loss = 0.0;
+  const Progress mode = progress();
+  const int64_t epochs_in_cycle = (cycle_iters + batches - 1) / batches;
+  // the epoch's training statistics, for the line per epoch
+  auto epoch_start = std::chrono::steady_clock::now();
+  int64_t epoch_images = 0, epoch_correct = 0, epoch_steps = 0;
+  double epoch_loss = 0.0;
+  // the epoch within the cycle of the step just taken (the data stream's epochs run on across cycles)
+  const auto where = [&](int64_t) {
+    const int64_t epoch = (std::max<int64_t>(position.step, 1) - 1) / batches;
+    return single_cycle ? fmt::format("epoch {}/{}", epoch + 1, epochs_in_cycle)
+                        : fmt::format("cycle {}/{} epoch {}/{}", position.cycle, config_.cycles_count - 1, epoch + 1,
+                                      epochs_in_cycle);
+  };
+  // remaining time of the cycle and of the run at `seconds_per_step`
+  const auto etas = [&](double seconds_per_step) {
+    const auto cycle_left = static_cast<double>(cycle_iters - position.step);
+    const auto run_left = cycle_left + static_cast<double>(steps_after_cycle(position.cycle));
+    return fmt::format("ETA {} (cycle), {} (run)", format_duration(seconds_per_step * cycle_left),
+                       format_duration(seconds_per_step * run_left));
+  };
   while (position.step < cycle_iters) {
     if (position.cycle == 0) prune_during_training(position, metrics);
     if (rewinding && position.cycle == 0 && position.step == config_.cycles.rewind_iter) capture_rewind_point();
@@ -756,6 +799,10 @@ void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io:
     window_correct += correct;
     window_loss += loss;
     ++window_steps;
+    epoch_images += batch;
+    epoch_correct += correct;
+    epoch_loss += loss;
+    ++epoch_steps;
     const bool epoch_end = position.data_step % batches == 0;
     const bool cycle_end = position.step == cycle_iters;
     if (main_line && (position.global_step % log_every == 0 || cycle_end)) {
@@ -766,12 +813,18 @@ void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io:
                          static_cast<double>(cycle_iters - position.step);
       const double mean_loss = window_loss / static_cast<double>(window_steps);
       const double accuracy = static_cast<double>(window_correct) / static_cast<double>(window_images);
-      const std::string where = single_cycle ? fmt::format("epoch {}/{}", epoch + 1, (cycle_iters + batches - 1) / batches)
-                                             : fmt::format("cycle {}/{} epoch {}", position.cycle,
-                                                           config_.cycles_count - 1, epoch + 1);
-      fmt::print("{} step {}/{} loss {:.4f} acc {:.4f} lr {:.4g} {:.0f} img/s ETA {}\n", where, position.step,
-                 cycle_iters, mean_loss, accuracy, lr, images_per_second, format_duration(eta));
-      std::fflush(stdout);
+      if (mode == Progress::Steps) {
+        fmt::print("{} step {}/{} loss {:.4f} acc {:.4f} lr {:.4g} {:.0f} img/s ETA {}\n", where(epoch), position.step,
+                   cycle_iters, mean_loss, accuracy, lr, images_per_second, format_duration(eta));
+        std::fflush(stdout);
+      } else if (mode == Progress::Bar) {  // one line, redrawn in place; the cycle's end keeps it
+        constexpr int kWidth = 24;
+        const auto filled = static_cast<int>(kWidth * position.step / std::max<int64_t>(cycle_iters, 1));
+        fmt::print("\r\x1b[2K{} [{}{}] loss {:.4f} acc {:.4f} {:.0f} img/s {}{}", where(epoch), std::string(filled, '#'),
+                   std::string(kWidth - filled, '.'), mean_loss, accuracy, images_per_second,
+                   etas(window_seconds / static_cast<double>(window_steps)), cycle_end ? "\n" : "");
+        std::fflush(stdout);
+      }
       metrics.write({{"event", "train"},
                      {"cycle", position.cycle},
                      {"epoch", epoch + 1},
@@ -784,12 +837,33 @@ void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io:
       window_images = window_correct = window_steps = 0;
       window_loss = 0.0;
     }
+    // The line per epoch (the last epoch's too: its evaluation is the cycle's)
+    std::string epoch_line;
+    if (main_line && (epoch_end || cycle_end) && epoch_steps > 0) {
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
+      epoch_line = fmt::format("{}: loss {:.4f} acc {:.4f}, {:.0f} img/s, {}", where(epoch),
+                               epoch_loss / static_cast<double>(epoch_steps),
+                               static_cast<double>(epoch_correct) / static_cast<double>(epoch_images),
+                               static_cast<double>(epoch_images) / std::max(seconds, 1e-9),
+                               etas(seconds / static_cast<double>(epoch_steps)));
+      epoch_start = std::chrono::steady_clock::now();
+      epoch_images = epoch_correct = epoch_steps = 0;
+      epoch_loss = 0.0;
+      if (mode == Progress::Epochs && !(single_cycle && epoch_end && !cycle_end)) {
+        fmt::print("{}\n", epoch_line);
+        std::fflush(stdout);
+      }
+    }
     if (!main_line || cycle_end) continue;
     if (single_cycle && epoch_end) {
       const EvalResult validation = evaluate(validation_), test = evaluate(test_);
-      fmt::print("epoch {}/{} done: val acc {:.4f} (loss {:.4f}), test acc {:.4f} (loss {:.4f}), {} elapsed\n",
-                 epoch + 1, (cycle_iters + batches - 1) / batches, validation.accuracy, validation.loss,
-                 test.accuracy, test.loss, format_duration(elapsed()));
+      if (mode == Progress::Epochs) {
+        fmt::print("{}; val acc {:.4f}, test acc {:.4f}\n", epoch_line, validation.accuracy, test.accuracy);
+      } else if (mode == Progress::Bar || mode == Progress::Steps) {
+        fmt::print("{}epoch {}/{} done: val acc {:.4f} (loss {:.4f}), test acc {:.4f} (loss {:.4f}), {} elapsed\n",
+                   mode == Progress::Bar ? "\r\x1b[2K" : "", (position.step - 1) / batches + 1, epochs_in_cycle,
+                   validation.accuracy, validation.loss, test.accuracy, test.loss, format_duration(elapsed()));
+      }
       std::fflush(stdout);
       metrics.write({{"event", "eval"},
                      {"epoch", epoch + 1},
@@ -838,23 +912,27 @@ TrainResult Trainer::run(bool resume) {
   io::SummaryCsv summary(run_dir / "summary.csv",
                          {"cycle", "density", "max_lr", "val_accuracy", "test_accuracy", "seconds", "steps"}, true);
   const DeviceChoice& device = device_;
-  fmt::print("sparsetrain: {} on {} ({} train / {} validation / {} test images), device {}\n", config_.model,
-             config_.dataset, train_.size(), validation_.size(), test_.size(), device.description);
+  const bool quiet = progress() == Progress::Quiet;
+  if (!quiet)
+    fmt::print("sparsetrain: {} on {} ({} train / {} validation / {} test images), device {}\n", config_.model,
+               config_.dataset, train_.size(), validation_.size(), test_.size(), device.description);
   int64_t prunable = 0, total = 0;
   for (nn::Parameter* p : model_->parameters()) {
     total += p->numel();
     if (p->prunable()) prunable += p->numel();
   }
-  fmt::print("model: {} parameters, {} prunable, density {:.4f}; run directory {}\n", total, prunable,
-             pruning::global_density(model_->parameters()), run_dir.string());
-  if (config_.cycles_count > 1)
+  if (!quiet)
+    fmt::print("model: {} parameters, {} prunable, density {:.4f}; run directory {}\n", total, prunable,
+               pruning::global_density(model_->parameters()), run_dir.string());
+  if (config_.cycles_count > 1 && !quiet)
     fmt::print("{} cycles: policy {}, {} iterations per dense cycle, prune {:.0f}% of the remaining weights per "
                "cycle{}\n",
                config_.cycles_count, config_.cycles.kind, total_steps(), 100.0 * config_.cycles.prune_rate,
                config_.oracle_grid.empty() ? "" : fmt::format(", oracle over {} max_lr values", config_.oracle_grid.size()));
   if (resume) {
-    fmt::print("resuming at cycle {} step {} (step {} overall)\n", position.cycle, position.step,
-               position.global_step);
+    if (!quiet)
+      fmt::print("resuming at cycle {} step {} (step {} overall)\n", position.cycle, position.step,
+                 position.global_step);
     metrics.write({{"event", "resume"}, {"cycle", position.cycle}, {"step", position.global_step}});
   } else {
     metrics.write({{"event", "start"}, {"config", to_json(config_)}, {"device", device.description}});
@@ -896,8 +974,9 @@ TrainResult Trainer::run(bool resume) {
         train_cycle(branch, lr, false, metrics);
         const EvalResult val = evaluate(validation_), test = evaluate(test_);
         branches.push_back({lr, val.accuracy, test.accuracy});
-        fmt::print("oracle cycle {} max_lr {:.4g}: val acc {:.4f}, test acc {:.4f}\n", cycle, lr, val.accuracy,
-                   test.accuracy);
+        if (!quiet)
+          fmt::print("oracle cycle {} max_lr {:.4g}: val acc {:.4f}, test acc {:.4f}\n", cycle, lr, val.accuracy,
+                     test.accuracy);
         std::fflush(stdout);
         metrics.write({{"event", "oracle_branch"},
                        {"cycle", cycle},
@@ -932,7 +1011,7 @@ TrainResult Trainer::run(bool resume) {
     result.cycles.push_back(cycle_result);
     const double ms_per_step =
         1e3 * cycle_result.step_seconds / static_cast<double>(std::max<int64_t>(cycle_result.steps, 1));
-    if (config_.cycles_count > 1)
+    if (config_.cycles_count > 1 && !quiet)
       fmt::print("cycle {} done: density {:.4f}, max_lr {:.4g}, val acc {:.4f}, test acc {:.4f}, {} parameters, "
                  "{:.1f} ms/step\n",
                  cycle, cycle_result.density, cycle_result.max_lr, cycle_result.validation.accuracy,
@@ -979,7 +1058,7 @@ TrainResult Trainer::run(bool resume) {
                  {"val_accuracy", result.validation.accuracy},
                  {"test_accuracy", result.test.accuracy},
                  {"seconds", result.seconds}});
-  if (config_.cycles_count > 1) {
+  if (config_.cycles_count > 1 && !quiet) {
     fmt::print("\n{:>5} {:>9} {:>9} {:>8} {:>8}\n", "cycle", "density", "max_lr", "val", "test");
     for (const CycleResult& c : result.cycles)
       fmt::print("{:>5} {:>9.4f} {:>9.4g} {:>8.4f} {:>8.4f}\n", c.cycle, c.density, c.max_lr, c.validation.accuracy,

@@ -109,6 +109,10 @@ struct TrainConfig {
   // A fresh run starts from the weights, masks and BatchNorm statistics of this sparsetrain checkpoint
   // (of the same model; a structurally shrunk one is matched in shape) instead of a new initialisation.
   std::string init_from;
+  // Console output (metrics.jsonl is the same in every mode): auto = bar on a terminal, epochs otherwise;
+  // bar = one progress line per cycle redrawn in place; epochs = a line per epoch; steps = a line every
+  // log_every steps; cycles = a line per cycle (pruning events in one line); quiet = the final line only.
+  std::string progress = "auto";
   bool oracle_grid_requested = false;  // --oracle or --oracle-grid given (an empty grid is then an error)
 };
 
@@ -240,6 +244,9 @@ class Trainer {
   // and logs when `main_line` (not inside oracle branches).
   void train_cycle(Position& position, double max_lr, bool main_line, io::MetricsLog& metrics);
   void capture_rewind_point();
+  enum class Progress { Bar, Epochs, Steps, Cycles, Quiet };
+  Progress progress() const;  // config.progress, auto resolved by whether stdout is a terminal
+  int64_t steps_after_cycle(int cycle) const;  // training steps of the cycles after `cycle` (for the run's ETA)
   // --init-from: weights, masks and buffers of a checkpoint of the same model (a fresh optimizer).
   void init_from_checkpoint(const std::filesystem::path& path);
   double elapsed() const;  // seconds of this run, including those before a resume

@@ -113,8 +113,12 @@ void Trainer::report_prune_event(const std::string& what, int cycle, int64_t ste
                                  const std::vector<pruning::LayerChange>& changes, const pruning::Histogram& scores,
                                  io::MetricsLog& metrics) {
   const double density = pruning::global_density(model_->parameters());
-  fmt::print("pruning event ({}), cycle {} step {}: global density {:.4f}\n{}", what, cycle, step, density,
-             pruning::format_prune_table(changes));
+  // --progress cycles: the event in one line (the table is in metrics.jsonl); quiet: nothing
+  const Progress mode = progress();
+  const bool tables = mode != Progress::Cycles && mode != Progress::Quiet;
+  if (mode != Progress::Quiet)
+    fmt::print("pruning event ({}), cycle {} step {}: global density {:.4f}\n{}", what, cycle, step, density,
+               tables ? pruning::format_prune_table(changes) : std::string());
   std::fflush(stdout);
   // Under --sparse-kernels, each masked linear and convolution layer's compute form for the new mask,
   // chosen now (auto: both paths timed at the training batch; a convolution on the geometry of its largest
@@ -142,7 +146,7 @@ void Trainer::report_prune_event(const std::string& what, int cycle, int64_t ste
                              form.timed_batch);
       lines += "\n";
     }
-    if (!lines.empty())
+    if (!lines.empty() && tables)
       fmt::print("compute form of the sparse-capable layers (--sparse-kernels {}):\n{}",
                  sparse_kernels_name(sparse_kernels()), lines);
   }
@@ -164,7 +168,7 @@ void Trainer::report_prune_event(const std::string& what, int cycle, int64_t ste
     }
     layers.push_back(layer);
   }
-  if (!scores.counts.empty())
+  if (!scores.counts.empty() && tables)
     fmt::print("score histogram ({} bins, Sturges) over [{:.4g}, {:.4g}]: {}\n", scores.counts.size(), scores.low,
                scores.high, fmt::join(scores.counts, " "));
   metrics.write({{"event", "prune"},

@@ -806,6 +806,60 @@ TEST_SUITE("e2e") {
     }
   }
 
+  TEST_CASE("console output: a line per epoch to a pipe, a bar redrawn in place, a line per cycle, --quiet") {
+    SKIP_WITHOUT_FASHION_MNIST();
+    const std::string common = "train --model lenet5 --epochs 2 --train-limit 1500 --val-size 300 --threads 2";
+    const auto lines_with = [](const std::string& text, const std::string& needle) {
+      int64_t count = 0;
+      for (std::size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++count;
+      return count;
+    };
+    {  // to a pipe (auto): one line per epoch, the evaluation in the same line
+      const CommandResult r = run(common + " --run-dir " + fresh_dir("progress-auto").string());
+      INFO(r.out);
+      REQUIRE(r.exit_code == 0);
+      CHECK(lines_with(r.out, "\nepoch 1/2: loss ") == 1);
+      CHECK(lines_with(r.out, "\nepoch 2/2: loss ") == 1);
+      CHECK(lines_with(r.out, "; val acc ") == 1);  // epoch 1 (the last epoch's evaluation is the final line)
+      CHECK(r.out.find(" step ") == std::string::npos);
+      CHECK(r.out.find('\r') == std::string::npos);
+    }
+    {  // --quiet: the final line alone
+      const CommandResult r = run(common + " --cycles 2 --quiet --run-dir " + fresh_dir("progress-quiet").string());
+      REQUIRE(r.exit_code == 0);
+      CHECK(r.out.rfind("final: test accuracy ", 0) == 0);
+      CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+    }
+    {  // cycles: a line per cycle and per pruning event, no tables
+      const CommandResult r =
+          run(common + " --cycles 3 --progress cycles --run-dir " + fresh_dir("progress-cycles").string());
+      INFO(r.out);
+      REQUIRE(r.exit_code == 0);
+      CHECK(lines_with(r.out, "\npruning event (IMP") == 2);
+      CHECK(lines_with(r.out, " done: density ") == 3);
+      CHECK(r.out.find("layer ") == std::string::npos);
+      CHECK(r.out.find("epoch") == std::string::npos);
+    }
+    {  // bar: one line per cycle redrawn with carriage returns, the ETA of the cycle and of the run
+      const CommandResult r =
+          run(common + " --cycles 2 --progress bar --run-dir " + fresh_dir("progress-bar").string());
+      INFO(r.out);
+      REQUIRE(r.exit_code == 0);
+      CHECK(r.out.find("\r\x1b[2Kcycle 0/1 epoch 1/2 [") != std::string::npos);
+      CHECK(r.out.find("[########################] ") != std::string::npos);  // the finished bar stays
+      CHECK(r.out.find("(cycle), ") != std::string::npos);
+      CHECK(r.out.find("(run)") != std::string::npos);
+    }
+    {  // steps: every --log-every steps (1200 images: 10 batches per epoch, 20 steps)
+      const CommandResult r =
+          run(common + " --progress steps --log-every 3 --run-dir " + fresh_dir("progress-steps").string());
+      REQUIRE(r.exit_code == 0);
+      CHECK(lines_with(r.out, " img/s ETA ") == 7);  // steps 3, 6, ..., 18 and the last (20)
+    }
+    check_refused(common + " --progress loud --run-dir " + fresh_dir("progress-bad").string(),
+                  {"--progress", "auto, bar, epochs, steps, cycles or quiet", "loud"});
+  }
+
   TEST_CASE("sparsetrain bench prints one JSON line") {
     SKIP_WITHOUT_FASHION_MNIST();
     const CommandResult r = run("bench --model lenet5 --steps 3 --warmup 1 --threads 1 --device cpu --json");

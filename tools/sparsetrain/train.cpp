@@ -1,6 +1,8 @@
 #include <fmt/format.h>
 
 #include <ctime>
+#include <cstdio>
+#include <unistd.h>
 #include <filesystem>
 
 #include "engine/error.h"
@@ -127,7 +129,12 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
                                             "checkpoint of the same model (e.g. one written by `sparsetrain prune`)");
   app.add_option("--checkpoint-every", c.checkpoint_every, "steps between checkpoints (0 = every epoch end)")
       ->capture_default_str();
-  app.add_option("--log-every", c.log_every, "steps between progress lines (0 = 5 per epoch)");
+  app.add_option("--log-every", c.log_every, "steps between progress lines and metrics.jsonl train events "
+                                             "(0 = 5 per epoch)");
+  app.add_option("--progress", c.progress, "console output: auto (a bar on a terminal, else a line per epoch) | bar | "
+                                           "epochs | steps (every --log-every steps) | cycles | quiet")
+      ->capture_default_str();
+  app.add_flag_callback("--quiet", [&c] { c.progress = "quiet"; }, "print only the final line (and errors)");
   app.add_option("--resume", options.resume, "continue the run in this directory from its last checkpoint");
 }
 
@@ -210,6 +217,8 @@ int run_default_experiment() {
   TrainConfig config;
   config.epochs = 10;
   config.cycles_count = 6;
+  // On a terminal a bar per cycle; to a pipe a line per cycle and per pruning event (about 50 lines in all)
+  config.progress = isatty(fileno(stdout)) != 0 ? "bar" : "cycles";
   config.cycles.prune_rate = 0.2;
   std::vector<std::pair<std::string, TrainResult>> results;
   for (const std::string policy : {"lr_rewind", "silo"}) {
