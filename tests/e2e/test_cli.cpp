@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <set>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -858,6 +859,82 @@ TEST_SUITE("e2e") {
     }
     check_refused(common + " --progress loud --run-dir " + fresh_dir("progress-bad").string(),
                   {"--progress", "auto, bar, epochs, steps, cycles or quiet", "loud"});
+  }
+
+  TEST_CASE("TOML experiment files: --print-config then --config reproduces a run bit-identically; every flag is a "
+            "key and every key a flag; bad keys, types and values are refused with file, line and key") {
+    SKIP_WITHOUT_FASHION_MNIST();
+    const fs::path dir = fresh_dir("toml");
+    const std::string flags = " --model lenet5 --epochs 1 --cycles 2 --train-limit 1500 --val-size 300 --prune-rate 0.3 "
+                              "--augment --prune-score snip --threads 2 --quiet";
+    const CommandResult printed = run("train" + flags + " --print-config");
+    REQUIRE(printed.exit_code == 0);
+    const fs::path file = dir / "exp.toml";
+    { std::ofstream(file) << printed.out; }
+    REQUIRE(run("train" + flags + " --run-dir " + (dir / "direct").string()).exit_code == 0);
+    REQUIRE(run("train --config " + file.string() + " --run-dir " + (dir / "from-file").string()).exit_code == 0);
+    // the same tensors (weights, masks, optimizer state, generators) and the same summary
+    const auto a = st::io::read_safetensors(dir / "direct" / "checkpoints" / "final.safetensors");
+    const auto b = st::io::read_safetensors(dir / "from-file" / "checkpoints" / "final.safetensors");
+    REQUIRE(a.tensors.size() == b.tensors.size());
+    for (std::size_t i = 0; i < a.tensors.size(); ++i) {
+      INFO(a.tensors[i].name);
+      CHECK(a.tensors[i].name == b.tensors[i].name);
+      CHECK(a.tensors[i].bytes == b.tensors[i].bytes);
+    }
+    const auto accuracies = [](const std::string& csv) {  // the summary without its seconds column
+      std::string out;
+      std::stringstream lines(csv);
+      for (std::string line; std::getline(lines, line);) {
+        std::size_t end = 0;
+        for (int field = 0; field < 5 && end != std::string::npos; ++field) end = line.find(',', end + (field > 0 ? 1 : 0));
+        out += line.substr(0, end) + "\n";  // cycle, density, max_lr, val and test accuracy
+      }
+      return out;
+    };
+    CHECK(accuracies(read_text(dir / "direct" / "summary.csv")) ==
+          accuracies(read_text(dir / "from-file" / "summary.csv")));
+
+    // every flag of train (its --help) is a key of the printed file, and every key a flag
+    const CommandResult help = run("train --help");
+    std::set<std::string> flag_names, keys;
+    std::stringstream help_lines(help.out);
+    for (std::string line; std::getline(help_lines, line);) {  // "  --model TEXT=lenet300  model name ..."
+      const std::size_t at = line.find_first_not_of(' ');
+      if (at == std::string::npos || line.compare(at, 2, "--") != 0) continue;
+      const std::string name = line.substr(at + 2, line.find_first_of(" ,=", at) - at - 2);
+      if (name != "help" && name != "config" && name != "print-config") flag_names.insert(name);
+    }
+    std::stringstream lines(printed.out);
+    for (std::string line; std::getline(lines, line);)
+      if (!line.empty() && line[0] != '#') keys.insert(line.substr(0, line.find(" = ")));
+    CHECK(flag_names.size() > 90);
+    for (const std::string& name : flag_names) CHECK_MESSAGE(keys.count(name) == 1, "flag --" << name << " is no key");
+    for (const std::string& key : keys) CHECK_MESSAGE(flag_names.count(key) == 1, "key " << key << " is no flag");
+
+    // flags override the file
+    REQUIRE(run("train --config " + file.string() + " --epochs 2 --cycles 1 --run-dir " + (dir / "override").string())
+                .exit_code == 0);
+    const auto config = nlohmann::json::parse(read_text(dir / "override" / "config.json"));
+    CHECK(config.at("epochs").get<int64_t>() == 2);
+    CHECK(config.at("cycles_count").get<int64_t>() == 1);
+    CHECK(config.at("prune").at("score").get<std::string>() == "snip");  // from the file
+
+    const auto refused = [&](const std::string& text, const std::vector<std::string>& needles) {
+      const fs::path bad = dir / "bad.toml";
+      { std::ofstream(bad) << text; }
+      std::vector<std::string> with_file = needles;
+      with_file.push_back(bad.string() + ":");
+      check_refused("train --config " + bad.string() + " --run-dir " + (dir / "never").string(), with_file);
+    };
+    refused("model = \"lenet5\"\nepochs = 1\nwarp = 3\n", {":3: unknown key 'warp'"});
+    refused("model = \"lenet5\"\n\nepochs = \"ten\"\n", {":3: key 'epochs' expects an integer"});
+    refused("augment = 1\n", {":1: key 'augment' is a switch"});
+    refused("model = \"lenet5\"\nepochs = -2\n", {":2: key 'epochs'", "must be a positive number of epochs"});
+    refused("progress = \"loud\"\n", {":1: key 'progress'", "loud"});
+    refused("[schedule]\nlr = 0.1\n", {":1: key 'schedule' is a table"});
+    refused("model = \"lenet5\n", {":1:"});  // a syntax error
+    check_refused("train --config " + (dir / "missing.toml").string(), {"--config", "missing.toml", "not a file"});
   }
 
   TEST_CASE("sparsetrain bench prints one JSON line") {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run HERE (the development machine, after tools/setup.sh), before a GPU session: packs what the GPU
 # machines lack into .gpudeps/ (ignored by git; name it in the device tool's `carry`):
-#   headers + shared libraries of fmt, CLI11, nlohmann-json, doctest, zlib, libjpeg, libpng (Debian's,
+#   headers + shared libraries of fmt, CLI11, nlohmann-json, doctest, toml++ (headers only), zlib, libjpeg, libpng (Debian's,
 #   glibc-compatible with the GPU image), and the Fashion-MNIST files (30 MB). About 33 MB in all.
 # OpenBLAS (36 MB) is not packed: the GPU build uses ST_USE_OPENBLAS=OFF (a plain loop CPU GEMM,
 # enough for the parity references). tools/gpu/check.sh reads .gpudeps/ on the GPU machine.
@@ -23,7 +23,7 @@ deps=.gpudeps
 arch=x86_64-linux-gnu
 rm -rf "$deps"
 mkdir -p "$deps/include" "$deps/lib/$arch/cmake" "$deps/share/cmake" "$deps/data/fashion-mnist"
-cp -a /usr/include/fmt /usr/include/CLI /usr/include/nlohmann /usr/include/doctest "$deps/include/"
+cp -a /usr/include/fmt /usr/include/CLI /usr/include/nlohmann /usr/include/doctest /usr/include/toml++ "$deps/include/"
 cp -a /usr/include/zlib.h /usr/include/zconf.h /usr/include/jpeglib.h /usr/include/jerror.h /usr/include/jmorecfg.h \
       /usr/include/png.h /usr/include/pngconf.h /usr/include/pnglibconf.h "$deps/include/"
 cp -a /usr/include/$arch/jconfig.h "$deps/include/"

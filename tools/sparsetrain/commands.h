@@ -17,6 +17,8 @@ struct TrainOptions {
   double oracle_min = 1e-4, oracle_max = 1e-1;  // the SILO paper's default grid: 10 log-spaced values
   int oracle_size = 10;
   bool lr_search = false;
+  std::string config_file;    // --config: a TOML file of flags (read before parsing: config_file.h)
+  bool print_config = false;  // --print-config: print the resolved TOML and stop
 };
 void add_train_flags(CLI::App& app, TrainOptions& options);
 int run_train(TrainOptions options);

@@ -12,11 +12,16 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
 #include <exception>
 
 #include "engine/error.h"
 #include "tools/sparsetrain/commands.h"
+#include "tools/sparsetrain/config_file.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"sparsetrain: sparse training engine (pruning, schedules, masked optimizers)"};
@@ -51,12 +56,35 @@ int main(int argc, char** argv) {
   CLI::App* import = app.add_subcommand("import", "a PyTorch state dict (safetensors) into a sparsetrain checkpoint");
   st::cli::add_import_flags(*import, import_options);
 
+  // `train --config FILE`: the file's keys become flags before the command line's (config_file.h)
+  std::map<std::string, st::cli::ConfigOrigin> origins;
+  std::vector<std::string> args(argv + 1, argv + argc);
   try {
-    app.parse(argc, argv);
+    if (!args.empty() && args.front() == "train") {
+      std::vector<std::string> rest(args.begin() + 1, args.end());
+      rest = st::cli::expand_config(*train, rest, origins);
+      args.resize(1);
+      args.insert(args.end(), rest.begin(), rest.end());
+    }
+  } catch (const st::Error& e) {
+    fmt::print(stderr, "sparsetrain: error: {}\n", e.what());
+    return 2;
+  }
+  std::reverse(args.begin(), args.end());  // CLI11 takes a vector last argument first
+  try {
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
+    if (!origins.empty() && e.get_exit_code() != 0) {
+      fmt::print(stderr, "sparsetrain: error: {} (see --help)\n", st::cli::locate(e.what(), origins));
+      return e.get_exit_code();
+    }
     return app.exit(e);
   }
   try {
+    if (train->parsed() && train_options.print_config) {
+      fmt::print("{}", st::cli::resolved_config(*train));
+      return 0;
+    }
     if (train->parsed()) return st::cli::run_train(train_options);
     if (models->parsed()) return st::cli::run_models(models_json);
     if (bench->parsed()) return st::cli::run_bench(bench_options);
@@ -67,7 +95,7 @@ int main(int argc, char** argv) {
     if (import->parsed()) return st::cli::run_import(import_options);
     return st::cli::run_default_experiment();
   } catch (const st::Error& e) {
-    fmt::print(stderr, "sparsetrain: error: {}\n", e.what());
+    fmt::print(stderr, "sparsetrain: error: {}\n", st::cli::locate(e.what(), origins));
     return 2;
   } catch (const std::exception& e) {
     fmt::print(stderr, "sparsetrain: error: {}\n", e.what());

@@ -135,6 +135,9 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
                                            "epochs | steps (every --log-every steps) | cycles | quiet")
       ->capture_default_str();
   app.add_flag_callback("--quiet", [&c] { c.progress = "quiet"; }, "print only the final line (and errors)");
+  app.add_option("--config", options.config_file, "a TOML file of these flags (keys without '--'); flags given "
+                                                  "here override its keys");
+  app.add_flag("--print-config", options.print_config, "print every flag resolved as TOML (for --config) and stop");
   app.add_option("--resume", options.resume, "continue the run in this directory from its last checkpoint");
 }
 
