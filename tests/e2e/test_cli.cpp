@@ -937,6 +937,19 @@ TEST_SUITE("e2e") {
     check_refused("train --config " + (dir / "missing.toml").string(), {"--config", "missing.toml", "not a file"});
   }
 
+  TEST_CASE("every experiment file in configs/ is accepted (every key a flag, every value of its type)") {
+    int files = 0;
+    for (const auto& entry : fs::directory_iterator(fs::path(ST_SOURCE_DIR) / "configs")) {
+      if (entry.path().extension() != ".toml") continue;
+      ++files;
+      const CommandResult r = run("train --config " + entry.path().string() + " --print-config");
+      INFO(entry.path().string() << "\n" << r.err);
+      CHECK(r.exit_code == 0);
+      CHECK(r.out.find("model = ") != std::string::npos);
+    }
+    CHECK(files >= 2);
+  }
+
   TEST_CASE("sparsetrain bench prints one JSON line") {
     SKIP_WITHOUT_FASHION_MNIST();
     const CommandResult r = run("bench --model lenet5 --steps 3 --warmup 1 --threads 1 --device cpu --json");
