@@ -262,16 +262,15 @@ void validate(const TrainConfig& c) {
       c.prune.allocation != "erk")
     fail("--prune-allocation: unknown allocation '{}' (known: global, layerwise, er, erk)", c.prune.allocation);
   if (!pruning::is_known_score(c.prune.score))
-    fail("--prune-score: unknown score '{}' (known: magnitude, random, snip, lp_biased, grasp, hg, abs_hg, synflow, "
-         "lap)",
-         c.prune.score);
+    fail("--prune-score: unknown score '{}' (known: {})", c.prune.score, pruning::score_names());
   if (c.score_batches < 1) fail("--score-batches: must be at least 1, got {}", c.score_batches);
   if (c.control != "none" && c.control != "reinit" && c.control != "random_mask")
     fail("--control: unknown IMP control '{}' (known: none, reinit, random_mask)", c.control);
   if (!c.init_score.empty()) {
     if (!pruning::is_known_score(c.init_score))
-      fail("--prune-at-init: unknown score '{}' (known: magnitude, random, snip, lp_biased, grasp, hg, abs_hg, "
-           "synflow, lap)",
+      fail("--prune-at-init: unknown score '{}' (known: {})", c.init_score, pruning::score_names());
+    if (pruning::find_score(c.init_score)->make_history)
+      fail("--prune-at-init: {} scores the history of training, which pruning at initialisation has not had",
            c.init_score);
     if (!(c.init_density > 0.0 && c.init_density < 1.0))
       fail("--init-density: must be in (0, 1), got {}", c.init_density);
@@ -402,6 +401,7 @@ Trainer::Trainer(TrainConfig config) : config_(std::move(config)), model_rng_(co
   model_->to(device_.device);
   model_device_ = device_.device;
   optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
+  score_history_ = pruning::make_score_history(config_.prune.score, *model_);
 }
 
 void Trainer::place_model(Device device) {
@@ -511,6 +511,10 @@ void Trainer::save(const std::string& name, const Position& position) {
   contents.rngs["model"] = &model_rng_;
   for (std::size_t i = 0; i < rewind_point_.size(); ++i)
     contents.extra.emplace_back(fmt::format("rewind/{}", i), &rewind_point_[i]);
+  if (score_history_) {
+    const std::vector<Tensor*> history = score_history_->state();
+    for (std::size_t i = 0; i < history.size(); ++i) contents.extra.emplace_back(fmt::format("score/{}", i), history[i]);
+  }
   contents.config_json = to_json(config_).dump();
   nlohmann::json position_json = {{"cycle", position.cycle},
                                   {"step", position.step},
@@ -578,6 +582,10 @@ Trainer::Position Trainer::load(const std::filesystem::path& path) {
   contents.rngs["model"] = &model_rng_;
   for (std::size_t i = 0; i < rewind_point_.size(); ++i)
     contents.extra.emplace_back(fmt::format("rewind/{}", i), &rewind_point_[i]);
+  if (score_history_) {
+    const std::vector<Tensor*> history = score_history_->state();
+    for (std::size_t i = 0; i < history.size(); ++i) contents.extra.emplace_back(fmt::format("score/{}", i), history[i]);
+  }
   const int64_t optimizer_steps = optimizer_->steps_taken();
   io::load_checkpoint(path, contents);
   optimizer_->set_steps_taken(optimizer_steps);
@@ -854,6 +862,7 @@ void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io:
         std::fflush(stdout);
       }
     }
+    if (main_line && epoch_end && score_history_) score_history_->on_epoch_end(*model_);
     if (!main_line || cycle_end) continue;
     if (single_cycle && epoch_end) {
       const EvalResult validation = evaluate(validation_), test = evaluate(test_);

@@ -278,6 +278,9 @@ class Trainer {
   DeviceChoice device_;                 // the run's device
   Device model_device_ = Device::CPU;   // where the model is now (the CPU inside a HostScope)
   std::vector<Tensor> rewind_point_;  // weights and buffers at iteration t_k of cycle 0 (weight_rewind)
+  // The history the pruning score keeps (movement), made for --prune-score when it keeps one; told of
+  // every epoch's end of the main line, saved in checkpoints as extra/score/<i>.
+  std::unique_ptr<pruning::ScoreHistory> score_history_;
   std::chrono::steady_clock::time_point clock_start_;
   double seconds_before_ = 0.0;
   double step_seconds_ = 0.0;  // accumulated by train_cycle, read per cycle

@@ -106,7 +106,8 @@ std::vector<Tensor> Trainer::compute_scores(const std::string& name, int64_t str
   options.name = name;
   options.batches = config_.score_batches;
   Rng rng = Rng::derived(config_.seed, 0x73636f7265ULL + static_cast<uint64_t>(stream));  // "score"
-  return pruning::compute_scores(*model_, options, score_data(stream), rng);
+  return pruning::compute_scores(*model_, options, score_data(stream), rng,
+                                 name == config_.prune.score ? score_history_.get() : nullptr);
 }
 
 void Trainer::report_prune_event(const std::string& what, int cycle, int64_t step,

@@ -11,8 +11,6 @@
 namespace st::pruning {
 namespace {
 
-const char* const kScores[] = {"magnitude", "random", "snip", "lp_biased", "grasp", "hg", "abs_hg", "synflow", "lap", "wg"};
-
 // Restores weights, BatchNorm statistics and the training mode when scoring is done.
 class ModelGuard {
  public:
@@ -134,14 +132,6 @@ std::vector<Tensor> synflow_scores(nn::Module& model, const ScoreData& data) {
 
 }  // namespace
 
-bool is_known_score(const std::string& name) {
-  return std::find(std::begin(kScores), std::end(kScores), name) != std::end(kScores);
-}
-
-bool score_needs_data(const std::string& name) {
-  return name == "snip" || name == "lp_biased" || name == "grasp" || name == "hg" || name == "abs_hg" || name == "wg";
-}
-
 std::vector<Tensor> gradient(nn::Module& model, const LossFunction& loss) {
   const std::vector<nn::Parameter*> parameters = model.parameters();
   for (nn::Parameter* p : parameters) p->variable.zero_grad();
@@ -186,12 +176,19 @@ std::vector<Tensor> hessian_vector_product(nn::Module& model, const LossFunction
   return result;
 }
 
-std::vector<Tensor> compute_scores(nn::Module& model, const ScoreOptions& o, const ScoreData& data, Rng& rng) {
-  if (!is_known_score(o.name))
-    fail("--prune-score: unknown score '{}' (known: magnitude, random, snip, lp_biased, grasp, hg, abs_hg, synflow, "
-         "lap)",
-         o.name);
+std::vector<Tensor> compute_scores(nn::Module& model, const ScoreOptions& o, const ScoreData& data, Rng& rng,
+                                   ScoreHistory* history) {
+  const ScoreMethod* method = find_score(o.name);
+  if (method == nullptr) fail("--prune-score: unknown score '{}' (known: {})", o.name, score_names());
   if (o.batches < 1) fail("--score-batches: must be at least 1, got {}", o.batches);
+  if (method->make_history && history == nullptr)
+    fail("--prune-score {}: this score needs the history of training (it cannot score pruning at initialisation "
+         "or a checkpoint alone)",
+         o.name);
+  return method->compute(model, o, data, rng, history);
+}
+
+std::vector<Tensor> builtin_scores(nn::Module& model, const ScoreOptions& o, const ScoreData& data, Rng& rng) {
   if (o.name == "magnitude" || o.name == "random") {
     std::vector<Tensor> scores;
     for (nn::Parameter* p : prunable_of(model.parameters())) {

@@ -23,6 +23,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -47,10 +48,39 @@ struct ScoreOptions {
   double hvp_step = 1e-2;
 };
 
+// A score that looks at training, not only at the weights now (movement): its history lives with the run,
+// hears the end of every training epoch of the main line, and is saved in the run's checkpoints.
+class ScoreHistory {
+ public:
+  virtual ~ScoreHistory() = default;
+  virtual void on_epoch_end(nn::Module& model) = 0;
+  // The tensors to checkpoint (CPU; their number and shapes fixed by the model when the history is made).
+  virtual std::vector<Tensor*> state() = 0;
+};
+
+// The scores by name (pruning/score_registry.cpp; adding one there is all a new score takes).
+struct ScoreMethod {
+  std::string name, help;
+  bool needs_data = false;  // minibatches of training data (gradient scores)
+  std::function<std::vector<Tensor>(nn::Module& model, const ScoreOptions& options, const ScoreData& data, Rng& rng,
+                                    ScoreHistory* history)>
+      compute;
+  std::function<std::unique_ptr<ScoreHistory>(nn::Module& model)> make_history;  // empty: none
+};
+const std::vector<ScoreMethod>& score_methods();
+const ScoreMethod* find_score(const std::string& name);  // nullptr when unknown
+std::string score_names();                               // "magnitude, random, ..." for help and errors
 bool is_known_score(const std::string& name);
 bool score_needs_data(const std::string& name);
-// One score tensor per prunable tensor (same order as prunable_of(model.parameters())).
-std::vector<Tensor> compute_scores(nn::Module& model, const ScoreOptions& options, const ScoreData& data, Rng& rng);
+// The history the score keeps for this model, or null for a score that keeps none.
+std::unique_ptr<ScoreHistory> make_score_history(const std::string& name, nn::Module& model);
+
+// One score tensor per prunable tensor (same order as prunable_of(model.parameters())). history: the run's
+// history of this score (required by the scores that keep one).
+std::vector<Tensor> compute_scores(nn::Module& model, const ScoreOptions& options, const ScoreData& data, Rng& rng,
+                                   ScoreHistory* history = nullptr);
+// The scores of this file (every name in the header comment above), by options.name.
+std::vector<Tensor> builtin_scores(nn::Module& model, const ScoreOptions& options, const ScoreData& data, Rng& rng);
 
 // The finite-difference Hessian-vector product of the loss given by `loss` w.r.t. all parameters.
 using LossFunction = std::function<Variable()>;

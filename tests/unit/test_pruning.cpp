@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <set>
 
 #include "engine/error.h"
 #include "engine/nn.h"
@@ -59,6 +60,35 @@ struct OneSample {
 }  // namespace
 
 TEST_SUITE("unit") {
+  TEST_CASE("the score registry: unique names, every score one tensor per prunable tensor, unknown names refused") {
+    std::set<std::string> names;
+    for (const ScoreMethod& method : score_methods()) {
+      CHECK(names.insert(method.name).second);
+      CHECK(!method.help.empty());
+      CHECK(is_known_score(method.name));
+      CHECK(score_needs_data(method.name) == method.needs_data);
+    }
+    CHECK(names.count("magnitude") == 1);
+    CHECK(score_names().rfind("magnitude, random, ", 0) == 0);
+    Rng rng(2);
+    auto net = mlp({3, 4, 2}, rng);
+    const OneSample sample{{0.5f, -1.0f, 2.0f}, 1};
+    for (const ScoreMethod& method : score_methods()) {
+      if (method.make_history) continue;  // scores of training history have their own tests
+      INFO(method.name);
+      ScoreOptions options;
+      options.name = method.name;
+      const auto scores = compute_scores(*net, options, sample.data(), rng);
+      REQUIRE(scores.size() == 2);
+      CHECK(scores[0].shape() == Shape{4, 3});
+      CHECK(scores[1].shape() == Shape{2, 4});
+    }
+    ScoreOptions unknown;
+    unknown.name = "loudness";
+    CHECK_THROWS_WITH_AS(compute_scores(*net, unknown, sample.data(), rng),
+                         doctest::Contains("unknown score 'loudness' (known: magnitude, random, "), Error);
+  }
+
   TEST_CASE("magnitude and random scores") {
     Rng rng(1);
     auto net = mlp({3, 2}, rng);

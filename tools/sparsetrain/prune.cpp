@@ -18,7 +18,7 @@ void add_prune_flags(CLI::App& app, PruneOptions& o) {
   app.add_option("--density", o.density, "keep this fraction of the prunable weights (0 < D <= 1)");
   app.add_option("--rate", o.rate, "or remove this fraction of the remaining weights (0 < R < 1)");
   app.add_option("--prune-score", o.score,
-                 "score (higher = keep): magnitude | random | snip | lp_biased | grasp | hg | abs_hg | synflow | lap")
+                 "score (higher = keep): " + pruning::score_names())
       ->capture_default_str();
   app.add_option("--prune-allocation", o.allocation, "global | layerwise | er | erk")->capture_default_str();
   app.add_option("--score-batches", o.score_batches, "training minibatches averaged by gradient scores")

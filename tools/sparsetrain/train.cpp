@@ -32,7 +32,7 @@ void add_train_flags(CLI::App& app, TrainOptions& options) {
   app.add_option("--cycles", c.cycles_count, "training cycles: 1 = dense; K + 1 = dense + K pruning cycles (IMP)")
       ->capture_default_str();
   app.add_option("--prune-score", c.prune.score,
-                 "score (higher = keep): magnitude | random | snip | lp_biased | grasp | hg | abs_hg | synflow | lap")
+                 "score (higher = keep): " + pruning::score_names())
       ->capture_default_str();
   app.add_option("--prune-allocation", c.prune.allocation,
                  "global (one threshold) | layerwise (same fraction) | er | erk (Evci et al. 2020)")
