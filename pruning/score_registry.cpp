@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "pruning/movement.h"
 #include "pruning/scores.h"
 
 namespace st::pruning {
@@ -30,6 +31,7 @@ const std::vector<ScoreMethod>& score_methods() {
       builtin("synflow", "|w dR/dw| of the all-positive network (SynFlow; data-free)", false),
       builtin("lap", "lookahead pruning: |w| times the neighbouring layers' unit norms", false),
       builtin("wg", "w g (the first-order Taylor term)", true),
+      movement_score(),
   };
   return methods;
 }

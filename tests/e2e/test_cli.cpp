@@ -985,6 +985,8 @@ TEST_SUITE("e2e") {
     check_refused("train --device tpu" + small, {"--device", "tpu"});
     check_refused("train --kernels cudnn" + small, {"--kernels", "cudnn"});
     check_refused("train --sparse-kernels yes" + small, {"--sparse-kernels", "off, on or auto", "yes"});
+    check_refused("train --prune-at-init movement" + small, {"--prune-at-init", "movement", "history of training"});
+    check_refused("train --prune-score loudness --cycles 2" + small, {"--prune-score", "loudness", "movement"});
     check_refused("bench --sparse-kernels yes --steps 1", {"--sparse-kernels", "off, on or auto", "yes"});
     check_refused("bench --kernels cudnn --steps 1", {"--kernels", "cudnn"});
     if (!st::cuda_status().available) {
@@ -1105,6 +1107,11 @@ TEST_SUITE("e2e") {
                " --sparse-kernels on --train-limit 4000 --val-size 500 --batch 64 --threads 2 --seed 12"
                " --checkpoint-every 5";
       kill_after = 70;  // cycle 0 has 55 steps
+    }
+    SUBCASE("IMP by movement, killed in the second cycle (the score's history of training is checkpointed)") {
+      common = " --model lenet5 --epochs 2 --cycles 3 --prune-score movement --prune-rate 0.3"
+               " --train-limit 2000 --val-size 500 --batch 64 --threads 2 --seed 13 --checkpoint-every 5";
+      kill_after = 70;  // cycle 0 has 48 steps
     }
     SUBCASE("structured pruning, killed in the second cycle (a physically shrunk network)") {
       common = " --model lenet5 --epochs 1 --cycles 2 --cycle-policy finetune --structured-prune 0.5"

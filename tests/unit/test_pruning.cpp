@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <memory>
 #include <set>
 
 #include "engine/error.h"
@@ -87,6 +88,38 @@ TEST_SUITE("unit") {
     unknown.name = "loudness";
     CHECK_THROWS_WITH_AS(compute_scores(*net, unknown, sample.data(), rng),
                          doctest::Contains("unknown score 'loudness' (known: magnitude, random, "), Error);
+  }
+
+  TEST_CASE("movement |w_T - w_(T-1 epoch)|: the last epoch's change at an epoch's end, the change since it inside one") {
+    Rng rng(3);
+    auto net = mlp({2, 2}, rng);
+    nn::Parameter* w = net->parameters()[0];
+    const OneSample sample{{1.0f, 2.0f}, 0};
+    ScoreOptions options;
+    options.name = "movement";
+    CHECK_THROWS_WITH_AS(compute_scores(*net, options, sample.data(), rng), doctest::Contains("history of training"),
+                         Error);
+    std::unique_ptr<ScoreHistory> history = make_score_history("movement", *net);
+    REQUIRE(history != nullptr);
+    CHECK(make_score_history("magnitude", *net) == nullptr);
+    set_values(w, {1.0f, 2.0f, 3.0f, 4.0f});
+    history->on_epoch_end(*net);  // epoch 1
+    CHECK_THROWS_WITH_AS(compute_scores(*net, options, sample.data(), rng, history.get()),
+                         doctest::Contains("no epoch before it"), Error);
+    set_values(w, {1.5f, 2.0f, 1.0f, 4.25f});
+    history->on_epoch_end(*net);  // epoch 2: scored now, the change over epoch 2
+    CHECK(compute_scores(*net, options, sample.data(), rng, history.get())[0].to_vector() ==
+          std::vector<float>{0.5f, 0.0f, 2.0f, 0.25f});
+    set_values(w, {1.5f, 3.0f, 1.0f, 4.0f});  // inside epoch 3 (gradual pruning): the change since epoch 2's end
+    CHECK(compute_scores(*net, options, sample.data(), rng, history.get())[0].to_vector() ==
+          std::vector<float>{0.0f, 1.0f, 0.0f, 0.25f});
+    // the history is its state: restored into a fresh one, it scores the same
+    std::unique_ptr<ScoreHistory> restored = make_score_history("movement", *net);
+    const auto from = history->state(), to = restored->state();
+    REQUIRE(from.size() == to.size());
+    for (std::size_t i = 0; i < from.size(); ++i) to[i]->copy_from(*from[i]);
+    CHECK(compute_scores(*net, options, sample.data(), rng, restored.get())[0].to_vector() ==
+          std::vector<float>{0.0f, 1.0f, 0.0f, 0.25f});
   }
 
   TEST_CASE("magnitude and random scores") {
