@@ -6,49 +6,42 @@
 
 namespace st::io {
 
-Tensor conv_weight_to_oihw(const Tensor& w) {
-  const int64_t k = w.dim(0), r = w.dim(1), s = w.dim(2), c = w.dim(3);
-  Tensor out = Tensor::empty({k, c, r, s});
+namespace {
+
+// KRSC <-> OIHW (to_oihw picks the direction).
+Tensor convert_conv_weight(const Tensor& w, bool to_oihw) {
+  const int64_t k = w.dim(0), r = w.dim(to_oihw ? 1 : 2), s = w.dim(to_oihw ? 2 : 3), c = w.dim(to_oihw ? 3 : 1);
+  Tensor out = Tensor::empty(to_oihw ? Shape{k, c, r, s} : Shape{k, r, s, c});
   for (int64_t a = 0; a < k; ++a)
     for (int64_t i = 0; i < r; ++i)
       for (int64_t j = 0; j < s; ++j)
-        for (int64_t b = 0; b < c; ++b)
-          out.data()[((a * c + b) * r + i) * s + j] = w.data()[((a * r + i) * s + j) * c + b];
+        for (int64_t b = 0; b < c; ++b) {
+          const int64_t krsc = ((a * r + i) * s + j) * c + b, oihw = ((a * c + b) * r + i) * s + j;
+          out.data()[to_oihw ? oihw : krsc] = w.data()[to_oihw ? krsc : oihw];
+        }
   return out;
 }
 
-Tensor linear_columns_to_nchw(const Tensor& w, int64_t channels) {
+// Linear columns over an NHWC-flattened input (positions x channels) <-> NCHW (channels x positions).
+Tensor convert_linear_columns(const Tensor& w, int64_t channels, bool to_nchw) {
   const int64_t rows = w.dim(0), columns = w.dim(1), positions = columns / channels;
   ST_CHECK(columns % channels == 0, "linear weight {} does not read {} channels", shape_string(w.shape()), channels);
   Tensor out = Tensor::empty(w.shape());
   for (int64_t row = 0; row < rows; ++row)
     for (int64_t p = 0; p < positions; ++p)
-      for (int64_t c = 0; c < channels; ++c)
-        out.data()[row * columns + c * positions + p] = w.data()[row * columns + p * channels + c];
+      for (int64_t c = 0; c < channels; ++c) {
+        const int64_t nhwc = row * columns + p * channels + c, nchw = row * columns + c * positions + p;
+        out.data()[to_nchw ? nchw : nhwc] = w.data()[to_nchw ? nhwc : nchw];
+      }
   return out;
 }
 
-Tensor conv_weight_from_oihw(const Tensor& w) {
-  const int64_t k = w.dim(0), c = w.dim(1), r = w.dim(2), s = w.dim(3);
-  Tensor out = Tensor::empty({k, r, s, c});
-  for (int64_t a = 0; a < k; ++a)
-    for (int64_t b = 0; b < c; ++b)
-      for (int64_t i = 0; i < r; ++i)
-        for (int64_t j = 0; j < s; ++j)
-          out.data()[((a * r + i) * s + j) * c + b] = w.data()[((a * c + b) * r + i) * s + j];
-  return out;
-}
+}  // namespace
 
-Tensor linear_columns_from_nchw(const Tensor& w, int64_t channels) {
-  const int64_t rows = w.dim(0), columns = w.dim(1), positions = columns / channels;
-  ST_CHECK(columns % channels == 0, "linear weight {} does not read {} channels", shape_string(w.shape()), channels);
-  Tensor out = Tensor::empty(w.shape());
-  for (int64_t row = 0; row < rows; ++row)
-    for (int64_t p = 0; p < positions; ++p)
-      for (int64_t c = 0; c < channels; ++c)
-        out.data()[row * columns + p * channels + c] = w.data()[row * columns + c * positions + p];
-  return out;
-}
+Tensor conv_weight_to_oihw(const Tensor& w) { return convert_conv_weight(w, true); }
+Tensor conv_weight_from_oihw(const Tensor& w) { return convert_conv_weight(w, false); }
+Tensor linear_columns_to_nchw(const Tensor& w, int64_t channels) { return convert_linear_columns(w, channels, true); }
+Tensor linear_columns_from_nchw(const Tensor& w, int64_t channels) { return convert_linear_columns(w, channels, false); }
 
 namespace {
 
