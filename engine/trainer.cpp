@@ -264,6 +264,17 @@ void validate(const TrainConfig& c) {
   if (!pruning::is_known_score(c.prune.score))
     fail("--prune-score: unknown score '{}' (known: {})", c.prune.score, pruning::score_names());
   if (c.score_batches < 1) fail("--score-batches: must be at least 1, got {}", c.score_batches);
+  if (const pruning::ScoreMethod* score = pruning::find_score(c.prune.score); score != nullptr && score->make_history) {
+    // scores of the history of training (movement) hear the epochs of the main line only
+    if (!c.oracle_grid.empty() || c.oracle_grid_requested)
+      fail("--prune-score {}: the oracle trains every cycle as branches, which give this score no history; use "
+           "another score",
+           c.prune.score);
+    if (c.early_rounds > 0)
+      fail("--prune-score {}: early pruning scores at the end of the first epoch, before there is a last epoch's "
+           "movement; use another score",
+           c.prune.score);
+  }
   if (c.control != "none" && c.control != "reinit" && c.control != "random_mask")
     fail("--control: unknown IMP control '{}' (known: none, reinit, random_mask)", c.control);
   if (!c.init_score.empty()) {
@@ -402,6 +413,10 @@ Trainer::Trainer(TrainConfig config) : config_(std::move(config)), model_rng_(co
   model_device_ = device_.device;
   optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
   score_history_ = pruning::make_score_history(config_.prune.score, *model_);
+  if (score_history_ && config_.cycles_count > 1 && total_steps() < 2 * train_loader_->batches_per_epoch())
+    fail("--prune-score {}: scores the change over the last epoch of a cycle, so cycles need 2 epochs or more "
+         "(--epochs {})",
+         config_.prune.score, config_.epochs);
 }
 
 void Trainer::place_model(Device device) {
@@ -619,13 +634,17 @@ void Trainer::init_from_checkpoint(const std::filesystem::path& path) {
     if (record.name.rfind("param/", 0) == 0) shapes[record.name.substr(6)] = record.shape;
   for (nn::Parameter* p : model_->parameters())
     if (const auto it = shapes.find(p->name); it != shapes.end() && it->second != p->value().shape()) shrunk = true;
-  if (shrunk) pruning::resize_to_shapes(*model_, shapes);
+  if (shrunk) {
+    pruning::resize_to_shapes(*model_, shapes);
+    score_history_ = pruning::make_score_history(config_.prune.score, *model_);
+  }
   io::CheckpointContents contents;  // weights, masks and buffers only: the optimizer starts fresh
   contents.model = model_.get();
   io::load_checkpoint(path, contents);
   for (nn::Parameter* p : model_->parameters()) p->apply_mask();
   optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
-  fmt::print("initialised from {}: density {:.4f}\n", path.string(), pruning::global_density(model_->parameters()));
+  if (progress() != Progress::Quiet)
+    fmt::print("initialised from {}: density {:.4f}\n", path.string(), pruning::global_density(model_->parameters()));
 }
 
 std::vector<pruning::LayerChange> Trainer::prune_once(const pruning::PruneSpec& spec, double density) {
@@ -901,18 +920,24 @@ TrainResult Trainer::run(bool resume) {
     if (!config_.init_from.empty() && !fs::is_regular_file(config_.init_from))
       fail("--init-from: {} is not a file (a sparsetrain checkpoint, e.g. RUN/checkpoints/final.safetensors)",
            config_.init_from);
-    // Never lose an earlier run: a directory that holds one is refused unless --overwrite is given.
+    // Never lose an earlier run, nor a checkpoint written by `sparsetrain import` or `prune`: a directory
+    // that holds checkpoints is refused unless --overwrite is given.
     if (fs::exists(checkpoint_path("last")) && !config_.overwrite)
       fail("--run-dir {}: already holds a run ({}); continue it with --resume {}, pass --overwrite, or choose "
            "another directory",
            run_dir.string(), checkpoint_path("last").string(), run_dir.string());
+    if (fs::is_directory(run_dir / "checkpoints") && !fs::is_empty(run_dir / "checkpoints") && !config_.overwrite)
+      fail("--run-dir {}: holds checkpoints ({}); pass --overwrite to start a run there anyway, or choose another "
+           "directory",
+           run_dir.string(), (run_dir / "checkpoints").string());
+    // (read before the directory is cleared: the file may lie in it)
+    if (!config_.init_from.empty()) init_from_checkpoint(config_.init_from);
     fs::create_directories(run_dir);
     fs::remove(run_dir / "metrics.jsonl");
     fs::remove(run_dir / "summary.csv");
     fs::remove(run_dir / "oracle.md");
     fs::remove(run_dir / "report.md");
     fs::remove_all(run_dir / "checkpoints");
-    if (!config_.init_from.empty()) init_from_checkpoint(config_.init_from);
   }
   seconds_before_ = position.seconds;
   clock_start_ = std::chrono::steady_clock::now();

@@ -114,18 +114,16 @@ void load_pytorch_state_dict(nn::Module& model, const models::InputSpec& input, 
       fail("import {}: {} is {}, expected F32 (save the state dict in float32)", file.path, name,
            dtype_name(record->dtype));
     used[name] = true;
+    // the model's shape in PyTorch's layout (OIHW for a convolution), checked before any conversion
+    const Shape expected = conv ? Shape{shape[0], shape[3], shape[1], shape[2]} : shape;
+    if (record->shape != expected)
+      fail("import {}: {} has shape {}, the model's is {} (in PyTorch's layout)", file.path, name,
+           shape_string(record->shape), shape_string(expected));
     const std::vector<float> values = file.f32(name);
     Tensor t = Tensor::empty(record->shape);
     std::copy(values.begin(), values.end(), t.data());
-    if (conv) {
-      if (t.ndim() != 4) fail("import {}: {} has shape {}, expected OIHW", file.path, name, shape_string(t.shape()));
-      t = conv_weight_from_oihw(t);
-    } else if (flattened_channels > 0) {
-      t = linear_columns_from_nchw(t, flattened_channels);
-    }
-    if (t.shape() != shape)
-      fail("import {}: {} has shape {} here (in our layout), the model's is {}", file.path, name,
-           shape_string(t.shape()), shape_string(shape));
+    if (conv) return conv_weight_from_oihw(t);
+    if (flattened_channels > 0) return linear_columns_from_nchw(t, flattened_channels);
     return t;
   };
   for (nn::Parameter* p : model.parameters()) {

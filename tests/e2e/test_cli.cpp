@@ -761,6 +761,16 @@ TEST_SUITE("e2e") {
     CHECK(tune.out.find("initialised from " + checkpoint.string() + ": density 0.2") != std::string::npos);
     const auto tuned_eval = layers_of("--run-dir " + tuned.string());
     CHECK(tuned_eval.at("density").get<double>() == pruned_eval.at("density").get<double>());
+    // a run started in the directory holding the checkpoint it starts from: refused, the checkpoint kept
+    check_refused("train --model lenet5" + data + " --init-from " + checkpoint.string() + " --run-dir " +
+                      run_dir.string(),
+                  {"--run-dir", "already holds a run"});
+    const fs::path imported_only = fresh_dir("prune-imported-only");
+    fs::create_directories(imported_only / "checkpoints");
+    fs::copy_file(checkpoint, imported_only / "checkpoints" / "imported.safetensors");
+    check_refused("train --model lenet5" + data + " --run-dir " + imported_only.string(),
+                  {"--run-dir", "holds checkpoints", "--overwrite"});
+    CHECK(fs::exists(imported_only / "checkpoints" / "imported.safetensors"));
     check_refused("train --model lenet300" + data + " --init-from " + checkpoint.string() + " --run-dir " +
                       fresh_dir("prune-wrong-model").string(),
                   {"--init-from", "lenet5", "lenet300"});
@@ -927,6 +937,25 @@ TEST_SUITE("e2e") {
       with_file.push_back(bad.string() + ":");
       check_refused("train --config " + bad.string() + " --run-dir " + (dir / "never").string(), with_file);
     };
+    // a bad value given on the command line is the command line's, not the file's
+    {
+      const CommandResult r = run("train --config " + file.string() + " --epochs 0 --run-dir " + (dir / "never").string());
+      CHECK(r.exit_code != 0);
+      CHECK(r.err.find("--epochs: must be a positive number") != std::string::npos);
+      CHECK(r.err.find(file.string()) == std::string::npos);
+    }
+    // a switch given false, integers as CLI11 reads them, --quiet folded into progress
+    {
+      const CommandResult r = run("train --augment=false --epochs 010 --quiet --print-config");
+      REQUIRE(r.exit_code == 0);
+      CHECK(r.out.find("\naugment = false\n") != std::string::npos);
+      CHECK(r.out.find("\nepochs = 8\n") != std::string::npos);  // octal, as the flag itself reads it
+      CHECK(r.out.find("\nprogress = \"quiet\"\n") != std::string::npos);
+      CHECK(r.out.find("\nquiet = false\n") != std::string::npos);
+      const CommandResult lists = run("train --oracle-grid 0.01,0.1 --milestones 100,200 --print-config");
+      CHECK(lists.out.find("\noracle-grid = [0.01, 0.1]\n") != std::string::npos);
+      CHECK(lists.out.find("\nmilestones = [100, 200]\n") != std::string::npos);
+    }
     refused("model = \"lenet5\"\nepochs = 1\nwarp = 3\n", {":3: unknown key 'warp'"});
     refused("model = \"lenet5\"\n\nepochs = \"ten\"\n", {":3: key 'epochs' expects an integer"});
     refused("augment = 1\n", {":1: key 'augment' is a switch"});
@@ -986,6 +1015,9 @@ TEST_SUITE("e2e") {
     check_refused("train --kernels cudnn" + small, {"--kernels", "cudnn"});
     check_refused("train --sparse-kernels yes" + small, {"--sparse-kernels", "off, on or auto", "yes"});
     check_refused("train --prune-at-init movement" + small, {"--prune-at-init", "movement", "history of training"});
+    check_refused("train --prune-score movement --cycles 2 --oracle-grid 0.01,0.1" + small,
+                  {"--prune-score movement", "oracle"});
+    check_refused("train --prune-score movement --early-rounds 2" + small, {"--prune-score movement", "early pruning"});
     check_refused("train --prune-score loudness --cycles 2" + small, {"--prune-score", "loudness", "movement"});
     check_refused("bench --sparse-kernels yes --steps 1", {"--sparse-kernels", "off, on or auto", "yes"});
     check_refused("bench --kernels cudnn --steps 1", {"--kernels", "cudnn"});

@@ -742,7 +742,15 @@ TEST_SUITE("unit") {
     SafetensorsFile wrong = exported;
     for (TensorRecord& r : wrong.tensors)
       if (r.name == "9.weight") r.shape = {120, 84};  // transposed
-    expect_refused(wrong, "9.weight has shape [120,84] here (in our layout), the model's is [84,120]");
+    expect_refused(wrong, "9.weight has shape [120,84], the model's is [84,120] (in PyTorch's layout)");
+    SafetensorsFile flat = exported;  // the linear layer reading the flattened map, misshapen
+    for (TensorRecord& r : flat.tensors)
+      if (r.name == "7.weight") r.shape = {400, 120};
+    expect_refused(flat, "7.weight has shape [400,120], the model's is [120,400]");
+    SafetensorsFile conv = exported;  // a convolution given in our KRSC layout instead of OIHW
+    for (TensorRecord& r : conv.tensors)
+      if (r.name == "3.weight") r.shape = {16, 5, 5, 6};
+    expect_refused(conv, "3.weight has shape [16,5,5,6], the model's is [16,6,5,5]");
     SafetensorsFile unpruned = exported;  // a weight that is non-zero where its mask is 0
     for (TensorRecord& r : unpruned.tensors)
       if (r.name == "11.weight") std::fill(r.bytes.begin(), r.bytes.end(), uint8_t{0x3f});

@@ -86,8 +86,10 @@ std::vector<std::string> expand_config(const CLI::App& train, const std::vector<
       fail("{}:{}: unknown key '{}' (the keys are train's flags without '--'; `sparsetrain train --print-config` "
            "lists them)",
            path, line, name);
-    origins[name] = {path, line};
     if (given.count(name) > 0) continue;  // the command line overrides the file
+    // --quiet and --progress are one setting: either on the command line overrides the file's other
+    if ((name == "quiet" && given.count("progress") > 0) || (name == "progress" && given.count("quiet") > 0)) continue;
+    origins[name] = {path, line};
     const CLI::Option* o = at->second;
     try {
       if (node.is_table()) throw std::runtime_error("is a table; the keys are flat, as the flags");
@@ -139,7 +141,7 @@ std::string quoted(const std::string& text) {
 
 // One value of a flag's type as TOML (numbers in their shortest exact form).
 std::string toml_value(const std::string& type, const std::string& v) {
-  if ((type == "INT" || type == "UINT") && !v.empty()) return std::to_string(std::stoll(v));
+  if ((type == "INT" || type == "UINT") && !v.empty()) return v;  // decimal already (CLI11 or the variable)
   if (type == "FLOAT" && !v.empty()) {
     std::string number = fmt::format("{}", std::stod(v));
     if (number.find_first_of(".eEni") == std::string::npos) number += ".0";
@@ -156,17 +158,34 @@ std::string resolved_config(CLI::App& train) {
     if (o->get_lnames().empty()) continue;
     const std::string name = o->get_lnames()[0];
     if (name == "help" || name == "config" || name == "print-config") continue;
+    if (name == "quiet") {  // written as progress = "quiet" (its callback sets progress)
+      lines[name] = "false";
+      continue;
+    }
     if (is_flag(o)) {
-      bool on = o->count() > 0;
-      if (!on) {
+      bool on = false;
+      if (o->count() > 0) {
+        on = o->as<bool>();  // --augment=false is false
+      } else {
         o->capture_default_str();
         on = o->get_default_str() == "true" || o->get_default_str() == "1";
       }
       lines[name] = on ? "true" : "false";
       continue;
     }
-    std::vector<std::string> values = o->results();
-    if (o->count() == 0) {
+    const std::string type = base_type(o);
+    std::vector<std::string> values;
+    if (o->count() > 0) {  // the values as the flag read them (CLI11's conversions: 010 is 8, 0x80 is 128)
+      if (type == "INT") {
+        for (const int64_t v : o->as<std::vector<int64_t>>()) values.push_back(std::to_string(v));
+      } else if (type == "UINT") {
+        for (const uint64_t v : o->as<std::vector<uint64_t>>()) values.push_back(std::to_string(v));
+      } else if (type == "FLOAT") {
+        for (const double v : o->as<std::vector<double>>()) values.push_back(fmt::format("{}", v));
+      } else {
+        values = o->results();
+      }
+    } else {
       o->capture_default_str();
       std::string text = o->get_default_str();
       values.clear();
@@ -179,7 +198,6 @@ std::string resolved_config(CLI::App& train) {
         values.push_back(text);
       }
     }
-    const std::string type = base_type(o);
     if (is_list(o)) {
       std::vector<std::string> items;
       for (const std::string& v : values) items.push_back(toml_value(type, v));
@@ -194,10 +212,12 @@ std::string resolved_config(CLI::App& train) {
 }
 
 std::string locate(const std::string& message, const std::map<std::string, ConfigOrigin>& origins) {
-  for (const auto& [name, origin] : origins)
-    if (message.find("--" + name + ":") != std::string::npos || message.find("--" + name + " ") != std::string::npos)
-      return fmt::format("{}:{}: key '{}': {}", origin.file, origin.line, name, message);
-  return message;
+  // messages about a flag start with it: "--epochs: must be ..."
+  if (message.rfind("--", 0) != 0) return message;
+  const std::string name = message.substr(2, message.find_first_of(": ") - 2);
+  const auto origin = origins.find(name);
+  if (origin == origins.end()) return message;
+  return fmt::format("{}:{}: key '{}': {}", origin->second.file, origin->second.line, name, message);
 }
 
 }  // namespace st::cli

@@ -24,7 +24,7 @@
 #include "tools/sparsetrain/config_file.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"sparsetrain: sparse training engine (pruning, schedules, masked optimizers)"};
+  CLI::App app{"sparsetrain: sparse training engine (pruning, schedules, masked optimizers)", "sparsetrain"};
   app.require_subcommand(0, 1);
   // Flag errors are one line like every other error.
   app.failure_message([](const CLI::App*, const CLI::Error& e) {

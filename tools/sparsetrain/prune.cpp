@@ -33,9 +33,9 @@ int run_prune(const PruneOptions& o) {
       std::filesystem::path(o.run_dir) / "checkpoints" / (o.checkpoint + ".safetensors");
   if (!std::filesystem::exists(checkpoint))
     fail("--checkpoint: {} does not exist (see {}/checkpoints)", checkpoint.string(), o.run_dir);
-  if ((o.density > 0.0) == (o.rate > 0.0))
+  if ((o.density != 0.0) == (o.rate != 0.0))
     fail("--density / --rate: give exactly one (got --density {} and --rate {})", o.density, o.rate);
-  if (o.density > 1.0) fail("--density: must be in (0, 1], got {}", o.density);
+  if (o.density < 0.0 || o.density > 1.0) fail("--density: must be in (0, 1], got {}", o.density);
   if (o.rate < 0.0 || o.rate >= 1.0) fail("--rate: must be in (0, 1), got {}", o.rate);
   if (o.out_checkpoint.empty() || o.out_checkpoint.find('/') != std::string::npos)
     fail("--out-checkpoint: expected a name without '/', got '{}'", o.out_checkpoint);
