@@ -8,15 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "engine/input_spec.h"
 #include "engine/nn.h"
 #include "engine/rng.h"
 
 namespace st::models {
 
-struct InputSpec {
-  int64_t channels = 1, height = 28, width = 28;
-  int64_t num_classes = 10;
-};
+using InputSpec = st::InputSpec;  // (engine/input_spec.h)
 
 struct ModelEntry {
   std::string name;

@@ -46,7 +46,7 @@ Tensor linear_columns_from_nchw(const Tensor& w, int64_t channels) { return conv
 namespace {
 
 // Linear weights that read NHWC-flattened activations, and how many channels they interleave.
-std::map<const nn::Parameter*, int64_t> flattened_linears(nn::Module& model, const models::InputSpec& input) {
+std::map<const nn::Parameter*, int64_t> flattened_linears(nn::Module& model, const InputSpec& input) {
   std::map<const nn::Parameter*, int64_t> flattened;
   std::vector<nn::ChannelGroup> groups;
   try {
@@ -71,7 +71,7 @@ bool ends_with(const std::string& text, const std::string& suffix) {
 
 }  // namespace
 
-SafetensorsFile pytorch_state_dict(nn::Module& model, const models::InputSpec& input) {
+SafetensorsFile pytorch_state_dict(nn::Module& model, const InputSpec& input) {
   const std::map<const nn::Parameter*, int64_t> flattened = flattened_linears(model, input);
   const std::vector<nn::Parameter*> parameters = model.parameters();
   SafetensorsFile file;
@@ -102,7 +102,7 @@ SafetensorsFile pytorch_state_dict(nn::Module& model, const models::InputSpec& i
   return file;
 }
 
-void load_pytorch_state_dict(nn::Module& model, const models::InputSpec& input, const SafetensorsFile& file) {
+void load_pytorch_state_dict(nn::Module& model, const InputSpec& input, const SafetensorsFile& file) {
   const std::map<const nn::Parameter*, int64_t> flattened = flattened_linears(model, input);
   std::map<std::string, bool> used;
   for (const TensorRecord& record : file.tensors) used[record.name] = false;
