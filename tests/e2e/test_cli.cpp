@@ -825,8 +825,13 @@ TEST_SUITE("e2e") {
       for (std::size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++count;
       return count;
     };
-    {  // to a pipe (auto): one line per epoch, the evaluation in the same line
-      const CommandResult r = run(common + " --run-dir " + fresh_dir("progress-auto").string());
+    {  // to a pipe (auto): one line per epoch, the evaluation in the same line; a resume chooses its own output
+      const fs::path auto_dir = fresh_dir("progress-auto");
+      const CommandResult r = run(common + " --run-dir " + auto_dir.string());
+      const CommandResult resumed = run("train --resume " + auto_dir.string() + " --quiet");
+      REQUIRE(resumed.exit_code == 0);
+      CHECK(resumed.out.rfind("final: test accuracy ", 0) == 0);
+      CHECK(std::count(resumed.out.begin(), resumed.out.end(), '\n') == 1);
       INFO(r.out);
       REQUIRE(r.exit_code == 0);
       CHECK(lines_with(r.out, "\nepoch 1/2: loss ") == 1);

@@ -196,7 +196,10 @@ int run_train(TrainOptions options) {
     options.config.iters_per_cycle = total;
   }
   if (!options.resume.empty()) {
-    Trainer trainer(Trainer::config_of_run(options.resume));
+    TrainConfig resumed = Trainer::config_of_run(options.resume);
+    // the console output is the resuming command's choice (it does not change what is computed)
+    if (options.config.progress != "auto") resumed.progress = options.config.progress;
+    Trainer trainer(resumed);
     trainer.run(true);
     return 0;
   }
