@@ -58,12 +58,17 @@ Variable sparse_linear(const Variable& x, const Variable& weight, const Variable
   auto values = std::make_shared<std::vector<float>>(static_cast<std::size_t>(pattern->nnz()));
   cpu::sparse_gather(*pattern, weight.value().data(), values->data());
   Variable y(Tensor::empty({batch, out}), recording);
+  // the input in the products' blocked layout, kept for the weight gradient when one will be computed
+  Tensor xt = recording && weight.requires_grad()
+                  ? Tensor::empty({cpu::sparse_linear_blocked_size(batch, x.shape()[1])})
+                  : Tensor();
   cpu::sparse_linear_forward(batch, *pattern, values->data(), x.value().data(), has_bias ? bias.value().data() : nullptr,
-                             y.value().data());
-  detail::record_backward(recording, y, [x, weight, bias, batch, pattern, values](Tensor& dy) mutable {
+                             y.value().data(), xt.defined() ? xt.data() : nullptr);
+  detail::record_backward(recording, y, [x, weight, bias, batch, pattern, values, xt](Tensor& dy) mutable {
     const OpTimer backward_timer("linear backward");
     cpu::sparse_linear_backward(batch, *pattern, values->data(), x.value().data(), dy.data(), detail::grad_or_null(x),
-                                detail::grad_or_null(weight), detail::grad_or_null(bias));
+                                detail::grad_or_null(weight), detail::grad_or_null(bias),
+                                xt.defined() ? xt.data() : nullptr);
   });
   return y;
 }

@@ -6,15 +6,17 @@
 // rebuilt when the mask changes, and the values are gathered from the dense weight at each forward
 // (O(nnz), against the O(nnz * batch) of the products), so the masked optimizer step needs no change.
 //
-// Layout of the products (SparseProp's, Nikdan et al. 2023): activations are transposed to [features,
-// batch] rows, so every stored weight scales or dots one contiguous batch row (AVX-512 lanes over the
-// batch), and no product touches a pruned weight.
+// Layout of the products (after SparseProp's, Nikdan et al. 2023): activations are transposed so that
+// images lie along the AVX-512 lanes (blocks of 16 images, [blocks][features][16]), every stored weight
+// scales or dots one lane row per block, and no product touches a pruned weight.
 //   forward   y[n, o]  = b[o] + sum_{k in row o} W[o, k] x[n, k]
 //   data grad dx[n, k] += sum_{o in column k} W[o, k] dy[n, o]
 //   weight    dW[o, k] += sum_n dy[n, o] x[n, k]  at the pattern's entries only (SDDMM); the other
 //             entries of the dense dW are left as they are
-// Parallel over output rows (forward, weight gradient) or input columns (data gradient); every output
-// element is summed by one thread in a fixed order, so results are bit-identical run to run.
+// Linear: parallel over blocks of images, the weight and bias gradients summed per thread and added in
+// thread order. Convolution: parallel over output rows (forward, weight gradient) or input columns (data
+// gradient). Every output is summed in a fixed order, so results are bit-identical run to run (for a given
+// thread count).
 #pragma once
 
 #include <cstdint>
@@ -28,7 +30,7 @@ namespace st::cpu {
 // small layers (lenet300 at 95% sparsity: a few hundred microseconds per step) the fork and barrier of
 // a parallel region cost more than the second core saves. The choice depends on the shapes only, and
 // every output is summed in the same order either way, so results do not change.
-constexpr int64_t kSparseSerialWork = int64_t{1} << 21;
+constexpr int64_t kSparseSerialWork = int64_t{1} << 17;
 
 struct SparsePattern {
   int64_t rows = 0, cols = 0;         // the weight [rows, cols] = [outputs, inputs]
@@ -45,13 +47,16 @@ SparsePattern sparse_pattern(int64_t rows, int64_t cols, const float* mask);
 // values[i] = w[r, c] for CSR entry i at (r, c).
 void sparse_gather(const SparsePattern& pattern, const float* w, float* values);
 
-// y[batch, rows] = x[batch, cols] W^T + b (b may be null); values in CSR order.
+// y[batch, rows] = x[batch, cols] W^T + b (b may be null); values in CSR order. When xt is given (room for
+// sparse_linear_blocked_size(batch, cols) floats, best 64-byte aligned) it receives x in the products' blocked
+// layout, for the backward to reuse.
 void sparse_linear_forward(int64_t batch, const SparsePattern& pattern, const float* values, const float* x,
-                           const float* b, float* y);
+                           const float* b, float* y, float* xt = nullptr);
 // dx += dy W, dW += dy^T x at the pattern's entries (dW dense [rows, cols]), db += column sums of dy;
-// null outputs are skipped.
+// null outputs are skipped. xt: x in the blocked layout as the forward wrote it, or null (then it is built
+// here).
 void sparse_linear_backward(int64_t batch, const SparsePattern& pattern, const float* values, const float* x,
-                            const float* dy, float* dx, float* dw, float* db);
+                            const float* dy, float* dx, float* dw, float* db, const float* xt = nullptr);
 
 // Convolution (NHWC x KRSC, one group, any kernel size, stride and padding) with the pattern of the weight
 // viewed as [K, R*S*C]; values in CSR order. Layout and order of the sums in sparse_conv.cpp.
@@ -61,6 +66,9 @@ void sparse_conv_forward(const Conv2dGeometry& g, const SparsePattern& pattern, 
                          const float* b, float* y);
 void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& pattern, const float* values, const float* x,
                           const float* dy, GradOut dx, float* dw, float* db);
+
+// Floats of the linear products' blocked layout of a [batch, features] activation.
+int64_t sparse_linear_blocked_size(int64_t batch, int64_t features);
 
 // dst[c, r] = src[r, c] for src [rows, cols] (blocked, parallel).
 void transpose(int64_t rows, int64_t cols, const float* src, float* dst);
