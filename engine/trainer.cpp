@@ -20,6 +20,7 @@
 #include "engine/io/safetensors.h"
 #include "engine/ops.h"
 #include "engine/sparse_kernels.h"
+#include "pruning/pruners.h"
 #include "pruning/random_mask.h"
 #include "schedules/oracle.h"
 
@@ -413,6 +414,7 @@ Trainer::Trainer(TrainConfig config) : config_(std::move(config)), model_rng_(co
   model_device_ = device_.device;
   optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
   score_history_ = pruning::make_score_history(config_.prune.score, *model_);
+  pruners_ = pruning::make_pruners(config_);
   if (score_history_ && config_.cycles_count > 1 && total_steps() < 2 * train_loader_->batches_per_epoch())
     fail("--prune-score {}: scores the change over the last epoch of a cycle, so cycles need 2 epochs or more "
          "(--epochs {})",
@@ -637,6 +639,7 @@ void Trainer::init_from_checkpoint(const std::filesystem::path& path) {
   if (shrunk) {
     pruning::resize_to_shapes(*model_, shapes);
     score_history_ = pruning::make_score_history(config_.prune.score, *model_);
+  pruners_ = pruning::make_pruners(config_);
   }
   io::CheckpointContents contents;  // weights, masks and buffers only: the optimizer starts fresh
   contents.model = model_.get();
@@ -803,7 +806,7 @@ void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io:
                        format_duration(seconds_per_step * run_left));
   };
   while (position.step < cycle_iters) {
-    if (position.cycle == 0) prune_during_training(position, metrics);
+    pruners_before_step(step_point(position), metrics);
     if (rewinding && position.cycle == 0 && position.step == config_.cycles.rewind_iter) capture_rewind_point();
     const int64_t epoch = position.data_step / batches, batch_index = position.data_step % batches;
     const int64_t batch = train_loader_->fill_batch(epoch, batch_index, images, labels);
@@ -811,8 +814,8 @@ void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io:
                                                                   position.step, dense_iters);
     int64_t correct = 0;
     std::function<void()> after_backward;
-    if (position.cycle == 0 && is_dst_update(position))
-      after_backward = [this, &position, &metrics] { dst_update(position, metrics); };
+    if (const StepPoint at = step_point(position); pruners_act_after_backward(at))
+      after_backward = [this, at, &metrics] { pruners_after_backward(at, metrics); };
     const auto step_start = std::chrono::steady_clock::now();
     const float loss = train_step(images, labels, batch, static_cast<float>(lr), &correct, after_backward);
     step_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();

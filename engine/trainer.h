@@ -21,6 +21,7 @@
 #include "engine/data/loader.h"
 #include "engine/nn.h"
 #include "engine/optim.h"
+#include "engine/pruner.h"
 #include "engine/rng.h"
 #include "engine/sparse_kernels.h"
 #include "models/registry.h"
@@ -252,14 +253,17 @@ class Trainer {
   double elapsed() const;  // seconds of this run, including those before a resume
   // Between cycles: prune, rewind or keep the weights (or the controls), reset the optimizer.
   void prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics);
-  // At the start of a step of cycle 0: pruning at initialisation, early-pruning rounds, GMP.
-  void prune_during_training(const Position& position, io::MetricsLog& metrics);
+  // The step-loop pruners' hooks (engine/pruner.h): where the loop is, and the before-step hook of every
+  // pruner that acts there (with the model on the CPU for them).
+  StepPoint step_point(const Position& position) const;
+  void pruners_before_step(const StepPoint& at, io::MetricsLog& metrics);
+  bool pruners_act_after_backward(const StepPoint& at) const;
+  void pruners_after_backward(const StepPoint& at, io::MetricsLog& metrics);
+  class Services;  // the PruningRun the pruners see (engine/trainer_pruning.cpp)
   void select_units(int next_cycle, io::MetricsLog& metrics);
   // The per-cycle distribution report (engine/trainer_report.cpp).
   nlohmann::json measure_distributions(int cycle);
   void write_distribution_report(const std::filesystem::path& run_dir);
-  bool is_dst_update(const Position& position) const;
-  void dst_update(const Position& position, io::MetricsLog& metrics);  // after the backward of that step
   pruning::ScoreData score_data(int64_t stream);
   std::vector<Tensor> compute_scores(const std::string& name, int64_t stream);
   void report_prune_event(const std::string& what, int cycle, int64_t step,
@@ -275,6 +279,8 @@ class Trainer {
   Rng model_rng_;  // initialisation, then dropout: saved in checkpoints
   std::unique_ptr<nn::Module> model_;
   std::unique_ptr<Optimizer> optimizer_;
+  // The pruning methods of the step loop this run's config asks for (pruning/pruners.h), in registry order.
+  std::vector<std::unique_ptr<Pruner>> pruners_;
   DeviceChoice device_;                 // the run's device
   Device model_device_ = Device::CPU;   // where the model is now (the CPU inside a HostScope)
   std::vector<Tensor> rewind_point_;  // weights and buffers at iteration t_k of cycle 0 (weight_rewind)

@@ -1,7 +1,8 @@
 // The pruning events of a run (Trainer methods; the scores, allocations and schedules they use are in
-// pruning/ and schedules/): between IMP cycles, and inside the first training cycle for pruning at
-// initialisation, early pruning in rounds and gradual magnitude pruning. Every event prints and logs
-// the per-layer table (shape, kept, density and FLOPs before/after) and the global density.
+// pruning/ and schedules/) between IMP cycles, and the hooks that call the step-loop pruners
+// (engine/pruner.h; the methods inside training, in pruning/pruners.h) with this trainer's services.
+// Every event prints and logs the per-layer table (shape, kept, density and FLOPs before/after) and the
+// global density.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -13,7 +14,6 @@
 #include "engine/trainer.h"
 #include "engine/ops.h"
 #include "engine/sparse_kernels.h"
-#include "pruning/dynamic.h"
 #include "pruning/greedy.h"
 #include "pruning/random_mask.h"
 
@@ -181,91 +181,55 @@ void Trainer::report_prune_event(const std::string& what, int cycle, int64_t ste
                  {"score_histogram", {{"low", scores.low}, {"high", scores.high}, {"counts", scores.counts}}}});
 }
 
-void Trainer::prune_during_training(const Position& position, io::MetricsLog& metrics) {
-  const int64_t step = position.step;
-  pruning::PruneSpec spec = config_.prune;
-  // Called before every step of cycle 0: the model moves to the CPU only when an event happens (and is
-  // released at the end of this function).
+// The PruningRun of a trainer: its model, optimizer, scores and event reports, for the step-loop pruners.
+class Trainer::Services final : public PruningRun {
+ public:
+  Services(Trainer& trainer, io::MetricsLog& metrics) : trainer_(trainer), metrics_(metrics) {}
+  nn::Module& model() override { return *trainer_.model_; }
+  Optimizer& optimizer() override { return *trainer_.optimizer_; }
+  std::vector<Tensor> scores(const std::string& name, int64_t stream) override {
+    return trainer_.compute_scores(name, stream);
+  }
+  void report(const std::string& what, const StepPoint& at, const std::vector<LayerChange>& changes,
+              const Histogram& histogram) override {
+    trainer_.report_prune_event(what, at.cycle, at.step, changes, histogram, metrics_);
+  }
+  void log(const nlohmann::json& event) override { metrics_.write(event); }
+  uint64_t seed() const override { return trainer_.config_.seed; }
+
+ private:
+  Trainer& trainer_;
+  io::MetricsLog& metrics_;
+};
+
+StepPoint Trainer::step_point(const Position& position) const {
+  return {position.cycle, position.step, total_steps(), train_loader_->batches_per_epoch()};
+}
+
+void Trainer::pruners_before_step(const StepPoint& at, io::MetricsLog& metrics) {
+  // Called before every step: the model moves to the CPU only when some pruner acts (and is released
+  // at the end of this function).
   std::optional<HostScope> host;
-  if (!config_.dst.empty() && config_.init_score.empty() && step == 0) {
-    host.emplace(*this);
-    // Dynamic sparse training starts from a random mask with the configured allocation (ERK or uniform).
-    const std::vector<Tensor> scores = compute_scores("random", 0);
-    const auto changes = pruning::prune_to_density(model_->parameters(), scores, config_.init_density, spec);
-    report_prune_event("initial random mask for " + config_.dst, 0, step, changes, {}, metrics);
-  }
-  if (!config_.init_score.empty() && step == 0) {
+  Services services(*this, metrics);
+  for (const auto& pruner : pruners_) {
+    if (!pruner->acts_before_step(at)) continue;
     if (!host) host.emplace(*this);
-    // One shot before training; SynFlow iteratively: density_r = D^(r / R), r = 1..R (Tanaka et al. 2020).
-    const int rounds = config_.init_score == "synflow" ? config_.synflow_rounds : 1;
-    std::vector<pruning::LayerChange> first;
-    pruning::Histogram histogram;
-    for (int r = 1; r <= rounds; ++r) {
-      const double density = std::pow(config_.init_density, static_cast<double>(r) / rounds);
-      const std::vector<Tensor> scores = compute_scores(config_.init_score, r);
-      if (r == 1) histogram = pruning::score_histogram(model_->parameters(), scores);
-      auto changes = pruning::prune_to_density(model_->parameters(), scores, density, spec);
-      if (r == 1) first = changes;
-      for (std::size_t i = 0; i < changes.size() && r == rounds; ++i) first[i].kept_after = changes[i].kept_after;
-    }
-    report_prune_event("pruning at initialisation: " + config_.init_score, 0, step, first, histogram, metrics);
-  }
-  const int64_t batches = train_loader_->batches_per_epoch();
-  if (config_.early_rounds > 0 && step > 0 && step % batches == 0 && step / batches <= config_.early_rounds) {
-    if (!host) host.emplace(*this);
-    spec.rate = schedules::early_round_rate(config_.early_rounds, config_.early_sparsity);
-    const auto round = static_cast<int>(step / batches);
-    const std::vector<Tensor> scores = compute_scores(spec.score, 100 + round);
-    const pruning::Histogram histogram = pruning::score_histogram(model_->parameters(), scores);
-    const auto changes = pruning::prune_fraction(model_->parameters(), scores, spec);
-    report_prune_event(fmt::format("early pruning round {}/{}: {}", round, config_.early_rounds, spec.score), 0, step,
-                       changes, histogram, metrics);
-  }
-  if (schedules::is_gmp_step(config_.gmp, step)) {
-    const double sparsity = schedules::gmp_sparsity(config_.gmp, step);
-    if (sparsity > 0.0) {
-      if (!host) host.emplace(*this);
-      const std::vector<Tensor> scores = compute_scores("magnitude", 0);
-      const pruning::Histogram histogram = pruning::score_histogram(model_->parameters(), scores);
-      const auto changes = pruning::prune_to_density(model_->parameters(), scores, 1.0 - sparsity, spec);
-      report_prune_event(fmt::format("gradual magnitude pruning to sparsity {:.4f}", sparsity), 0, step, changes,
-                         histogram, metrics);
-    }
+    pruner->before_step(services, at);
   }
   if (host) host->release();  // here, not in std::optional's noexcept destructor, so a CUDA error propagates
 }
 
-bool Trainer::is_dst_update(const Position& position) const {
-  if (config_.dst.empty() || position.step == 0 || position.step % config_.dst_interval != 0) return false;
-  const auto end = static_cast<int64_t>(config_.dst_end_fraction * static_cast<double>(total_steps()));
-  return position.step < end;
+bool Trainer::pruners_act_after_backward(const StepPoint& at) const {
+  for (const auto& pruner : pruners_)
+    if (pruner->acts_after_backward(at)) return true;
+  return false;
 }
 
-void Trainer::dst_update(const Position& position, io::MetricsLog& metrics) {
+void Trainer::pruners_after_backward(const StepPoint& at, io::MetricsLog& metrics) {
   const HostScope host(*this);  // with the gradients (RigL grows by them)
-  const auto end = static_cast<int64_t>(config_.dst_end_fraction * static_cast<double>(total_steps()));
-  const double fraction = schedules::rigl_drop_fraction(config_.dst_alpha, position.step, end);
-  const std::vector<nn::Parameter*> prunable = pruning::prunable_of(model_->parameters());
-  std::vector<Tensor> gradients;
-  for (nn::Parameter* p : prunable) gradients.push_back(p->grad());
-  Rng rng = Rng::derived(config_.seed, 0x647374ULL + static_cast<uint64_t>(position.step));  // "dst"
-  const auto updates = pruning::drop_and_grow(prunable, gradients, fraction, config_.dst, rng);
-  int64_t moved = 0;
-  nlohmann::json layers = nlohmann::json::array();
-  for (std::size_t t = 0; t < prunable.size(); ++t) {
-    optimizer_->reset_state_at(*prunable[t], updates[t].changed);
-    moved += updates[t].grown;
-    layers.push_back({{"name", updates[t].name}, {"active", updates[t].active}, {"dropped", updates[t].dropped},
-                      {"grown", updates[t].grown}});
-  }
-  fmt::print("{} update at step {}: drop fraction {:.4f}, {} weights moved, density {:.4f}\n", config_.dst,
-             position.step, fraction, moved, pruning::global_density(model_->parameters()));
-  metrics.write({{"event", "dst_update"},
-                 {"method", config_.dst},
-                 {"step", position.step},
-                 {"fraction", fraction},
-                 {"moved", moved},
-                 {"layers", layers}});
+  Services services(*this, metrics);
+  for (const auto& pruner : pruners_)
+    if (pruner->acts_after_backward(at)) pruner->after_backward(services, at);
 }
 
 std::vector<pruning::GroupChange> Trainer::prune_filters(const pruning::StructuredSpec& spec, int64_t stream) {

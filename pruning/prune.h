@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine/nn.h"
+#include "engine/pruner.h"
 #include "engine/rng.h"
 
 namespace st::pruning {
@@ -24,12 +25,7 @@ struct PruneSpec {
   bool keep_last_dense = false;
 };
 
-struct LayerChange {
-  std::string name;
-  Shape shape;
-  int64_t numel = 0, kept_before = 0, kept_after = 0;
-  int64_t uses_per_sample = 1;  // for FLOPs: 2 * kept * uses_per_sample per sample
-};
+using LayerChange = st::LayerChange;  // (engine/pruner.h)
 
 void validate(const PruneSpec& spec);
 std::vector<nn::Parameter*> prunable_of(const std::vector<nn::Parameter*>& parameters);
@@ -46,10 +42,7 @@ double global_density(const std::vector<nn::Parameter*>& parameters);
 
 // Histogram of the scores of the weights still kept (before an event), bins by Sturges' rule
 // (ceil(log2 n) + 1 equal-width bins over [min, max]).
-struct Histogram {
-  double low = 0.0, high = 0.0;
-  std::vector<int64_t> counts;
-};
+using Histogram = st::Histogram;  // (engine/pruner.h)
 Histogram score_histogram(const std::vector<nn::Parameter*>& parameters, const std::vector<Tensor>& scores);
 // The same binning for any values (NaN/inf skipped); empty counts for no values.
 Histogram sturges_histogram(const std::vector<float>& values);

@@ -1,0 +1,79 @@
+// The step loop's pruning hooks (../shared/design.md, "The step loop"). A pruning method is a Pruner:
+// the trainer calls it at fixed points of every training step, and it acts on the run through the
+// services of PruningRun. engine/ defines these interfaces only; the methods live in pruning/, found by
+// name in its registry (pruning/pruners.h), so the trainer compares no method names.
+//
+// Hooks of a step (cycle c, iteration t; the model and its optimizer state are on the CPU while a hook
+// acts, moved there and back by the trainer only when some pruner acts at that point):
+//   before_step     before the data of step t is read (pruning at initialisation, early pruning, GMP,
+//                   a dynamic sparse run's initial mask)
+//   after_backward  after step t's backward, before its optimizer step; the step's gradients are dense
+//                   (every weight's, pruned ones included) when some pruner acts there (RigL, SET)
+// The hooks are pure functions of (config, position, model state): a resumed run calls them at the same
+// points with the same state, so resuming stays bit-identical.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/nn.h"
+#include "engine/optim.h"
+#include "engine/tensor.h"
+
+namespace st {
+
+// Where the step loop is when a hook runs.
+struct StepPoint {
+  int cycle = 0;
+  int64_t step = 0;               // iteration within the cycle: the step about to run (before_step) or running
+  int64_t dense_steps = 0;        // iterations of a full-length cycle (the run's epochs x batches)
+  int64_t batches_per_epoch = 0;
+};
+
+// One prunable tensor's change in a pruning event.
+struct LayerChange {
+  std::string name;
+  Shape shape;
+  int64_t numel = 0, kept_before = 0, kept_after = 0;
+  int64_t uses_per_sample = 1;  // for FLOPs: 2 * kept * uses_per_sample per sample
+};
+
+// A histogram of scores (Sturges binning); empty counts for none.
+struct Histogram {
+  double low = 0.0, high = 0.0;
+  std::vector<int64_t> counts;
+};
+
+// What a pruning method may use of the run (the trainer implements it).
+class PruningRun {
+ public:
+  virtual ~PruningRun() = default;
+  virtual nn::Module& model() = 0;
+  virtual Optimizer& optimizer() = 0;
+  // Scores of every prunable weight by a registered score name (pruning/scores.h), on the run's score
+  // minibatches; `stream` picks the minibatches and the random numbers (a pure function of seed and stream).
+  virtual std::vector<Tensor> scores(const std::string& name, int64_t stream) = 0;
+  // Prints (by the run's --progress) and logs one pruning event: its per-layer table, the score histogram
+  // and each sparse-capable layer's compute form.
+  virtual void report(const std::string& what, const StepPoint& at, const std::vector<LayerChange>& changes,
+                      const Histogram& histogram) = 0;
+  // One event object appended to metrics.jsonl.
+  virtual void log(const nlohmann::json& event) = 0;
+  virtual uint64_t seed() const = 0;
+};
+
+// A pruning method in the step loop. acts_*(at) say whether the method acts at that point (cheap, called
+// every step); the hook itself then runs with the model on the CPU.
+class Pruner {
+ public:
+  virtual ~Pruner() = default;
+  virtual std::string name() const = 0;
+  virtual bool acts_before_step(const StepPoint&) const { return false; }
+  virtual void before_step(PruningRun&, const StepPoint&) {}
+  virtual bool acts_after_backward(const StepPoint&) const { return false; }
+  virtual void after_backward(PruningRun&, const StepPoint&) {}
+};
+
+}  // namespace st

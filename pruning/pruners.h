@@ -1,0 +1,41 @@
+// The pruning methods of the step loop (engine/pruner.h), one class per family, found by name in a
+// registry as models are. A run's pruners are those whose factory accepts its config, called in registry
+// order at every hook.
+//   dst     dynamic sparse training, RigL or SET (pruning/dst_pruner.cpp)
+//   init    pruning at initialisation, SynFlow in rounds (pruning/init_pruner.cpp)
+//   early   early pruning in rounds at epoch ends (pruning/early_pruner.cpp)
+//   gmp     gradual magnitude pruning (pruning/gmp_pruner.cpp)
+// The methods between cycles (IMP and its controls, structured shrinking, greedy selection, the oracle)
+// are still Trainer methods (engine/trainer_pruning.cpp); they move here next.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/pruner.h"
+#include "engine/trainer.h"
+
+namespace st::pruning {
+
+struct PrunerEntry {
+  std::string name;
+  std::string description;
+  // The method's pruner for a run, or null when its config does not ask for this method.
+  std::function<std::unique_ptr<Pruner>(const TrainConfig&)> make;
+};
+
+const std::vector<PrunerEntry>& pruner_registry();
+// Throws st::Error naming the unknown method and listing the known ones.
+const PrunerEntry& find_pruner(const std::string& name);
+// The pruners a run's config asks for, in registry order.
+std::vector<std::unique_ptr<Pruner>> make_pruners(const TrainConfig& config);
+
+// The families (one file each).
+std::unique_ptr<Pruner> make_dst_pruner(const TrainConfig& config);
+std::unique_ptr<Pruner> make_init_pruner(const TrainConfig& config);
+std::unique_ptr<Pruner> make_early_pruner(const TrainConfig& config);
+std::unique_ptr<Pruner> make_gmp_pruner(const TrainConfig& config);
+
+}  // namespace st::pruning
