@@ -9,17 +9,22 @@
 //                   a dynamic sparse run's initial mask)
 //   after_backward  after step t's backward, before its optimizer step; the step's gradients are dense
 //                   (every weight's, pruned ones included) when some pruner acts there (RigL, SET)
+//   at_cycle_end    after cycle c's last step and evaluation, before cycle c + 1 (IMP and its controls,
+//                   structured shrinking)
 // The hooks are pure functions of (config, position, model state): a resumed run calls them at the same
 // points with the same state, so resuming stays bit-identical.
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "engine/nn.h"
 #include "engine/optim.h"
+#include "engine/rng.h"
 #include "engine/tensor.h"
 
 namespace st {
@@ -38,6 +43,16 @@ struct LayerChange {
   Shape shape;
   int64_t numel = 0, kept_before = 0, kept_after = 0;
   int64_t uses_per_sample = 1;  // for FLOPs: 2 * kept * uses_per_sample per sample
+};
+
+// The data gradient-based scores are computed on (from the run's training images, in a deterministic
+// order of their own).
+struct ScoreData {
+  // Training minibatch number `index` (0, 1, ...): images NHWC and labels.
+  std::function<void(int64_t index, Tensor& images, std::vector<int32_t>& labels)> batch;
+  // A batch holding `per_class` images of every class (GraSP).
+  std::function<void(int64_t per_class, Tensor& images, std::vector<int32_t>& labels)> balanced_batch;
+  Shape sample_shape;  // [1, H, W, C] (SynFlow's all-ones input)
 };
 
 // A histogram of scores (Sturges binning); empty counts for none.
@@ -59,9 +74,18 @@ class PruningRun {
   // and each sparse-capable layer's compute form.
   virtual void report(const std::string& what, const StepPoint& at, const std::vector<LayerChange>& changes,
                       const Histogram& histogram) = 0;
+  // The minibatches of score stream `stream` (as scores() uses them).
+  virtual ScoreData score_data(int64_t stream) = 0;
   // One event object appended to metrics.jsonl.
   virtual void log(const nlohmann::json& event) = 0;
   virtual uint64_t seed() const = 0;
+  // The weights and buffers of the rewind point (captured by the cycle policy, weight_rewind, in the first
+  // cycle) copied back into the model; an error when none was captured.
+  virtual void rewind_weights() = 0;
+  // A freshly initialised network of the run's model and input (controls that re-draw weights).
+  virtual std::unique_ptr<nn::Module> fresh_model(Rng& rng) = 0;
+  // A new optimizer (zero state) for the model's current parameters, after their shapes changed.
+  virtual void rebuild_optimizer() = 0;
 };
 
 // A pruning method in the step loop. acts_*(at) say whether the method acts at that point (cheap, called
@@ -74,6 +98,10 @@ class Pruner {
   virtual void before_step(PruningRun&, const StepPoint&) {}
   virtual bool acts_after_backward(const StepPoint&) const { return false; }
   virtual void after_backward(PruningRun&, const StepPoint&) {}
+  // Between cycles, before cycle `next_cycle` (1, 2, ...) starts: the new masks or shapes, and the weights
+  // that cycle starts from.
+  virtual bool acts_at_cycle_end(int /*next_cycle*/) const { return false; }
+  virtual void at_cycle_end(PruningRun&, int /*next_cycle*/) {}
 };
 
 }  // namespace st

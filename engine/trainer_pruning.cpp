@@ -15,52 +15,10 @@
 #include "engine/ops.h"
 #include "engine/sparse_kernels.h"
 #include "pruning/greedy.h"
-#include "pruning/random_mask.h"
+#include "pruning/model_size.h"
+#include "models/registry.h"
 
 namespace st {
-namespace {
-
-// The prunable layers' shapes, parameters and FLOPs, and the model's totals, before or after a
-// structured change (channel pruning, unit selection).
-struct ModelSize {
-  struct Layer {
-    std::string name;
-    Shape shape;
-    int64_t params, kept_uses;  // parameters; kept weights x uses per sample (half its FLOPs)
-  };
-  std::vector<Layer> layers;
-  int64_t parameters = 0, flops = 0;
-};
-
-ModelSize model_size(nn::Module& model) {
-  ModelSize size;
-  for (nn::Parameter* p : pruning::prunable_of(model.parameters()))
-    size.layers.push_back({p->name, p->value().shape(), p->numel(), p->kept() * p->uses_per_sample});
-  size.parameters = model.parameter_count();
-  size.flops = pruning::flops_per_sample(model);
-  return size;
-}
-
-// Per layer: shape, parameters and MFLOPs per sample before/after; then the totals and their ratios.
-std::string size_table(const ModelSize& before, const ModelSize& after) {
-  ST_CHECK(before.layers.size() == after.layers.size(), "size table: {} layers before, {} after", before.layers.size(),
-           after.layers.size());
-  std::string table = fmt::format("{:<28} {:>16} {:>16} {:>21} {:>17}\n", "layer", "shape before", "shape after",
-                                  "params before/after", "MFLOP before/after");
-  for (std::size_t i = 0; i < before.layers.size(); ++i) {
-    const ModelSize::Layer &b = before.layers[i], &a = after.layers[i];
-    table += fmt::format("{:<28} {:>16} {:>16} {:>10}/{:<10} {:>8.3f}/{:<8.3f}\n", a.name, shape_string(b.shape),
-                         shape_string(a.shape), b.params, a.params, 2e-6 * static_cast<double>(b.kept_uses),
-                         2e-6 * static_cast<double>(a.kept_uses));
-  }
-  table += fmt::format("parameters {} -> {} ({:.3f}x), MFLOPs per sample {:.3f} -> {:.3f} ({:.3f}x)\n", before.parameters,
-                       after.parameters, static_cast<double>(before.parameters) / static_cast<double>(after.parameters),
-                       1e-6 * static_cast<double>(before.flops), 1e-6 * static_cast<double>(after.flops),
-                       static_cast<double>(before.flops) / static_cast<double>(std::max<int64_t>(after.flops, 1)));
-  return table;
-}
-
-}  // namespace
 
 pruning::ScoreData Trainer::score_data(int64_t stream) {
   // Batches for scores come from their own deterministic epoch of the data order (not the training
@@ -194,8 +152,21 @@ class Trainer::Services final : public PruningRun {
               const Histogram& histogram) override {
     trainer_.report_prune_event(what, at.cycle, at.step, changes, histogram, metrics_);
   }
+  ScoreData score_data(int64_t stream) override { return trainer_.score_data(stream); }
   void log(const nlohmann::json& event) override { metrics_.write(event); }
   uint64_t seed() const override { return trainer_.config_.seed; }
+  void rewind_weights() override {
+    ST_CHECK(!trainer_.rewind_point_.empty(), "weight rewinding without a rewind point");
+    std::size_t i = 0;
+    for (nn::Parameter* p : trainer_.model_->parameters()) p->value().copy_from(trainer_.rewind_point_[i++]);
+    for (const nn::NamedBuffer& b : trainer_.model_->buffers()) b.tensor->copy_from(trainer_.rewind_point_[i++]);
+  }
+  std::unique_ptr<nn::Module> fresh_model(Rng& rng) override {
+    return models::build_model(trainer_.config_.model, trainer_.input_, rng);
+  }
+  void rebuild_optimizer() override {
+    trainer_.optimizer_ = make_optimizer(trainer_.config_.optimizer, trainer_.model_->parameters());
+  }
 
  private:
   Trainer& trainer_;
@@ -248,7 +219,7 @@ void Trainer::select_units(int next_cycle, io::MetricsLog& metrics) {
   selection.pixels.resize(static_cast<std::size_t>(count * train_.pixels_per_image()));
   const pruning::ScoreData data = score_data(2000 + next_cycle);
   model_->train(false);
-  const ModelSize size_before = model_size(*model_);
+  const pruning::ModelSize size_before = pruning::model_size(*model_);
   const double original = evaluate(selection).accuracy;
   const bool per_layer = config_.select_target == "layer";
   // The candidates of one GFS step are all scored on the same fresh minibatches (select_batches of
@@ -334,8 +305,8 @@ void Trainer::select_units(int next_cycle, io::MetricsLog& metrics) {
                       {"scale", chosen.scale},
                       {"picks", chosen.picks}});
   }
-  const ModelSize size_after = model_size(*model_);
-  fmt::print("{}", size_table(size_before, size_after));
+  const pruning::ModelSize size_after = pruning::model_size(*model_);
+  fmt::print("{}", pruning::size_table(size_before, size_after));
   std::fflush(stdout);
   optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
   metrics.write({{"event", "select_units"},
@@ -358,59 +329,9 @@ void Trainer::prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics) {
     select_units(next_cycle, metrics);
     return;
   }
-  if (config_.structured_fraction > 0.0) {
-    const ModelSize before = model_size(*model_);
-    const auto groups = prune_filters({config_.structured_fraction, config_.structured_score}, 1000 + next_cycle);
-    const ModelSize after = model_size(*model_);
-    std::string table = fmt::format("{:<34} {:>9} {:>9}\n", "channel group", "before", "after");
-    for (const auto& g : groups) table += fmt::format("{:<34} {:>9} {:>9}\n", g.name, g.channels_before, g.channels_after);
-    fmt::print("structured pruning before cycle {} ({} of the channels of every group by {}):\n{}{}", next_cycle,
-               config_.structured_fraction, config_.structured_score, table, size_table(before, after));
-    nlohmann::json json_groups = nlohmann::json::array();
-    for (const auto& g : groups)
-      json_groups.push_back({{"name", g.name}, {"before", g.channels_before}, {"after", g.channels_after}});
-    metrics.write({{"event", "structured_prune"},
-                   {"cycle", next_cycle},
-                   {"groups", json_groups},
-                   {"parameters_before", before.parameters},
-                   {"parameters_after", after.parameters},
-                   {"flops_before", before.flops},
-                   {"flops_after", after.flops}});
-    return;
-  }
-  pruning::PruneSpec spec = config_.prune;
-  spec.rate = config_.cycles.prune_rate;
-  const std::vector<Tensor> scores = compute_scores(spec.score, 1000 + next_cycle);
-  const pruning::Histogram histogram = pruning::score_histogram(model_->parameters(), scores);
-  const auto changes = pruning::prune_fraction(model_->parameters(), scores, spec);
-  if (config_.control == "random_mask") {
-    // Control: a random mask with the same per-layer densities as the one IMP just found.
-    Rng rng = Rng::derived(config_.seed, 0x72616e646f6dULL + static_cast<uint64_t>(next_cycle));  // "random"
-    std::size_t t = 0;
-    for (nn::Parameter* p : pruning::prunable_of(model_->parameters())) {
-      pruning::apply_random_masks({p}, static_cast<double>(changes[t++].kept_after) / static_cast<double>(p->numel()),
-                                  rng);
-    }
-  }
-  report_prune_event(fmt::format("IMP, {} {} {:.0f}% of the remaining{}", spec.allocation, spec.score,
-                                 100.0 * spec.rate, config_.control == "none" ? "" : ", control " + config_.control),
-                     next_cycle, 0, changes, histogram, metrics);
-  if (config_.cycles.kind == "weight_rewind") {
-    ST_CHECK(!rewind_point_.empty(), "weight rewinding without a rewind point");
-    std::size_t i = 0;
-    for (nn::Parameter* p : model_->parameters()) p->value().copy_from(rewind_point_[i++]);
-    for (const nn::NamedBuffer& b : model_->buffers()) b.tensor->copy_from(rewind_point_[i++]);
-  }
-  if (config_.control == "reinit") {
-    // Control: the surviving weights are re-drawn from the initialisation distribution.
-    Rng rng = Rng::derived(config_.seed, 0x7265696e6974ULL + static_cast<uint64_t>(next_cycle));  // "reinit"
-    auto fresh = models::build_model(config_.model, input_, rng);
-    const auto fresh_parameters = fresh->parameters();
-    const auto parameters = model_->parameters();
-    for (std::size_t i = 0; i < parameters.size(); ++i) parameters[i]->value().copy_from(fresh_parameters[i]->value());
-  }
-  for (nn::Parameter* p : model_->parameters()) p->apply_mask();
-  optimizer_->reset_state();
+  Services services(*this, metrics);
+  for (const auto& pruner : pruners_)
+    if (pruner->acts_at_cycle_end(next_cycle)) pruner->at_cycle_end(services, next_cycle);
 }
 
 }  // namespace st

@@ -13,6 +13,9 @@ const std::vector<PrunerEntry>& pruner_registry() {
       {"init", "pruning at initialisation by a score, SynFlow in rounds (--prune-at-init)", make_init_pruner},
       {"early", "early pruning in rounds at the ends of the first epochs (--early-rounds)", make_early_pruner},
       {"gmp", "gradual magnitude pruning (--gmp-final-sparsity)", make_gmp_pruner},
+      {"imp", "iterative pruning between cycles by a score, with rewinding and controls (--cycles > 1)",
+       make_imp_pruner},
+      {"structured", "channels physically removed between cycles (--structured-prune)", make_structured_pruner},
   };
   return entries;
 }

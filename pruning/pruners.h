@@ -5,8 +5,10 @@
 //   init    pruning at initialisation, SynFlow in rounds (pruning/init_pruner.cpp)
 //   early   early pruning in rounds at epoch ends (pruning/early_pruner.cpp)
 //   gmp     gradual magnitude pruning (pruning/gmp_pruner.cpp)
-// The methods between cycles (IMP and its controls, structured shrinking, greedy selection, the oracle)
-// are still Trainer methods (engine/trainer_pruning.cpp); they move here next.
+//   imp     iterative magnitude pruning between cycles, with rewinding and its controls (pruning/imp_pruner.cpp)
+//   structured  channels physically removed between cycles (pruning/structured_pruner.cpp)
+// Greedy unit selection between cycles and the oracle's branches are still Trainer methods
+// (engine/trainer_pruning.cpp, engine/trainer.cpp); they move here next.
 #pragma once
 
 #include <functional>
@@ -37,5 +39,7 @@ std::unique_ptr<Pruner> make_dst_pruner(const TrainConfig& config);
 std::unique_ptr<Pruner> make_init_pruner(const TrainConfig& config);
 std::unique_ptr<Pruner> make_early_pruner(const TrainConfig& config);
 std::unique_ptr<Pruner> make_gmp_pruner(const TrainConfig& config);
+std::unique_ptr<Pruner> make_imp_pruner(const TrainConfig& config);
+std::unique_ptr<Pruner> make_structured_pruner(const TrainConfig& config);
 
 }  // namespace st::pruning

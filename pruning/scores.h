@@ -28,17 +28,12 @@
 #include <vector>
 
 #include "engine/nn.h"
+#include "engine/pruner.h"
 #include "engine/rng.h"
 
 namespace st::pruning {
 
-struct ScoreData {
-  // Training minibatch number `index` (0, 1, ...): images NHWC and labels.
-  std::function<void(int64_t index, Tensor& images, std::vector<int32_t>& labels)> batch;
-  // A batch holding `per_class` images of every class (GraSP).
-  std::function<void(int64_t per_class, Tensor& images, std::vector<int32_t>& labels)> balanced_batch;
-  Shape sample_shape;  // [1, H, W, C] (SynFlow's all-ones input)
-};
+using ScoreData = st::ScoreData;  // (engine/pruner.h)
 
 struct ScoreOptions {
   std::string name = "magnitude";

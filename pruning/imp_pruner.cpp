@@ -1,0 +1,65 @@
+// Iterative magnitude pruning (Frankle & Carbin 2019; Renda et al. 2020) between cycles, as a pruner:
+// before cycle k + 1, remove the cycle policy's --prune-rate of the remaining weights by --prune-score
+// with the configured allocation, then start the next cycle from the weights the policy says
+// (weight_rewind: the rewind point of cycle 0; otherwise the trained ones), optimizer state reset.
+// Controls (--control): random_mask re-draws a random mask with the per-layer densities IMP just found;
+// reinit re-draws the surviving weights from the initialisation distribution.
+#include <fmt/format.h>
+
+#include "pruning/prune.h"
+#include "pruning/pruners.h"
+#include "pruning/random_mask.h"
+
+namespace st::pruning {
+namespace {
+
+class IterativeMagnitude final : public Pruner {
+ public:
+  explicit IterativeMagnitude(const TrainConfig& config)
+      : spec_(config.prune), control_(config.control), rewind_(config.cycles.kind == "weight_rewind") {
+    spec_.rate = config.cycles.prune_rate;
+  }
+
+  std::string name() const override { return "imp"; }
+
+  bool acts_at_cycle_end(int) const override { return true; }
+  void at_cycle_end(PruningRun& run, int next_cycle) override {
+    nn::Module& model = run.model();
+    const std::vector<Tensor> scores = run.scores(spec_.score, 1000 + next_cycle);
+    const Histogram histogram = score_histogram(model.parameters(), scores);
+    const auto changes = prune_fraction(model.parameters(), scores, spec_);
+    if (control_ == "random_mask") {
+      Rng rng = Rng::derived(run.seed(), 0x72616e646f6dULL + static_cast<uint64_t>(next_cycle));  // "random"
+      std::size_t t = 0;
+      for (nn::Parameter* p : prunable_of(model.parameters()))
+        apply_random_masks({p}, static_cast<double>(changes[t++].kept_after) / static_cast<double>(p->numel()), rng);
+    }
+    run.report(fmt::format("IMP, {} {} {:.0f}% of the remaining{}", spec_.allocation, spec_.score, 100.0 * spec_.rate,
+                           control_ == "none" ? "" : ", control " + control_),
+               {next_cycle, 0, 0, 0}, changes, histogram);
+    if (rewind_) run.rewind_weights();
+    if (control_ == "reinit") {
+      Rng rng = Rng::derived(run.seed(), 0x7265696e6974ULL + static_cast<uint64_t>(next_cycle));  // "reinit"
+      const auto fresh = run.fresh_model(rng);
+      const auto fresh_parameters = fresh->parameters();
+      const auto parameters = model.parameters();
+      for (std::size_t i = 0; i < parameters.size(); ++i) parameters[i]->value().copy_from(fresh_parameters[i]->value());
+    }
+    for (nn::Parameter* p : model.parameters()) p->apply_mask();
+    run.optimizer().reset_state();
+  }
+
+ private:
+  PruneSpec spec_;
+  std::string control_;
+  bool rewind_;
+};
+
+}  // namespace
+
+std::unique_ptr<Pruner> make_imp_pruner(const TrainConfig& config) {
+  if (config.cycles_count <= 1 || !config.select_method.empty() || config.structured_fraction > 0.0) return nullptr;
+  return std::make_unique<IterativeMagnitude>(config);
+}
+
+}  // namespace st::pruning

@@ -1,0 +1,53 @@
+// Structured pruning between cycles, as a pruner: before cycle k + 1, physically remove
+// --structured-prune of the channels of every coupled channel group by --structured-score
+// (pruning/structured.h); the optimizer is rebuilt for the new shapes.
+#include <fmt/format.h>
+
+#include "pruning/model_size.h"
+#include "pruning/pruners.h"
+#include "pruning/structured.h"
+
+namespace st::pruning {
+namespace {
+
+class StructuredShrink final : public Pruner {
+ public:
+  explicit StructuredShrink(const TrainConfig& config)
+      : spec_{config.structured_fraction, config.structured_score} {}
+
+  std::string name() const override { return "structured"; }
+
+  bool acts_at_cycle_end(int) const override { return true; }
+  void at_cycle_end(PruningRun& run, int next_cycle) override {
+    const ModelSize before = model_size(run.model());
+    const auto groups = prune_filters(run.model(), spec_, run.score_data(1000 + next_cycle));
+    run.rebuild_optimizer();  // state tensors of the new shapes
+    const ModelSize after = model_size(run.model());
+    std::string table = fmt::format("{:<34} {:>9} {:>9}\n", "channel group", "before", "after");
+    for (const auto& g : groups) table += fmt::format("{:<34} {:>9} {:>9}\n", g.name, g.channels_before, g.channels_after);
+    fmt::print("structured pruning before cycle {} ({} of the channels of every group by {}):\n{}{}", next_cycle,
+               spec_.fraction, spec_.score, table, size_table(before, after));
+    nlohmann::json json_groups = nlohmann::json::array();
+    for (const auto& g : groups)
+      json_groups.push_back({{"name", g.name}, {"before", g.channels_before}, {"after", g.channels_after}});
+    run.log({{"event", "structured_prune"},
+             {"cycle", next_cycle},
+             {"groups", json_groups},
+             {"parameters_before", before.parameters},
+             {"parameters_after", after.parameters},
+             {"flops_before", before.flops},
+             {"flops_after", after.flops}});
+  }
+
+ private:
+  StructuredSpec spec_;
+};
+
+}  // namespace
+
+std::unique_ptr<Pruner> make_structured_pruner(const TrainConfig& config) {
+  if (config.structured_fraction <= 0.0 || !config.select_method.empty()) return nullptr;
+  return std::make_unique<StructuredShrink>(config);
+}
+
+}  // namespace st::pruning
