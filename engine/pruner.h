@@ -10,7 +10,7 @@
 //   after_backward  after step t's backward, before its optimizer step; the step's gradients are dense
 //                   (every weight's, pruned ones included) when some pruner acts there (RigL, SET)
 //   at_cycle_end    after cycle c's last step and evaluation, before cycle c + 1 (IMP and its controls,
-//                   structured shrinking)
+//                   structured shrinking, greedy unit selection)
 // The hooks are pure functions of (config, position, model state): a resumed run calls them at the same
 // points with the same state, so resuming stays bit-identical.
 #pragma once
@@ -86,6 +86,12 @@ class PruningRun {
   virtual std::unique_ptr<nn::Module> fresh_model(Rng& rng) = 0;
   // A new optimizer (zero state) for the model's current parameters, after their shapes changed.
   virtual void rebuild_optimizer() = 0;
+  // The model's accuracy (evaluation mode) on the first `count` training images (fewer when the split is
+  // smaller), and the training split's size.
+  virtual double training_prefix_accuracy(int64_t count) = 0;
+  virtual int64_t training_images() const = 0;
+  // One SGD step of the run's optimizer on this batch at this learning rate (fine-tuning); the loss.
+  virtual float train_step(const Tensor& images, const std::vector<int32_t>& labels, float lr) = 0;
 };
 
 // A pruning method in the step loop. acts_*(at) say whether the method acts at that point (cheap, called

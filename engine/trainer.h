@@ -260,7 +260,6 @@ class Trainer {
   bool pruners_act_after_backward(const StepPoint& at) const;
   void pruners_after_backward(const StepPoint& at, io::MetricsLog& metrics);
   class Services;  // the PruningRun the pruners see (engine/trainer_pruning.cpp)
-  void select_units(int next_cycle, io::MetricsLog& metrics);
   // The per-cycle distribution report (engine/trainer_report.cpp).
   nlohmann::json measure_distributions(int cycle);
   void write_distribution_report(const std::filesystem::path& run_dir);

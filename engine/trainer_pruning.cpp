@@ -14,8 +14,6 @@
 #include "engine/trainer.h"
 #include "engine/ops.h"
 #include "engine/sparse_kernels.h"
-#include "pruning/greedy.h"
-#include "pruning/model_size.h"
 #include "models/registry.h"
 
 namespace st {
@@ -167,10 +165,26 @@ class Trainer::Services final : public PruningRun {
   void rebuild_optimizer() override {
     trainer_.optimizer_ = make_optimizer(trainer_.config_.optimizer, trainer_.model_->parameters());
   }
+  double training_prefix_accuracy(int64_t count) override {
+    if (!prefix_ || prefix_count_ != count) {  // made once per count, reused by every evaluation
+      prefix_ = std::make_unique<data::Dataset>(trainer_.train_);
+      prefix_count_ = std::min<int64_t>(count, trainer_.train_.size());
+      prefix_->labels.resize(static_cast<std::size_t>(prefix_count_));
+      prefix_->pixels.resize(static_cast<std::size_t>(prefix_count_ * trainer_.train_.pixels_per_image()));
+    }
+    return trainer_.evaluate(*prefix_).accuracy;
+  }
+  int64_t training_images() const override { return trainer_.train_.size(); }
+  float train_step(const Tensor& images, const std::vector<int32_t>& labels, float lr) override {
+    std::vector<float> pixels(images.data(), images.data() + images.numel());
+    return trainer_.train_step(pixels, labels, images.dim(0), lr, nullptr);
+  }
 
  private:
   Trainer& trainer_;
   io::MetricsLog& metrics_;
+  std::unique_ptr<data::Dataset> prefix_;  // the first prefix_count_ training images
+  int64_t prefix_count_ = 0;
 };
 
 StepPoint Trainer::step_point(const Position& position) const {
@@ -210,125 +224,8 @@ std::vector<pruning::GroupChange> Trainer::prune_filters(const pruning::Structur
   return changes;
 }
 
-void Trainer::select_units(int next_cycle, io::MetricsLog& metrics) {
-  // The selection set: the first select_eval training images (accuracy), and fresh training
-  // minibatches from a stream of their own (losses of the candidates).
-  data::Dataset selection = train_;
-  const int64_t count = std::min<int64_t>(config_.select_eval, train_.size());
-  selection.labels.resize(static_cast<std::size_t>(count));
-  selection.pixels.resize(static_cast<std::size_t>(count * train_.pixels_per_image()));
-  const pruning::ScoreData data = score_data(2000 + next_cycle);
-  model_->train(false);
-  const pruning::ModelSize size_before = pruning::model_size(*model_);
-  const double original = evaluate(selection).accuracy;
-  const bool per_layer = config_.select_target == "layer";
-  // The candidates of one GFS step are all scored on the same fresh minibatches (select_batches of
-  // them, loaded once per step; averaging 8 instead of 1 did not select fewer units on lenet300,
-  // see bench/results/2026-11-21-gfs-lenet300.md).
-  struct Minibatch {
-    Tensor images;
-    std::vector<int32_t> labels;
-  };
-  std::vector<Minibatch> fresh;
-  int64_t fresh_iteration = -1;
-  const pruning::SelectionHooks hooks{
-      [&](int64_t iteration) {
-        if (iteration != fresh_iteration) {
-          fresh.assign(static_cast<std::size_t>(config_.select_batches), Minibatch{});
-          for (int64_t b = 0; b < config_.select_batches; ++b)
-            data.batch(iteration * config_.select_batches + b, fresh[static_cast<std::size_t>(b)].images,
-                       fresh[static_cast<std::size_t>(b)].labels);
-          fresh_iteration = iteration;
-        }
-        model_->train(false);
-        double sum = 0.0;
-        for (const Minibatch& m : fresh)
-          sum += static_cast<double>(
-              ops::softmax_cross_entropy(model_->forward(Variable(m.images)), m.labels).value().item());
-        return sum / static_cast<double>(fresh.size());
-      },
-      [&] { return evaluate(selection).accuracy; }};
-  Rng rng = Rng::derived(config_.seed, 0x676673ULL + static_cast<uint64_t>(next_cycle));  // "gfs"
-  fmt::print("unit selection ({}) before cycle {}: accuracy on {} training images {:.4f}; each layer stops at "
-             "(1 - {}) of {}\n",
-             config_.select_method == "gfs" ? fmt::format("gfs, {} form", config_.select_scale) : config_.select_method,
-             next_cycle, count, original, config_.select_tolerance,
-             per_layer ? "the accuracy before its selection" : "this");
-  fmt::print("{:<28} {:>7} {:>8} {:>9} {:>12} {:>14} {:>12}\n", "layer", "units", "selected", "target", "acc selected",
-             "acc finetuned", "loss evals");
-  nlohmann::json layers = nlohmann::json::array();
-  const std::size_t group_count = model_->channel_groups().size();
-  if (group_count == 0) fail("--select: this model describes no channel groups");
-  int64_t finetune_batch = 0;
-  for (std::size_t g = 0; g < group_count; ++g) {
-    const std::vector<nn::ChannelGroup> groups = model_->channel_groups();
-    const nn::ChannelGroup& group = groups[g];
-    double reference = original;
-    if (per_layer && g > 0) {
-      model_->train(false);
-      reference = evaluate(selection).accuracy;
-    }
-    const double target = (1.0 - config_.select_tolerance) * reference;
-    const pruning::Selection chosen = config_.select_method == "gfs"
-                                          ? pruning::greedy_forward_selection(
-                                                group, hooks, target,
-                                                {config_.select_candidates, config_.select_repeats,
-                                                 config_.select_scale == "average"},
-                                                rng)
-                                          : pruning::magnitude_selection(group, hooks, target);
-    std::vector<std::vector<int64_t>> keep(groups.size());
-    for (std::size_t i = 0; i < groups.size(); ++i) {
-      keep[i].resize(static_cast<std::size_t>(groups[i].channels));
-      for (int64_t c = 0; c < groups[i].channels; ++c) keep[i][static_cast<std::size_t>(c)] = c;
-    }
-    keep[g] = chosen.units;
-    pruning::shrink(groups, keep);  // the consumers already carry the selection's scale
-    optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
-    // Brief fine-tuning after each layer (Ye et al.), at a tenth of the peak learning rate.
-    for (int64_t step = 0; step < config_.select_finetune_steps; ++step, ++finetune_batch) {
-      Tensor images;
-      std::vector<int32_t> labels;
-      data.batch(100000 + finetune_batch, images, labels);
-      std::vector<float> pixels(images.data(), images.data() + images.numel());
-      train_step(pixels, labels, images.dim(0), static_cast<float>(0.1 * config_.schedule.max_lr), nullptr);
-    }
-    model_->train(false);
-    const double finetuned = evaluate(selection).accuracy;
-    fmt::print("{:<28} {:>7} {:>8} {:>9.4f} {:>12.4f} {:>14.4f} {:>12}\n", group.name, group.channels,
-               chosen.units.size(), target, chosen.accuracy, finetuned, chosen.evaluations);
-    layers.push_back({{"name", group.name},
-                      {"units", group.channels},
-                      {"selected", chosen.units.size()},
-                      {"target_accuracy", target},
-                      {"accuracy_selected", chosen.accuracy},
-                      {"accuracy_finetuned", finetuned},
-                      {"scale", chosen.scale},
-                      {"picks", chosen.picks}});
-  }
-  const pruning::ModelSize size_after = pruning::model_size(*model_);
-  fmt::print("{}", pruning::size_table(size_before, size_after));
-  std::fflush(stdout);
-  optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
-  metrics.write({{"event", "select_units"},
-                 {"method", config_.select_method},
-                 {"scale", config_.select_method == "gfs" ? config_.select_scale : "sum"},
-                 {"cycle", next_cycle},
-                 {"original_accuracy", original},
-                 {"target", config_.select_target},
-                 {"tolerance", config_.select_tolerance},
-                 {"parameters", size_after.parameters},
-                 {"parameters_before", size_before.parameters},
-                 {"flops_before", size_before.flops},
-                 {"flops_after", size_after.flops},
-                 {"layers", layers}});
-}
-
 void Trainer::prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics) {
   const HostScope host(*this);  // pruning, unit selection (and its fine-tuning steps) on the CPU copy
-  if (!config_.select_method.empty()) {
-    select_units(next_cycle, metrics);
-    return;
-  }
   Services services(*this, metrics);
   for (const auto& pruner : pruners_)
     if (pruner->acts_at_cycle_end(next_cycle)) pruner->at_cycle_end(services, next_cycle);

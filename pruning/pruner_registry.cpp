@@ -16,6 +16,7 @@ const std::vector<PrunerEntry>& pruner_registry() {
       {"imp", "iterative pruning between cycles by a score, with rewinding and controls (--cycles > 1)",
        make_imp_pruner},
       {"structured", "channels physically removed between cycles (--structured-prune)", make_structured_pruner},
+      {"select", "greedy forward or magnitude unit selection between cycles (--select)", make_select_pruner},
   };
   return entries;
 }

@@ -7,8 +7,10 @@
 //   gmp     gradual magnitude pruning (pruning/gmp_pruner.cpp)
 //   imp     iterative magnitude pruning between cycles, with rewinding and its controls (pruning/imp_pruner.cpp)
 //   structured  channels physically removed between cycles (pruning/structured_pruner.cpp)
-// Greedy unit selection between cycles and the oracle's branches are still Trainer methods
-// (engine/trainer_pruning.cpp, engine/trainer.cpp); they move here next.
+//   select  greedy forward (or magnitude) unit selection between cycles (pruning/select_pruner.cpp)
+// Between cycles one of imp, structured and select acts (select, then structured, take precedence).
+// The oracle's branches (one training per max_lr of a grid, the best kept) are still run by the trainer
+// (engine/trainer.cpp); they move to schedules/ next.
 #pragma once
 
 #include <functional>
@@ -41,5 +43,6 @@ std::unique_ptr<Pruner> make_early_pruner(const TrainConfig& config);
 std::unique_ptr<Pruner> make_gmp_pruner(const TrainConfig& config);
 std::unique_ptr<Pruner> make_imp_pruner(const TrainConfig& config);
 std::unique_ptr<Pruner> make_structured_pruner(const TrainConfig& config);
+std::unique_ptr<Pruner> make_select_pruner(const TrainConfig& config);
 
 }  // namespace st::pruning

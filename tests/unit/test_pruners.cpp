@@ -34,10 +34,10 @@ TEST_SUITE("unit") {
   TEST_CASE("pruner registry: names, lookup errors, and the pruners a config asks for, in registry order") {
     std::vector<std::string> registered;
     for (const auto& entry : st::pruning::pruner_registry()) registered.push_back(entry.name);
-    CHECK(registered == std::vector<std::string>{"dst", "init", "early", "gmp", "imp", "structured"});
+    CHECK(registered == std::vector<std::string>{"dst", "init", "early", "gmp", "imp", "structured", "select"});
     CHECK(st::pruning::find_pruner("gmp").name == "gmp");
     CHECK_THROWS_WITH_AS(st::pruning::find_pruner("lottery"),
-                         doctest::Contains("unknown pruning method 'lottery' (known: dst, init, early, gmp, imp, structured)"), st::Error);
+                         doctest::Contains("unknown pruning method 'lottery' (known: dst, init, early, gmp, imp, structured, select)"), st::Error);
 
     st::TrainConfig config;
     CHECK(st::pruning::make_pruners(config).empty());  // the default run prunes nothing inside training
@@ -48,14 +48,14 @@ TEST_SUITE("unit") {
     config.early_rounds = 2;
     config.early_sparsity = 0.5;
     CHECK(names(st::pruning::make_pruners(config)) == std::vector<std::string>{"dst", "init", "early", "gmp"});
-    // between cycles: IMP, or structured shrinking instead, or neither under unit selection (a Trainer method)
+    // between cycles: IMP, or structured shrinking instead, or unit selection before both
     config = {};
     config.cycles_count = 3;
     CHECK(names(st::pruning::make_pruners(config)) == std::vector<std::string>{"imp"});
     config.structured_fraction = 0.3;
     CHECK(names(st::pruning::make_pruners(config)) == std::vector<std::string>{"structured"});
     config.select_method = "gfs";
-    CHECK(st::pruning::make_pruners(config).empty());
+    CHECK(names(st::pruning::make_pruners(config)) == std::vector<std::string>{"select"});
     config = {};
     config.cycles_count = 2;
     const auto imp = st::pruning::make_imp_pruner(config);
