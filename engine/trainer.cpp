@@ -399,6 +399,7 @@ Trainer::Trainer(TrainConfig config) : config_(std::move(config)), model_rng_(co
                                                       normalization_);
   if (config_.schedule.iters_per_epoch == 0) config_.schedule.iters_per_epoch = train_loader_->batches_per_epoch();
   schedules::validate(config_.cycles, config_.schedule, total_steps());
+  learning_rate_ = schedules::make_learning_rate(config_.cycles, config_.schedule, total_steps());
   if (config_.gmp.final_sparsity > 0.0) schedules::validate(config_.gmp, total_steps());
   if (config_.early_rounds > 0 && config_.early_rounds * train_loader_->batches_per_epoch() >= total_steps())
     fail("--early-rounds: {} rounds of one epoch each do not fit in the {} iterations of training",
@@ -766,19 +767,18 @@ int64_t Trainer::steps_after_cycle(int cycle) const {
   const int64_t branches = config_.oracle_grid.empty() ? 1 : static_cast<int64_t>(config_.oracle_grid.size());
   int64_t steps = 0;
   for (int c = cycle + 1; c < config_.cycles_count; ++c)
-    steps += schedules::cycle_iters(config_.cycles, c, total_steps()) * (c > 0 ? branches : 1);
+    steps += learning_rate_->cycle_iters(c) * (c > 0 ? branches : 1);
   return steps;
 }
 
 void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io::MetricsLog& metrics) {
   const int64_t batches = train_loader_->batches_per_epoch();
-  const int64_t dense_iters = total_steps();
-  const int64_t cycle_iters = schedules::cycle_iters(config_.cycles, position.cycle, dense_iters);
+  const int64_t cycle_iters = learning_rate_->cycle_iters(position.cycle);
   const bool single_cycle = config_.cycles_count == 1;
   const int64_t log_every = config_.log_every > 0 ? config_.log_every : std::max<int64_t>(1, batches / 5);
   const bool rewinding = config_.cycles.kind == "weight_rewind" && config_.cycles_count > 1;
   // The LR of this cycle: the policy's, with the peak replaced by max_lr (the oracle's branches).
-  const double policy_peak = schedules::cycle_max_lr(config_.cycles, config_.schedule, position.cycle);
+  const double policy_peak = learning_rate_->max_lr(position.cycle);
   const double peak_scale = max_lr / policy_peak;
   std::vector<float> images;
   std::vector<int32_t> labels;
@@ -810,8 +810,7 @@ void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io:
     if (rewinding && position.cycle == 0 && position.step == config_.cycles.rewind_iter) capture_rewind_point();
     const int64_t epoch = position.data_step / batches, batch_index = position.data_step % batches;
     const int64_t batch = train_loader_->fill_batch(epoch, batch_index, images, labels);
-    const double lr = peak_scale * schedules::cycle_learning_rate(config_.cycles, config_.schedule, position.cycle,
-                                                                  position.step, dense_iters);
+    const double lr = peak_scale * learning_rate_->lr(position.cycle, position.step);
     int64_t correct = 0;
     std::function<void()> after_backward;
     if (const StepPoint at = step_point(position); pruners_act_after_backward(at))
@@ -992,7 +991,7 @@ TrainResult Trainer::run(bool resume) {
     const double seconds_start = elapsed();
     step_seconds_ = 0.0;
     if (config_.oracle_grid.empty()) {
-      cycle_result.max_lr = schedules::cycle_max_lr(config_.cycles, config_.schedule, cycle);
+      cycle_result.max_lr = learning_rate_->max_lr(cycle);
       train_cycle(position, cycle_result.max_lr, true, metrics);
       cycle_result.validation = evaluate(validation_);
       cycle_result.test = evaluate(test_);

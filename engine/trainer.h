@@ -20,6 +20,7 @@
 #include "engine/data/dataset.h"
 #include "engine/data/loader.h"
 #include "engine/nn.h"
+#include "engine/learning_rate.h"
 #include "engine/optim.h"
 #include "engine/pruner.h"
 #include "engine/rng.h"
@@ -278,6 +279,8 @@ class Trainer {
   Rng model_rng_;  // initialisation, then dropout: saved in checkpoints
   std::unique_ptr<nn::Module> model_;
   std::unique_ptr<Optimizer> optimizer_;
+  // lr(cycle, iteration), each cycle's peak and length (schedules/cycles.h: the schedule and cycle policy)
+  std::unique_ptr<LearningRate> learning_rate_;
   // The pruning methods of the step loop this run's config asks for (pruning/pruners.h), in registry order.
   std::vector<std::unique_ptr<Pruner>> pruners_;
   DeviceChoice device_;                 // the run's device

@@ -120,4 +120,29 @@ int64_t apply_silo_notation(const std::string& text, CyclePolicy& policy, LrSche
   return total;
 }
 
+namespace {
+
+class PolicyLearningRate final : public LearningRate {
+ public:
+  PolicyLearningRate(const CyclePolicy& policy, const LrSchedule& shape, int64_t total_iters)
+      : policy_(policy), shape_(shape), total_iters_(total_iters) {}
+  int64_t cycle_iters(int cycle) const override { return schedules::cycle_iters(policy_, cycle, total_iters_); }
+  double max_lr(int cycle) const override { return cycle_max_lr(policy_, shape_, cycle); }
+  double lr(int cycle, int64_t iteration) const override {
+    return cycle_learning_rate(policy_, shape_, cycle, iteration, total_iters_);
+  }
+
+ private:
+  CyclePolicy policy_;
+  LrSchedule shape_;
+  int64_t total_iters_;
+};
+
+}  // namespace
+
+std::unique_ptr<LearningRate> make_learning_rate(const CyclePolicy& policy, const LrSchedule& shape,
+                                                 int64_t total_iters) {
+  return std::make_unique<PolicyLearningRate>(policy, shape, total_iters);
+}
+
 }  // namespace st::schedules

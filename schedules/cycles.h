@@ -16,8 +16,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
+#include "engine/learning_rate.h"
 #include "schedules/lr_schedule.h"
 
 namespace st::schedules {
@@ -42,6 +44,11 @@ double cycle_learning_rate(const CyclePolicy& policy, const LrSchedule& shape, i
 
 // Refuses bad parameters (naming the flag) before any training starts.
 void validate(const CyclePolicy& policy, const LrSchedule& shape, int64_t total_iters);
+
+// The step loop's learning rate (engine/learning_rate.h) of this policy and shape, for dense cycles of
+// total_iters iterations: the three functions above.
+std::unique_ptr<LearningRate> make_learning_rate(const CyclePolicy& policy, const LrSchedule& shape,
+                                                 int64_t total_iters);
 
 // Applies "SILO(offset, alpha, W, D1, D2, T)" as written in the paper (numbers may use K = 1e3 and
 // M = 1e6 suffixes): policy silo with offset and alpha, a step shape with warmup W, milestones D1, D2

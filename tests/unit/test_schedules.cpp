@@ -177,4 +177,22 @@ TEST_SUITE("unit") {
     CHECK_THROWS_WITH_AS(validate(shape_of("cyclical", 0.1), 100), doctest::Contains("--half-cycle-iters"), Error);
     CHECK_THROWS_WITH_AS(validate(shape_of("triangle", 0.1), 100), doctest::Contains("--schedule"), Error);
   }
+
+  TEST_CASE("the step loop's LearningRate is the cycle policy and shape as functions of (cycle, iteration)") {
+    CyclePolicy policy;
+    policy.kind = "silo";
+    LrSchedule shape;
+    shape.shape = "cosine";
+    shape.max_lr = 0.1;
+    const int64_t total = 200;
+    const auto rate = make_learning_rate(policy, shape, total);
+    for (int cycle : {0, 1, 4}) {
+      CHECK(rate->cycle_iters(cycle) == cycle_iters(policy, cycle, total));
+      CHECK(rate->max_lr(cycle) == cycle_max_lr(policy, shape, cycle));
+      for (int64_t t : {int64_t{0}, int64_t{57}, int64_t{199}})
+        CHECK(rate->lr(cycle, t) == cycle_learning_rate(policy, shape, cycle, t, total));
+    }
+    CHECK(rate->max_lr(4) > rate->max_lr(1));  // SILO's peak grows with the cycles' sparsity
+    CHECK(rate->lr(1, 0) > rate->lr(1, 150));  // a cosine decay inside the cycle
+  }
 }
