@@ -23,6 +23,7 @@
 
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/sparse.h"
+#include "kernels/cpu/transpose16.h"
 
 namespace st::cpu {
 namespace {
@@ -82,42 +83,19 @@ inline float dot_held(const __m512* g, const float* x, int64_t stride) {
 
 // dst[c * ldd + r] = src[r * lds + c] (+ bias[r] when given, + the old dst when accumulating) for a 16 x 16
 // tile, in registers.
-inline void transpose16(const float* src, int64_t lds, float* dst, int64_t ldd, bool accumulate, const float* bias) {
-  __m512 r[16], t[16];
+inline void transpose_tile(const float* src, int64_t lds, float* dst, int64_t ldd, bool accumulate,
+                           const float* bias) {
+  __m512 row[16];
 #pragma GCC unroll 16
-  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
-  // pairs of rows interleaved: t[2i] holds, per 128-bit lane L, r[2i][4L], r[2i+1][4L], r[2i][4L+1], r[2i+1][4L+1]
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  // r[4j + k], lane L: column 4L + k of rows 4j .. 4j + 3
-#pragma GCC unroll 4
-  for (int j = 0; j < 4; ++j) {
-    const __m512d a = _mm512_castps_pd(t[4 * j]), b = _mm512_castps_pd(t[4 * j + 1]);
-    const __m512d c = _mm512_castps_pd(t[4 * j + 2]), d = _mm512_castps_pd(t[4 * j + 3]);
-    r[4 * j] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-    r[4 * j + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-    r[4 * j + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-    r[4 * j + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-  }
-  // output row 4L + k gathers lane L of r[k], r[4 + k], r[8 + k], r[12 + k]
+  for (int i = 0; i < 16; ++i) row[i] = _mm512_loadu_ps(src + i * lds);
+  transpose16(row);
   const __m512 extra = bias != nullptr ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
-#pragma GCC unroll 4
-  for (int k = 0; k < 4; ++k) {
-    const __m512 u0 = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x44), u1 = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xEE);
-    const __m512 v0 = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x44),
-                 v1 = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xEE);
-    const __m512 out[4] = {_mm512_shuffle_f32x4(u0, v0, 0x88), _mm512_shuffle_f32x4(u0, v0, 0xDD),
-                           _mm512_shuffle_f32x4(u1, v1, 0x88), _mm512_shuffle_f32x4(u1, v1, 0xDD)};
-#pragma GCC unroll 4
-    for (int l = 0; l < 4; ++l) {
-      float* row = dst + (4 * l + k) * ldd;
-      __m512 v = bias != nullptr ? _mm512_add_ps(out[l], extra) : out[l];
-      if (accumulate) v = _mm512_add_ps(_mm512_loadu_ps(row), v);
-      _mm512_storeu_ps(row, v);
-    }
+#pragma GCC unroll 16
+  for (int j = 0; j < 16; ++j) {
+    float* out = dst + j * ldd;
+    __m512 v = bias != nullptr ? _mm512_add_ps(row[j], extra) : row[j];
+    if (accumulate) v = _mm512_add_ps(_mm512_loadu_ps(out), v);
+    _mm512_storeu_ps(out, v);
   }
 }
 #else
@@ -202,7 +180,7 @@ void transpose_block(const float* src, int64_t lds, float* dst, int64_t ldd, int
   for (; r + 16 <= rows; r += 16) {
     int64_t c = 0;
     for (; c + 16 <= cols; c += 16)
-      transpose16(src + r * lds + c, lds, dst + c * ldd + r, ldd, accumulate, bias != nullptr ? bias + r : nullptr);
+      transpose_tile(src + r * lds + c, lds, dst + c * ldd + r, ldd, accumulate, bias != nullptr ? bias + r : nullptr);
     for (; c < cols; ++c)
       for (int64_t rr = r; rr < r + 16; ++rr) element(rr, c);
   }
