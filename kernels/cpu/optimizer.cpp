@@ -53,7 +53,7 @@ template <bool kMomentum, bool kNesterov>
 void sgd_pattern_loop(int64_t rows, int64_t cols, const int64_t* row_start, const int32_t* col_index, float* w,
                       const float* g, float* velocity, const SgdHyper& h) {
   const float lr = h.lr, mu = h.momentum, wd = h.weight_decay, damp = 1.0f - h.dampening;
-#pragma omp parallel for schedule(static) if (row_start[rows] > 16384)
+#pragma omp parallel for schedule(static) if (row_start[rows] > 2048)
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = row_start[r]; j < row_start[r + 1]; ++j) {
       const int64_t i = r * cols + col_index[j];
@@ -154,7 +154,7 @@ void rmsprop_loop(int64_t n, float* w, const float* g, float* square_avg, float*
 template <bool kMomentum>
 void rmsprop_pattern_loop(int64_t rows, int64_t cols, const int64_t* row_start, const int32_t* col_index, float* w,
                           const float* g, float* square_avg, float* momentum_buffer, const RmsPropHyper& h) {
-#pragma omp parallel for schedule(static) if (row_start[rows] > 16384)
+#pragma omp parallel for schedule(static) if (row_start[rows] > 2048)
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = row_start[r]; j < row_start[r + 1]; ++j) {
       const int64_t i = r * cols + col_index[j];
@@ -183,7 +183,7 @@ void adam_step(int64_t n, float* w, const float* g, float* m, float* v, const fl
 void adam_step_pattern(int64_t rows, int64_t cols, const int64_t* row_start, const int32_t* col_index, float* w,
                        const float* g, float* m, float* v, const AdamHyper& h) {
   const AdamConstants c(h);
-#pragma omp parallel for schedule(static) if (row_start[rows] > 16384)
+#pragma omp parallel for schedule(static) if (row_start[rows] > 2048)
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = row_start[r]; j < row_start[r + 1]; ++j) {
       const int64_t i = r * cols + col_index[j];
