@@ -23,6 +23,7 @@
 #include "pruning/pruners.h"
 #include "pruning/random_mask.h"
 #include "schedules/oracle.h"
+#include "schedules/oracle_search.h"
 
 namespace st {
 
@@ -400,6 +401,7 @@ Trainer::Trainer(TrainConfig config) : config_(std::move(config)), model_rng_(co
   if (config_.schedule.iters_per_epoch == 0) config_.schedule.iters_per_epoch = train_loader_->batches_per_epoch();
   schedules::validate(config_.cycles, config_.schedule, total_steps());
   learning_rate_ = schedules::make_learning_rate(config_.cycles, config_.schedule, total_steps());
+  cycle_search_ = schedules::make_cycle_search(config_);
   if (config_.gmp.final_sparsity > 0.0) schedules::validate(config_.gmp, total_steps());
   if (config_.early_rounds > 0 && config_.early_rounds * train_loader_->batches_per_epoch() >= total_steps())
     fail("--early-rounds: {} rounds of one epoch each do not fit in the {} iterations of training",
@@ -911,6 +913,71 @@ void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io:
   }
 }
 
+// The branches of one searched cycle: each restores the cycle's start, trains without checkpoints or
+// progress lines and is evaluated; the chosen one's state (a snapshot) is restored at the end.
+class Trainer::Branches final : public CycleBranches {
+ public:
+  Branches(Trainer& trainer, const Position& position, io::MetricsLog& metrics, bool quiet,
+           std::filesystem::path run_dir)
+      : trainer_(trainer),
+        metrics_(metrics),
+        quiet_(quiet),
+        run_dir_(std::move(run_dir)),
+        start_{position.cycle, 0, position.data_step, position.global_step, 0.0},
+        at_start_(trainer.snapshot()) {}
+
+  Score train(double max_lr) override {
+    trainer_.restore(at_start_);
+    branch_ = start_;
+    trainer_.train_cycle(branch_, max_lr, false, metrics_);
+    validation_ = trainer_.evaluate(trainer_.validation_);
+    test_ = trainer_.evaluate(trainer_.test_);
+    max_lr_ = max_lr;
+    ++trained_;
+    return {validation_.accuracy, test_.accuracy};
+  }
+  void choose_current() override {
+    chosen_state_ = trainer_.snapshot();
+    chosen_position_ = branch_;
+    chosen_.validation = validation_;
+    chosen_.test = test_;
+    chosen_.max_lr = max_lr_;
+    chosen_any_ = true;
+  }
+  void note(const std::string& line) override {
+    if (!quiet_) fmt::print("{}\n", line);
+    std::fflush(stdout);
+  }
+  void log(const nlohmann::json& event) override { metrics_.write(event); }
+  void write_report(const std::string& file_name, const std::string& text) override {
+    io::write_text_atomic(run_dir_ / file_name, text);
+  }
+  // Continues from the chosen branch: its state, position, accuracies and max_lr; returns the number of
+  // branches trained.
+  int64_t finish(Position& position, CycleResult& result) {
+    ST_CHECK(chosen_any_, "cycle {}: the search chose no branch", start_.cycle);
+    trainer_.restore(chosen_state_);
+    position = chosen_position_;
+    result.validation = chosen_.validation;
+    result.test = chosen_.test;
+    result.max_lr = chosen_.max_lr;
+    return trained_;
+  }
+
+ private:
+  Trainer& trainer_;
+  io::MetricsLog& metrics_;
+  bool quiet_;
+  std::filesystem::path run_dir_;
+  Position start_, branch_, chosen_position_;
+  Snapshot at_start_, chosen_state_;
+  EvalResult validation_, test_;
+  double max_lr_ = 0.0;
+  CycleResult chosen_;
+  bool chosen_any_ = false;
+  int64_t trained_ = 0;
+};
+
 TrainResult Trainer::run(bool resume) {
   namespace fs = std::filesystem;
   const fs::path run_dir(config_.run_dir);
@@ -977,7 +1044,6 @@ TrainResult Trainer::run(bool resume) {
   std::fflush(stdout);
 
   TrainResult result;
-  std::vector<schedules::OracleCycle> oracle_cycles;
   for (int cycle = position.cycle; cycle < config_.cycles_count; ++cycle) {
     CycleResult cycle_result;
     cycle_result.cycle = cycle;
@@ -990,60 +1056,22 @@ TrainResult Trainer::run(bool resume) {
     const int64_t steps_before = position.global_step;
     const double seconds_start = elapsed();
     step_seconds_ = 0.0;
-    if (config_.oracle_grid.empty()) {
+    int64_t branch_count = 1;
+    if (!cycle_search_) {
       cycle_result.max_lr = learning_rate_->max_lr(cycle);
       train_cycle(position, cycle_result.max_lr, true, metrics);
       cycle_result.validation = evaluate(validation_);
       cycle_result.test = evaluate(test_);
     } else {
-      // The oracle: every max_lr of the grid trains this cycle from the same state; the best on
-      // validation continues. A resumed oracle cycle restarts its branches from the cycle start.
-      const Position start{cycle, 0, position.data_step, position.global_step, 0.0};
-      const Snapshot at_start = snapshot();
-      std::vector<schedules::OracleBranch> branches;
-      Snapshot best_state;
-      Position best_position;
-      double best_val = -1.0;
-      for (double lr : config_.oracle_grid) {
-        restore(at_start);
-        Position branch = start;
-        train_cycle(branch, lr, false, metrics);
-        const EvalResult val = evaluate(validation_), test = evaluate(test_);
-        branches.push_back({lr, val.accuracy, test.accuracy});
-        if (!quiet)
-          fmt::print("oracle cycle {} max_lr {:.4g}: val acc {:.4f}, test acc {:.4f}\n", cycle, lr, val.accuracy,
-                     test.accuracy);
-        std::fflush(stdout);
-        metrics.write({{"event", "oracle_branch"},
-                       {"cycle", cycle},
-                       {"max_lr", lr},
-                       {"val_accuracy", val.accuracy},
-                       {"test_accuracy", test.accuracy}});
-        if (val.accuracy > best_val) {
-          best_val = val.accuracy;
-          best_state = snapshot();
-          best_position = branch;
-          cycle_result.validation = val;
-          cycle_result.test = test;
-          cycle_result.max_lr = lr;
-        }
-      }
-      restore(best_state);
-      position = best_position;
-      schedules::CyclePolicy silo = config_.cycles;
-      silo.kind = "silo";
-      oracle_cycles.push_back(schedules::summarize_oracle_cycle(cycle, cycle_result.density, branches,
-                                                                schedules::silo_max_lr(silo, cycle)));
-      io::write_text_atomic(run_dir / "oracle.md",
-                            fmt::format("# Oracle: best max_lr per pruning cycle\n\nSILO parameters: offset {}, "
-                                        "alpha {}, beta {}, d {}, p {}\n\n{}",
-                                        silo.silo_offset, silo.silo_alpha, silo.silo_beta, silo.silo_delay,
-                                        silo.prune_rate, schedules::oracle_report_markdown(oracle_cycles)));
+      // A search (the oracle): branches of this cycle from the same state, one continues. A resumed
+      // searched cycle restarts its branches from the cycle start.
+      Branches branches(*this, position, metrics, quiet, run_dir);
+      cycle_search_->search(branches, cycle, cycle_result.density);
+      branch_count = branches.finish(position, cycle_result);
     }
     cycle_result.seconds = elapsed() - seconds_start;
     cycle_result.steps = position.global_step - steps_before;
-    cycle_result.step_seconds = config_.oracle_grid.empty() ? step_seconds_
-                                                            : step_seconds_ / static_cast<double>(config_.oracle_grid.size());
+    cycle_result.step_seconds = step_seconds_ / static_cast<double>(branch_count);
     result.cycles.push_back(cycle_result);
     const double ms_per_step =
         1e3 * cycle_result.step_seconds / static_cast<double>(std::max<int64_t>(cycle_result.steps, 1));

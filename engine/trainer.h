@@ -20,6 +20,7 @@
 #include "engine/data/dataset.h"
 #include "engine/data/loader.h"
 #include "engine/nn.h"
+#include "engine/cycle_search.h"
 #include "engine/learning_rate.h"
 #include "engine/optim.h"
 #include "engine/pruner.h"
@@ -281,6 +282,10 @@ class Trainer {
   std::unique_ptr<Optimizer> optimizer_;
   // lr(cycle, iteration), each cycle's peak and length (schedules/cycles.h: the schedule and cycle policy)
   std::unique_ptr<LearningRate> learning_rate_;
+  // How each cycle is trained when a search is asked for (the oracle, schedules/oracle_search.h); null:
+  // once, at learning_rate_'s peak.
+  std::unique_ptr<CycleSearch> cycle_search_;
+  class Branches;  // the CycleBranches of one cycle (engine/trainer.cpp)
   // The pruning methods of the step loop this run's config asks for (pruning/pruners.h), in registry order.
   std::vector<std::unique_ptr<Pruner>> pruners_;
   DeviceChoice device_;                 // the run's device

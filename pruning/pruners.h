@@ -9,8 +9,8 @@
 //   structured  channels physically removed between cycles (pruning/structured_pruner.cpp)
 //   select  greedy forward (or magnitude) unit selection between cycles (pruning/select_pruner.cpp)
 // Between cycles one of imp, structured and select acts (select, then structured, take precedence).
-// The oracle's branches (one training per max_lr of a grid, the best kept) are still run by the trainer
-// (engine/trainer.cpp); they move to schedules/ next.
+// The oracle (one branch per max_lr of a grid, the best kept) is not a pruner but the trainer's cycle
+// search (engine/cycle_search.h, schedules/oracle_search.h).
 #pragma once
 
 #include <functional>

@@ -1,5 +1,5 @@
 // The step-loop pruners (pruning/pruners.h): the registry, which pruners a config makes, and the points
-// of the step loop where each acts. (That the methods train bit-identically to their earlier Trainer
+// of the step loop where each acts; and the oracle as the trainer's cycle search. (That the methods train bit-identically to their earlier Trainer
 // form was checked against the previous binary when they moved; the e2e suite covers their runs and
 // resumes.)
 #include <doctest/doctest.h>
@@ -9,6 +9,7 @@
 
 #include "engine/error.h"
 #include "pruning/pruners.h"
+#include "schedules/oracle_search.h"
 
 namespace {
 
@@ -107,5 +108,52 @@ TEST_SUITE("unit") {
     CHECK(acting_steps(*gmp, 1, 200, 50, false).empty());
     config.gmp.final_sparsity = 0.0;
     CHECK_FALSE(st::pruning::make_gmp_pruner(config));
+  }
+}
+
+// The oracle as a cycle search (schedules/oracle_search.h), driven through scripted branches.
+namespace {
+
+struct ScriptedBranches final : st::CycleBranches {
+  std::vector<double> val;  // validation accuracy of the branch at each max_lr, in grid order
+  std::vector<double> trained;
+  double chosen = -1.0;
+  std::vector<std::string> notes;
+  std::vector<nlohmann::json> events;
+  std::string report_name, report;
+  Score train(double max_lr) override {
+    trained.push_back(max_lr);
+    return {val[trained.size() - 1], 0.5};
+  }
+  void choose_current() override { chosen = trained.back(); }
+  void note(const std::string& line) override { notes.push_back(line); }
+  void log(const nlohmann::json& event) override { events.push_back(event); }
+  void write_report(const std::string& name, const std::string& text) override {
+    report_name = name;
+    report = text;
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("unit") {
+  TEST_CASE("the oracle trains one branch per grid max_lr and continues from the first best on validation") {
+    st::TrainConfig config;
+    CHECK_FALSE(st::schedules::make_cycle_search(config));  // no grid, no search
+    config.oracle_grid = {0.01, 0.03, 0.1};
+    const auto oracle = st::schedules::make_cycle_search(config);
+    REQUIRE(oracle);
+    ScriptedBranches branches;
+    branches.val = {0.70, 0.80, 0.80};  // a tie: the smaller max_lr, trained first, is kept
+    oracle->search(branches, 2, 0.64);
+    CHECK(branches.trained == std::vector<double>{0.01, 0.03, 0.1});
+    CHECK(branches.chosen == 0.03);
+    REQUIRE(branches.events.size() == 3);
+    CHECK(branches.events[1]["event"] == "oracle_branch");
+    CHECK(branches.events[1]["cycle"] == 2);
+    CHECK(branches.events[1]["max_lr"] == 0.03);
+    CHECK(branches.notes[0] == "oracle cycle 2 max_lr 0.01: val acc 0.7000, test acc 0.5000");
+    CHECK(branches.report_name == "oracle.md");
+    CHECK(branches.report.find("# Oracle: best max_lr per pruning cycle") == 0);
   }
 }
