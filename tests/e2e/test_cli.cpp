@@ -310,6 +310,23 @@ TEST_SUITE("e2e") {
     CHECK(fs::exists(run_dir / "checkpoints" / "final.safetensors"));
   }
 
+  TEST_CASE("sparsetrain methods lists the pruning methods and scores of the registries") {
+    const CommandResult r = run("methods --json");
+    REQUIRE(r.exit_code == 0);
+    const auto listed = nlohmann::json::parse(r.out);
+    std::vector<std::string> methods;
+    for (const auto& m : listed.at("methods")) methods.push_back(m.at("name"));
+    CHECK(methods == std::vector<std::string>{"dst", "init", "early", "gmp", "imp", "structured", "select"});
+    std::map<std::string, bool> needs_data;
+    for (const auto& s : listed.at("scores")) needs_data[s.at("name")] = s.at("needs_data");
+    CHECK(needs_data.size() >= 11);
+    CHECK_FALSE(needs_data.at("magnitude"));
+    CHECK(needs_data.at("snip"));
+    const CommandResult table = run("methods");
+    REQUIRE(table.exit_code == 0);
+    CHECK(table.out.find("gmp          gradual magnitude pruning") != std::string::npos);
+  }
+
   TEST_CASE("sparsetrain models --json gives the counts of ../shared/spec/models.md") {
     const CommandResult r = run("models --json");
     REQUIRE(r.exit_code == 0);

@@ -25,6 +25,8 @@ int run_train(TrainOptions options);
 int run_default_experiment();
 
 int run_models(bool json);
+// The pruning methods and scores of the registries, as a table or JSON.
+int run_methods(bool json);
 
 struct BenchOptions {
   std::string model = "lenet300";

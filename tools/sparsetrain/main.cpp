@@ -2,6 +2,7 @@
 //   sparsetrain                 the default experiment (lenet300 on Fashion-MNIST)
 //   sparsetrain train ...       train a model (flags below; --resume RUN_DIR continues a run)
 //   sparsetrain models [--json] every model with its parameter count and prunable tensors
+//   sparsetrain methods [--json] the pruning methods and scores of the registries
 //   sparsetrain bench ...       time the training step (used by tools/bench against PyTorch)
 //   sparsetrain schedule ...    a learning-rate schedule across cycles as CSV or PNG
 //   sparsetrain export ...      a checkpoint as PyTorch-loadable safetensors
@@ -32,12 +33,14 @@ int main(int argc, char** argv) {
   });
   st::cli::TrainOptions train_options;
   st::cli::BenchOptions bench_options;
-  bool models_json = false;
+  bool models_json = false, methods_json = false;
 
   CLI::App* train = app.add_subcommand("train", "train a model");
   st::cli::add_train_flags(*train, train_options);
   CLI::App* models = app.add_subcommand("models", "list the models with parameter counts and prunable tensors");
   models->add_flag("--json", models_json, "print JSON instead of a table");
+  CLI::App* methods = app.add_subcommand("methods", "list the pruning methods and scores");
+  methods->add_flag("--json", methods_json, "print JSON instead of a table");
   CLI::App* bench = app.add_subcommand("bench", "time the training step on real data (images/s)");
   st::cli::add_bench_flags(*bench, bench_options);
   st::cli::ScheduleOptions schedule_options;
@@ -87,6 +90,7 @@ int main(int argc, char** argv) {
     }
     if (train->parsed()) return st::cli::run_train(train_options);
     if (models->parsed()) return st::cli::run_models(models_json);
+    if (methods->parsed()) return st::cli::run_methods(methods_json);
     if (bench->parsed()) return st::cli::run_bench(bench_options);
     if (schedule->parsed()) return st::cli::run_schedule(schedule_options);
     if (export_command->parsed()) return st::cli::run_export(export_options);
