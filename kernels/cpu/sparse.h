@@ -28,8 +28,10 @@ namespace st::cpu {
 
 // Below this many multiply-adds (plus element copies) a sparse product runs on the calling thread: on
 // small layers (lenet300 at 95% sparsity: a few hundred microseconds per step) the fork and barrier of
-// a parallel region cost more than the second core saves. The choice depends on the shapes only, and
-// every output is summed in the same order either way, so results do not change.
+// a parallel region cost more than the second core saves (a region costs about 1 us on this project's
+// 2-core VMs). The choice depends on the shapes and the thread count only, so a run stays bit-identical
+// run to run (the weight and bias gradients' per-thread partial sums depend on the thread count, as the
+// dense kernels' do).
 constexpr int64_t kSparseSerialWork = int64_t{1} << 17;
 
 struct SparsePattern {
