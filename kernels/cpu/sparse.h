@@ -72,7 +72,5 @@ void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& pattern,
 // Floats of the linear products' blocked layout of a [batch, features] activation.
 int64_t sparse_linear_blocked_size(int64_t batch, int64_t features);
 
-// dst[c, r] = src[r, c] for src [rows, cols] (blocked, parallel).
-void transpose(int64_t rows, int64_t cols, const float* src, float* dst);
 
 }  // namespace st::cpu

@@ -5,8 +5,8 @@
 // 64-byte row per block: one AVX-512 register. Each thread owns a contiguous range of blocks: it
 // transposes its own images in (16 x 16 tiles through registers), multiplies over the pattern and
 // transposes its results back, so no cache line written by one thread is read or written by another
-// (row halves of a shared [features, batch] array made the two cores of this machine trade lines and
-// ran slower than one). The weight and bias gradients are summed per thread and added in thread order.
+// (with row halves of a shared [features, batch] array, most likely traded lines, two threads
+// ran slower than one on the Intel VM). The weight and bias gradients are summed per thread and added in thread order.
 //
 // Inner loops: up to 8 blocks at a time in 8 accumulator registers (written with intrinsics so they stay
 // in registers across a row's entries), the row of the entry after next prefetched; the weight gradient
@@ -327,16 +327,6 @@ void sparse_gather(const SparsePattern& p, const float* w, float* values) {
   for (int64_t r = 0; r < p.rows; ++r)
     for (int64_t i = p.row_start[static_cast<std::size_t>(r)]; i < p.row_start[static_cast<std::size_t>(r + 1)]; ++i)
       values[i] = w[r * p.cols + p.col_index[static_cast<std::size_t>(i)]];
-}
-
-void transpose(int64_t rows, int64_t cols, const float* src, float* dst) {
-  constexpr int64_t kColumns = 16;  // source columns (destination rows) per work item
-  const int64_t items = (cols + kColumns - 1) / kColumns;
-#pragma omp parallel for schedule(static) if (rows * cols > kSparseSerialWork / 8)
-  for (int64_t i = 0; i < items; ++i) {
-    const int64_t c0 = i * kColumns;
-    transpose_block(src + c0, cols, dst + c0 * rows, rows, rows, std::min(kColumns, cols - c0), false, nullptr);
-  }
 }
 
 int64_t sparse_linear_blocked_size(int64_t batch, int64_t features) {
