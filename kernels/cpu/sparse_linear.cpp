@@ -5,8 +5,9 @@
 // 64-byte row per block: one AVX-512 register. Each thread owns a contiguous range of blocks: it
 // transposes its own images in (16 x 16 tiles through registers), multiplies over the pattern and
 // transposes its results back, so no cache line written by one thread is read or written by another
-// (with row halves of a shared [features, batch] array, most likely traded lines, two threads
-// ran slower than one on the Intel VM). The weight and bias gradients are summed per thread and added in thread order.
+// (with row halves of a shared [features, batch] array, the cores most likely traded lines: two threads
+// ran slower than one on the Intel VM). The weight and bias gradients are summed per thread and added in
+// thread order.
 //
 // Inner loops: up to 8 blocks at a time in 8 accumulator registers (written with intrinsics so they stay
 // in registers across a row's entries), the row of the entry after next prefetched; the weight gradient
