@@ -31,7 +31,8 @@ class MovementHistory : public ScoreHistory {
     for (Tensor& t : current_) tensors.push_back(&t);
     return tensors;
   }
-  std::vector<Tensor> scores(nn::Module& model) {
+  // |w_now - w_before|, times |w_now| with `times_magnitude`.
+  std::vector<Tensor> scores(nn::Module& model, bool times_magnitude) {
     const std::vector<nn::Parameter*> prunable = prunable_of(model.parameters());
     check_shapes(prunable);
     if (epochs_.data()[0] < 1.0f)
@@ -47,8 +48,11 @@ class MovementHistory : public ScoreHistory {
     for (std::size_t i = 0; i < prunable.size(); ++i) {
       const std::vector<float> now = prunable[i]->value().to_vector();
       Tensor s = Tensor::empty(before[i].shape());
-      for (int64_t j = 0; j < s.numel(); ++j)
-        s.data()[j] = std::fabs(now[static_cast<std::size_t>(j)] - before[i].data()[j]);
+      for (int64_t j = 0; j < s.numel(); ++j) {
+        const float w = now[static_cast<std::size_t>(j)];
+        s.data()[j] = times_magnitude ? std::fabs(w - before[i].data()[j]) * std::fabs(w)
+                                      : std::fabs(w - before[i].data()[j]);
+      }
       result.push_back(s);
     }
     return result;
@@ -71,14 +75,26 @@ class MovementHistory : public ScoreHistory {
 
 }  // namespace
 
-ScoreMethod movement_score() {
-  return {"movement", "|w_T - w_(T-1 epoch)|, the last epoch's movement (the SILO authors' code)", false,
-          [](nn::Module& model, const ScoreOptions&, const ScoreData&, Rng&, ScoreHistory* history) {
+namespace {
+ScoreMethod movement_method(const std::string& name, const std::string& help, bool times_magnitude) {
+  return {name, help, false,
+          [times_magnitude](nn::Module& model, const ScoreOptions&, const ScoreData&, Rng&, ScoreHistory* history) {
             auto* movement = dynamic_cast<MovementHistory*>(history);
             ST_CHECK(movement != nullptr, "movement: the history given is not a movement history");
-            return movement->scores(model);
+            return movement->scores(model, times_magnitude);
           },
           [](nn::Module& model) -> std::unique_ptr<ScoreHistory> { return std::make_unique<MovementHistory>(model); }};
+}
+}  // namespace
+
+ScoreMethod movement_score() {
+  return movement_method("movement", "|w_T - w_(T-1 epoch)|, the last epoch's movement (the SILO authors' ResNet-20 code)",
+                         false);
+}
+
+ScoreMethod movement_magnitude_score() {
+  return movement_method("movement_magnitude",
+                         "|w_T - w_(T-1 epoch)| |w_T|, movement times magnitude (the SILO authors' VGG-19 code)", true);
 }
 
 }  // namespace st::pruning

@@ -3,6 +3,8 @@
 // kept. The score keeps the prunable weights at the ends of the last two epochs (its history, saved in
 // checkpoints); scored at an epoch's end it compares the weights with the epoch before, scored inside an
 // epoch (gradual pruning) with the last epoch's end.
+// movement_magnitude: |w_T - w_{T-1 epoch}| |w_T|, the same movement times the weight's magnitude (the
+// score of the SILO authors' VGG-19 script), with the same history.
 #pragma once
 
 #include "pruning/scores.h"
@@ -10,5 +12,6 @@
 namespace st::pruning {
 
 ScoreMethod movement_score();
+ScoreMethod movement_magnitude_score();
 
 }  // namespace st::pruning

@@ -32,6 +32,7 @@ const std::vector<ScoreMethod>& score_methods() {
       builtin("lap", "lookahead pruning: |w| times the neighbouring layers' unit norms", false),
       builtin("wg", "w g (the first-order Taylor term)", true),
       movement_score(),
+      movement_magnitude_score(),
   };
   return methods;
 }

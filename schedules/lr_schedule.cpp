@@ -65,7 +65,7 @@ void validate(const LrSchedule& s, int64_t total_iters) {
       fail("--milestones: {} is outside (0, {}) (the iterations of a cycle)", s.milestones[i], total_iters);
     if (i > 0 && s.milestones[i] <= s.milestones[i - 1])
       fail("--milestones: must be increasing, got {} after {}", s.milestones[i], s.milestones[i - 1]);
-    if (s.milestones[i] < s.warmup_iters)
+    if (s.milestones[i] < s.warmup_iters && s.shape != "step")
       fail("--milestones: {} falls inside the warmup (--warmup-iters {})", s.milestones[i], s.warmup_iters);
   }
   if (s.shape == "cyclical") {
@@ -92,9 +92,13 @@ void validate(const LrSchedule& s, int64_t total_iters) {
 }
 
 double learning_rate(const LrSchedule& s, double max_lr, int64_t iter, int64_t total_iters) {
-  if (iter < s.warmup_iters)
-    return shape_value(s, max_lr, s.warmup_iters, total_iters) * static_cast<double>(iter + 1) /
+  if (iter < s.warmup_iters) {
+    // A step shape with a milestone inside the warmup ramps to shape(t): each such decay scales the rest of
+    // the ramp (the SILO authors' scripts, whose first decay cuts the warmup short); otherwise to shape(W).
+    const bool decays_inside = s.shape == "step" && !s.milestones.empty() && s.milestones.front() < s.warmup_iters;
+    return shape_value(s, max_lr, decays_inside ? iter : s.warmup_iters, total_iters) * static_cast<double>(iter + 1) /
            static_cast<double>(s.warmup_iters);
+  }
   return shape_value(s, max_lr, iter, total_iters);
 }
 

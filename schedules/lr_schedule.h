@@ -15,6 +15,10 @@
 //               (up to 2.5 eta at t = 0-ish peaks) exactly as the formula says.
 // Linear warmup composes with every shape and ramps from eta_W / W, never from 0:
 //   t < W:  lr = shape(W) (t + 1) / W        (shape(W) = the shape's value where warmup ends)
+// except for a step shape with milestones inside the warmup (allowed for step only): there the ramp's
+// target is shape(t), lr = shape(t) (t + 1) / W, so a decay inside the warmup scales the rest of the ramp
+// (../shared/spec/schedules.md's eta_target(t); the SILO authors' released scripts decay before their
+// ramp of max_lr / 20000 per iteration ends).
 #pragma once
 
 #include <cstdint>

@@ -122,6 +122,25 @@ TEST_SUITE("unit") {
           std::vector<float>{0.0f, 1.0f, 0.0f, 0.25f});
   }
 
+  TEST_CASE("movement_magnitude |w_T - w_(T-1 epoch)| |w_T| (the SILO authors' VGG-19 score)") {
+    Rng rng(3);
+    auto net = mlp({2, 2}, rng);
+    nn::Parameter* w = net->parameters()[0];
+    const OneSample sample{{1.0f, 2.0f}, 0};
+    ScoreOptions options;
+    options.name = "movement_magnitude";
+    std::unique_ptr<ScoreHistory> history = make_score_history("movement_magnitude", *net);
+    REQUIRE(history != nullptr);
+    set_values(w, {1.0f, 2.0f, 3.0f, 4.0f});
+    history->on_epoch_end(*net);
+    set_values(w, {1.5f, 2.0f, -1.0f, 4.25f});
+    history->on_epoch_end(*net);
+    // |dw| |w|: 0.5 * 1.5, 0, 4 * 1, 0.25 * 4.25: a weight that moved little but is large can outrank one that
+    // moved more (here the last against the first)
+    CHECK(compute_scores(*net, options, sample.data(), rng, history.get())[0].to_vector() ==
+          std::vector<float>{0.75f, 0.0f, 4.0f, 1.0625f});
+  }
+
   TEST_CASE("magnitude and random scores") {
     Rng rng(1);
     auto net = mlp({3, 2}, rng);

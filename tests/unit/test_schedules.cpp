@@ -48,6 +48,28 @@ TEST_SUITE("unit") {
     step.milestones = {50};
     CHECK(learning_rate(step, 1, 100) == doctest::Approx(0.2));
     CHECK(learning_rate(step, 60, 100) == doctest::Approx(0.04));
+    // a milestone exactly at W: the ramp still targets shape(W) = eta gamma (unchanged)
+    step.milestones = {4, 50};
+    CHECK(learning_rate(step, 1, 100) == doctest::Approx(0.02));
+  }
+
+  TEST_CASE("step: decays inside the warmup scale the rest of the ramp (the SILO authors' scripts)") {
+    // ramp of max_lr / 20 per iteration, x0.1 at 10 and x0.01 at 15, before the ramp would end at 20
+    LrSchedule s = shape_of("step", 0.06);
+    s.warmup_iters = 20;
+    s.milestones = {10, 15};
+    CHECK_NOTHROW(validate(s, 40));
+    CHECK(learning_rate(s, 0, 40) == doctest::Approx(0.06 / 20));
+    CHECK(learning_rate(s, 9, 40) == doctest::Approx(0.06 * 10 / 20));
+    CHECK(learning_rate(s, 10, 40) == doctest::Approx(0.006 * 11 / 20));
+    CHECK(learning_rate(s, 15, 40) == doctest::Approx(0.0006 * 16 / 20));
+    CHECK(learning_rate(s, 19, 40) == doctest::Approx(0.0006));
+    CHECK(learning_rate(s, 30, 40) == doctest::Approx(0.0006));
+    // other shapes still refuse a milestone inside the warmup
+    LrSchedule c = shape_of("cosine", 0.06);
+    c.warmup_iters = 20;
+    c.milestones = {10};
+    CHECK_THROWS_WITH_AS(validate(c, 40), doctest::Contains("falls inside the warmup"), Error);
   }
 
   TEST_CASE("cyclical: triangular, triangular2, exp_range (Smith 2015)") {
