@@ -33,6 +33,9 @@ class CycleSearch {
   virtual ~CycleSearch() = default;
   // Trains cycle `cycle` (its network at global density `density`) through `branches`, choosing one.
   virtual void search(CycleBranches& branches, int cycle, double density) = 0;
+  // Branches trained per cycle after the first (for the run's ETA), and a few words for the start line.
+  virtual int64_t branches() const = 0;
+  virtual std::string describe() const = 0;
 };
 
 }  // namespace st

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace st {
 
@@ -16,6 +17,11 @@ class LearningRate {
   virtual double max_lr(int cycle) const = 0;
   // The learning rate of iteration `iteration` of cycle `cycle`.
   virtual double lr(int cycle, int64_t iteration) const = 0;
+  // The iteration of cycle 0 whose weights and buffers later cycles rewind to (weight rewinding: the
+  // trainer captures them there, a pruner copies them back); -1 for none.
+  virtual int64_t rewind_iteration() const { return -1; }
+  // One line for the start of a multi-cycle run ("policy silo, prune 20% of the remaining weights per cycle").
+  virtual std::string describe() const = 0;
 };
 
 }  // namespace st

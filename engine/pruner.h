@@ -9,6 +9,7 @@
 //                   a dynamic sparse run's initial mask)
 //   after_backward  after step t's backward, before its optimizer step; the step's gradients are dense
 //                   (every weight's, pruned ones included) when some pruner acts there (RigL, SET)
+//   after_step      after step t's optimizer step
 //   at_cycle_end    after cycle c's last step and evaluation, before cycle c + 1 (IMP and its controls,
 //                   structured shrinking, greedy unit selection)
 // The hooks are pure functions of (config, position, model state): a resumed run calls them at the same
@@ -61,6 +62,25 @@ struct Histogram {
   std::vector<int64_t> counts;
 };
 
+// A history of training that a pruning score keeps (movement: the weights at the last epoch ends). Made
+// for the run's score by the pruning plug-in, it hears the end of every training epoch of the main line
+// (not the oracle's branches) and its tensors are saved in the run's checkpoints.
+class TrainingHistory {
+ public:
+  virtual ~TrainingHistory() = default;
+  virtual void on_epoch_end(nn::Module& model) = 0;
+  // The tensors to checkpoint (CPU; their number and shapes fixed by the model when the history is made).
+  virtual std::vector<Tensor*> state() = 0;
+};
+
+// Per-layer table (shape, kept, density and FLOPs before/after) and the global density, for logs.
+std::string format_prune_table(const std::vector<LayerChange>& changes);
+// Kept weights over all weights of the prunable tensors (1 when there are none).
+double global_density(const std::vector<nn::Parameter*>& parameters);
+// Sturges binning (ceil(log2 n) + 1 equal-width bins over [min, max]) of any values (NaN/inf skipped);
+// empty counts for no values.
+Histogram sturges_histogram(const std::vector<float>& values);
+
 // What a pruning method may use of the run (the trainer implements it).
 class PruningRun {
  public:
@@ -104,10 +124,18 @@ class Pruner {
   virtual void before_step(PruningRun&, const StepPoint&) {}
   virtual bool acts_after_backward(const StepPoint&) const { return false; }
   virtual void after_backward(PruningRun&, const StepPoint&) {}
+  // After step t's optimizer step (the weights of step t + 1 in place).
+  virtual bool acts_after_step(const StepPoint&) const { return false; }
+  virtual void after_step(PruningRun&, const StepPoint&) {}
   // Between cycles, before cycle `next_cycle` (1, 2, ...) starts: the new masks or shapes, and the weights
   // that cycle starts from.
   virtual bool acts_at_cycle_end(int /*next_cycle*/) const { return false; }
   virtual void at_cycle_end(PruningRun&, int /*next_cycle*/) {}
+  // The method's own state, saved in the run's checkpoints (as extra/pruner/<name>/<i>) and in the oracle's
+  // snapshots, restored before a resumed run's first hook: CPU tensors whose number and shapes are fixed
+  // when the pruner is made. Stateless methods (every one today: their decisions are functions of the
+  // seed, the position and the model) keep none.
+  virtual std::vector<Tensor*> state() { return {}; }
 };
 
 }  // namespace st

@@ -20,318 +20,9 @@
 #include "engine/io/safetensors.h"
 #include "engine/ops.h"
 #include "engine/sparse_kernels.h"
-#include "pruning/pruners.h"
-#include "pruning/random_mask.h"
-#include "schedules/oracle.h"
-#include "schedules/oracle_search.h"
+#include "engine/plugins.h"
 
 namespace st {
-
-// ---- config ------------------------------------------------------------------------------------
-
-nlohmann::json schedule_to_json(const schedules::LrSchedule& s) {
-  return {{"shape", s.shape},
-          {"max_lr", s.max_lr},
-          {"min_lr", s.min_lr},
-          {"warmup_iters", s.warmup_iters},
-          {"milestones", s.milestones},
-          {"gamma", s.gamma},
-          {"half_cycle_iters", s.half_cycle_iters},
-          {"cyclical_mode", s.cyclical_mode},
-          {"cyclical_gamma", s.cyclical_gamma},
-          {"one_cycle_fraction", s.one_cycle_fraction},
-          {"one_cycle_div", s.one_cycle_div},
-          {"one_cycle_final_div", s.one_cycle_final_div},
-          {"one_cycle_anneal", s.one_cycle_anneal},
-          {"sine_alpha", s.sine_alpha},
-          {"sine_beta", s.sine_beta},
-          {"iters_per_epoch", s.iters_per_epoch}};
-}
-
-schedules::LrSchedule schedule_from_json(const nlohmann::json& j) {
-  schedules::LrSchedule s;
-  j.at("shape").get_to(s.shape);
-  j.at("max_lr").get_to(s.max_lr);
-  j.at("min_lr").get_to(s.min_lr);
-  j.at("warmup_iters").get_to(s.warmup_iters);
-  j.at("milestones").get_to(s.milestones);
-  j.at("gamma").get_to(s.gamma);
-  j.at("half_cycle_iters").get_to(s.half_cycle_iters);
-  j.at("cyclical_mode").get_to(s.cyclical_mode);
-  j.at("cyclical_gamma").get_to(s.cyclical_gamma);
-  j.at("one_cycle_fraction").get_to(s.one_cycle_fraction);
-  j.at("one_cycle_div").get_to(s.one_cycle_div);
-  j.at("one_cycle_final_div").get_to(s.one_cycle_final_div);
-  j.at("one_cycle_anneal").get_to(s.one_cycle_anneal);
-  j.at("sine_alpha").get_to(s.sine_alpha);
-  j.at("sine_beta").get_to(s.sine_beta);
-  j.at("iters_per_epoch").get_to(s.iters_per_epoch);
-  return s;
-}
-
-nlohmann::json cycle_policy_to_json(const schedules::CyclePolicy& p) {
-  return {{"kind", p.kind},           {"rewind_iter", p.rewind_iter}, {"silo_offset", p.silo_offset},
-          {"silo_alpha", p.silo_alpha}, {"silo_beta", p.silo_beta},     {"silo_delay", p.silo_delay},
-          {"prune_rate", p.prune_rate}};
-}
-
-schedules::CyclePolicy cycle_policy_from_json(const nlohmann::json& j) {
-  schedules::CyclePolicy p;
-  j.at("kind").get_to(p.kind);
-  j.at("rewind_iter").get_to(p.rewind_iter);
-  j.at("silo_offset").get_to(p.silo_offset);
-  j.at("silo_alpha").get_to(p.silo_alpha);
-  j.at("silo_beta").get_to(p.silo_beta);
-  j.at("silo_delay").get_to(p.silo_delay);
-  j.at("prune_rate").get_to(p.prune_rate);
-  return p;
-}
-
-nlohmann::json to_json(const TrainConfig& c) {
-  const OptimizerConfig& o = c.optimizer;
-  return {{"model", c.model},
-          {"dataset", c.dataset},
-          {"data_dir", c.data_dir},
-          {"image_size", c.image_size},
-          {"max_images", c.max_images},
-          {"epochs", c.epochs},
-          {"batch_size", c.batch_size},
-          {"schedule", schedule_to_json(c.schedule)},
-          {"cycles", cycle_policy_to_json(c.cycles)},
-          {"iters_per_cycle", c.iters_per_cycle},
-          {"cycles_count", c.cycles_count},
-          {"prune",
-           {{"score", c.prune.score}, {"allocation", c.prune.allocation}, {"keep_first_dense", c.prune.keep_first_dense},
-            {"keep_last_dense", c.prune.keep_last_dense}}},
-          {"oracle_grid", c.oracle_grid},
-          {"score_batches", c.score_batches},
-          {"select",
-           {{"method", c.select_method}, {"tolerance", c.select_tolerance}, {"target", c.select_target},
-            {"repeats", c.select_repeats}, {"scale", c.select_scale}, {"candidates", c.select_candidates},
-            {"batches", c.select_batches},
-            {"finetune_steps", c.select_finetune_steps}, {"eval", c.select_eval}}},
-          {"structured", {{"fraction", c.structured_fraction}, {"score", c.structured_score}}},
-          {"dst",
-           {{"method", c.dst}, {"interval", c.dst_interval}, {"alpha", c.dst_alpha}, {"end_fraction", c.dst_end_fraction}}},
-          {"control", c.control},
-          {"init_score", c.init_score},
-          {"init_density", c.init_density},
-          {"synflow_rounds", c.synflow_rounds},
-          {"early_rounds", c.early_rounds},
-          {"early_sparsity", c.early_sparsity},
-          {"gmp",
-           {{"initial_sparsity", c.gmp.initial_sparsity}, {"final_sparsity", c.gmp.final_sparsity},
-            {"start_iter", c.gmp.start_iter}, {"interval_iters", c.gmp.interval_iters}, {"steps", c.gmp.steps}}},
-          {"optimizer",
-           {{"name", o.name}, {"momentum", o.momentum}, {"dampening", o.dampening}, {"nesterov", o.nesterov},
-            {"weight_decay", o.weight_decay}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps},
-            {"alpha", o.alpha}}},
-          {"label_smoothing", c.label_smoothing},
-          {"val_size", c.val_size},
-          {"train_limit", c.train_limit},
-          {"augment", c.augment},
-          {"density", c.density},
-          {"seed", c.seed},
-          {"device", c.device},
-          {"kernels", c.kernels},
-          {"sparse_kernels", c.sparse_kernels},
-          {"tf32", c.tf32},
-          {"threads", c.threads},
-          {"run_dir", c.run_dir},
-          {"checkpoint_every", c.checkpoint_every},
-          {"log_every", c.log_every},
-          {"init_from", c.init_from},
-          {"progress", c.progress}};
-}
-
-TrainConfig train_config_from_json(const nlohmann::json& j) {
-  TrainConfig c;
-  try {
-    c.model = j.at("model").get<std::string>();
-    c.dataset = j.at("dataset").get<std::string>();
-    c.data_dir = j.at("data_dir").get<std::string>();
-    c.image_size = j.value("image_size", c.image_size);  // absent in runs from before image folders
-    c.max_images = j.value("max_images", c.max_images);
-    c.epochs = j.at("epochs").get<int64_t>();
-    c.batch_size = j.at("batch_size").get<int64_t>();
-    c.schedule = schedule_from_json(j.at("schedule"));
-    c.cycles = cycle_policy_from_json(j.at("cycles"));
-    c.iters_per_cycle = j.at("iters_per_cycle").get<int64_t>();
-    c.cycles_count = j.at("cycles_count").get<int>();
-    const auto& prune = j.at("prune");
-    prune.at("score").get_to(c.prune.score);
-    prune.at("allocation").get_to(c.prune.allocation);
-    prune.at("keep_first_dense").get_to(c.prune.keep_first_dense);
-    prune.at("keep_last_dense").get_to(c.prune.keep_last_dense);
-    j.at("oracle_grid").get_to(c.oracle_grid);
-    j.at("score_batches").get_to(c.score_batches);
-    const auto& select = j.at("select");
-    select.at("method").get_to(c.select_method);
-    select.at("tolerance").get_to(c.select_tolerance);
-    c.select_target = select.value("target", std::string("original"));  // runs made before the options
-    c.select_repeats = select.value("repeats", false);
-    c.select_scale = select.value("scale", std::string("average"));  // runs made before the option
-    select.at("candidates").get_to(c.select_candidates);
-    select.at("batches").get_to(c.select_batches);
-    select.at("finetune_steps").get_to(c.select_finetune_steps);
-    select.at("eval").get_to(c.select_eval);
-    j.at("structured").at("fraction").get_to(c.structured_fraction);
-    j.at("structured").at("score").get_to(c.structured_score);
-    const auto& dst = j.at("dst");
-    dst.at("method").get_to(c.dst);
-    dst.at("interval").get_to(c.dst_interval);
-    dst.at("alpha").get_to(c.dst_alpha);
-    dst.at("end_fraction").get_to(c.dst_end_fraction);
-    j.at("control").get_to(c.control);
-    j.at("init_score").get_to(c.init_score);
-    j.at("init_density").get_to(c.init_density);
-    j.at("synflow_rounds").get_to(c.synflow_rounds);
-    j.at("early_rounds").get_to(c.early_rounds);
-    j.at("early_sparsity").get_to(c.early_sparsity);
-    const auto& gmp = j.at("gmp");
-    gmp.at("initial_sparsity").get_to(c.gmp.initial_sparsity);
-    gmp.at("final_sparsity").get_to(c.gmp.final_sparsity);
-    gmp.at("start_iter").get_to(c.gmp.start_iter);
-    gmp.at("interval_iters").get_to(c.gmp.interval_iters);
-    gmp.at("steps").get_to(c.gmp.steps);
-    const auto& o = j.at("optimizer");
-    c.optimizer.name = o.at("name").get<std::string>();
-    c.optimizer.momentum = o.at("momentum").get<float>();
-    c.optimizer.dampening = o.at("dampening").get<float>();
-    c.optimizer.nesterov = o.at("nesterov").get<bool>();
-    c.optimizer.weight_decay = o.at("weight_decay").get<float>();
-    c.optimizer.beta1 = o.at("beta1").get<float>();
-    c.optimizer.beta2 = o.at("beta2").get<float>();
-    c.optimizer.eps = o.at("eps").get<float>();
-    c.optimizer.alpha = o.at("alpha").get<float>();
-    c.label_smoothing = j.at("label_smoothing").get<float>();
-    c.val_size = j.at("val_size").get<int64_t>();
-    c.train_limit = j.at("train_limit").get<int64_t>();
-    c.augment = j.at("augment").get<bool>();
-    c.density = j.at("density").get<double>();
-    c.seed = j.at("seed").get<uint64_t>();
-    c.device = j.at("device").get<std::string>();
-    c.kernels = j.value("kernels", c.kernels);  // absent in runs from before the CUDA backend
-    c.sparse_kernels = j.value("sparse_kernels", c.sparse_kernels);  // absent in runs from before issue 17
-    c.tf32 = j.value("tf32", c.tf32);
-    c.threads = j.at("threads").get<int>();
-    c.run_dir = j.at("run_dir").get<std::string>();
-    c.checkpoint_every = j.at("checkpoint_every").get<int64_t>();
-    c.log_every = j.at("log_every").get<int64_t>();
-    c.init_from = j.value("init_from", std::string());  // absent in runs from before the option
-    c.progress = j.value("progress", std::string("auto"));
-  } catch (const nlohmann::json::exception& e) {
-    fail("config: {}", e.what());
-  }
-  return c;
-}
-
-void validate(const TrainConfig& c) {
-  models::find_model(c.model);  // unknown model -> error naming --model
-  if (c.dataset != "fashion-mnist" && c.dataset != "mnist" && c.dataset != "cifar10" && c.dataset != "cifar100" &&
-      c.dataset != "imagefolder")
-    fail("--data: unknown dataset '{}' (known: fashion-mnist, mnist, cifar10, cifar100, imagefolder)", c.dataset);
-  if (c.image_size < 1 || c.image_size > 4096) fail("--image-size: must be in [1, 4096] pixels, got {}", c.image_size);
-  if (c.max_images < 1) fail("--max-images: must be at least 1, got {}", c.max_images);
-  if (c.epochs <= 0) fail("--epochs: must be a positive number of epochs, got {}", c.epochs);
-  if (c.batch_size <= 0) fail("--batch: must be a positive batch size, got {}", c.batch_size);
-  if (!(c.schedule.max_lr > 0.0) || !std::isfinite(c.schedule.max_lr))
-    fail("--lr: must be a positive learning rate, got {}", c.schedule.max_lr);
-  if (c.label_smoothing < 0.0f || c.label_smoothing >= 1.0f)
-    fail("--label-smoothing: must be in [0, 1), got {}", c.label_smoothing);
-  if (c.val_size < 0) fail("--val-size: must be >= 0, got {}", c.val_size);
-  if (c.train_limit < 0) fail("--train-limit: must be >= 0, got {}", c.train_limit);
-  if (!(c.density > 0.0 && c.density <= 1.0)) fail("--density: must be in (0, 1], got {}", c.density);
-  if (c.device != "auto" && c.device != "cpu" && c.device != "cuda")
-    fail("--device: must be auto, cpu or cuda, got '{}'", c.device);
-  parse_kernel_source(c.kernels, "--kernels");
-  parse_sparse_kernels(c.sparse_kernels, "--sparse-kernels");
-  if (c.threads < 0) fail("--threads: must be >= 0, got {}", c.threads);
-  if (c.checkpoint_every < 0) fail("--checkpoint-every: must be >= 0 steps, got {}", c.checkpoint_every);
-  if (c.log_every < 0) fail("--log-every: must be >= 0 steps, got {}", c.log_every);
-  if (c.progress != "auto" && c.progress != "bar" && c.progress != "epochs" && c.progress != "steps" &&
-      c.progress != "cycles" && c.progress != "quiet")
-    fail("--progress: expected auto, bar, epochs, steps, cycles or quiet, got '{}'", c.progress);
-  if (c.iters_per_cycle < 0) fail("--iters: must be >= 0, got {}", c.iters_per_cycle);
-  if (c.cycles_count < 1) fail("--cycles: must be at least 1 (cycle 0 is dense training), got {}", c.cycles_count);
-  if (c.cycles_count > 1) {
-    pruning::PruneSpec spec = c.prune;
-    spec.rate = c.cycles.prune_rate;
-    pruning::validate(spec);
-  }
-  if (c.oracle_grid_requested) schedules::validate_grid(c.oracle_grid);
-  if (c.prune.allocation != "global" && c.prune.allocation != "layerwise" && c.prune.allocation != "er" &&
-      c.prune.allocation != "erk")
-    fail("--prune-allocation: unknown allocation '{}' (known: global, layerwise, er, erk)", c.prune.allocation);
-  if (!pruning::is_known_score(c.prune.score))
-    fail("--prune-score: unknown score '{}' (known: {})", c.prune.score, pruning::score_names());
-  if (c.score_batches < 1) fail("--score-batches: must be at least 1, got {}", c.score_batches);
-  if (const pruning::ScoreMethod* score = pruning::find_score(c.prune.score); score != nullptr && score->make_history) {
-    // scores of the history of training (movement) hear the epochs of the main line only
-    if (!c.oracle_grid.empty() || c.oracle_grid_requested)
-      fail("--prune-score {}: the oracle trains every cycle as branches, which give this score no history; use "
-           "another score",
-           c.prune.score);
-    if (c.early_rounds > 0)
-      fail("--prune-score {}: early pruning scores at the end of the first epoch, before there is a last epoch's "
-           "movement; use another score",
-           c.prune.score);
-  }
-  if (c.control != "none" && c.control != "reinit" && c.control != "random_mask")
-    fail("--control: unknown IMP control '{}' (known: none, reinit, random_mask)", c.control);
-  if (!c.init_score.empty()) {
-    if (!pruning::is_known_score(c.init_score))
-      fail("--prune-at-init: unknown score '{}' (known: {})", c.init_score, pruning::score_names());
-    if (pruning::find_score(c.init_score)->make_history)
-      fail("--prune-at-init: {} scores the history of training, which pruning at initialisation has not had",
-           c.init_score);
-    if (!(c.init_density > 0.0 && c.init_density < 1.0))
-      fail("--init-density: must be in (0, 1), got {}", c.init_density);
-    if (c.synflow_rounds < 1) fail("--synflow-rounds: must be at least 1, got {}", c.synflow_rounds);
-  }
-  if (c.early_rounds > 0) schedules::early_round_rate(c.early_rounds, c.early_sparsity);
-  if (c.structured_fraction != 0.0) {
-    pruning::validate(pruning::StructuredSpec{c.structured_fraction, c.structured_score});
-    if (c.cycles_count < 2) fail("--structured-prune: needs --cycles 2 or more (pruning happens between cycles)");
-    if (c.cycles.kind == "weight_rewind")
-      fail("--structured-prune: weight rewinding cannot restore weights of removed channels; use lr_rewind or finetune");
-  }
-  if (!c.select_method.empty()) {
-    if (c.select_method != "gfs" && c.select_method != "magnitude")
-      fail("--select: unknown method '{}' (known: gfs, magnitude)", c.select_method);
-    if (!(c.select_tolerance >= 0.0 && c.select_tolerance < 1.0))
-      fail("--select-tolerance: must be in [0, 1), got {}", c.select_tolerance);
-    if (c.select_target != "layer" && c.select_target != "original")
-      fail("--select-target: unknown reference '{}' (known: layer, original)", c.select_target);
-    if (c.select_scale != "average" && c.select_scale != "sum")
-      fail("--select-scale: unknown form '{}' (known: average, sum)", c.select_scale);
-    if (c.select_repeats && c.select_scale != "average")
-      fail("--select-repeats: needs --select-scale average (a repeated pick counts through its weight k N / |S|)");
-    if (c.select_candidates < 1) fail("--select-candidates: must be at least 1, got {}", c.select_candidates);
-    if (c.select_batches < 1) fail("--select-batches: must be at least 1, got {}", c.select_batches);
-    if (c.select_finetune_steps < 0) fail("--select-finetune-steps: must be >= 0, got {}", c.select_finetune_steps);
-    if (c.select_eval < 1) fail("--select-eval: must be at least 1 image, got {}", c.select_eval);
-    if (c.cycles_count < 2) fail("--select: needs --cycles 2 or more (selection happens between cycles)");
-    if (c.cycles.kind == "weight_rewind") fail("--select: use lr_rewind or finetune, not weight rewinding");
-  }
-  if (!c.dst.empty()) {
-    if (c.dst != "rigl" && c.dst != "set") fail("--dst: unknown method '{}' (known: rigl, set)", c.dst);
-    if (c.dst_interval <= 0) fail("--dst-interval: must be positive, got {}", c.dst_interval);
-    if (!(c.dst_alpha > 0.0 && c.dst_alpha < 1.0)) fail("--dst-alpha: must be in (0, 1), got {}", c.dst_alpha);
-    if (!(c.dst_end_fraction > 0.0 && c.dst_end_fraction <= 1.0))
-      fail("--dst-end: must be in (0, 1], got {}", c.dst_end_fraction);
-    if (!(c.init_density > 0.0 && c.init_density < 1.0))
-      fail("--init-density: must be in (0, 1), got {}", c.init_density);
-    if (c.cycles_count > 1) fail("--dst: dynamic sparse training runs one cycle (got --cycles {})", c.cycles_count);
-  }
-  if (c.run_dir.empty()) fail("--run-dir: must not be empty");
-  make_optimizer(c.optimizer, {});  // validates the optimizer flags
-}
-
-std::string default_data_dir(const std::string& dataset) {
-  if (dataset == "fashion-mnist") return "/usr/share/datasets/fashion-mnist";
-  return "data/" + dataset;
-}
 
 DeviceChoice choose_device(const std::string& requested) {
   const CudaStatus& cuda = cuda_status();
@@ -386,8 +77,7 @@ Trainer::Trainer(TrainConfig config) : config_(std::move(config)), model_rng_(co
   std::tie(train_, validation_) = data::split_train_validation(full_train, config_.val_size, config_.seed);
   normalization_ = data::compute_normalization(train_);
 
-  const models::ModelEntry& entry = models::find_model(config_.model);
-  const int64_t side = std::max({entry.image_size, train_.height, train_.width});
+  const int64_t side = std::max({plugins().model_image_size(config_.model), train_.height, train_.width});
   input_ = {train_.channels, side, side, train_.num_classes};
   data::AugmentOptions augment;
   augment.pad_to = (train_.height == side && train_.width == side) ? 0 : side;
@@ -398,30 +88,18 @@ Trainer::Trainer(TrainConfig config) : config_(std::move(config)), model_rng_(co
   }
   train_loader_ = std::make_unique<data::BatchLoader>(train_, config_.batch_size, true, false, config_.seed, augment,
                                                       normalization_);
-  if (config_.schedule.iters_per_epoch == 0) config_.schedule.iters_per_epoch = train_loader_->batches_per_epoch();
-  schedules::validate(config_.cycles, config_.schedule, total_steps());
-  learning_rate_ = schedules::make_learning_rate(config_.cycles, config_.schedule, total_steps());
-  cycle_search_ = schedules::make_cycle_search(config_);
-  if (config_.gmp.final_sparsity > 0.0) schedules::validate(config_.gmp, total_steps());
-  if (config_.early_rounds > 0 && config_.early_rounds * train_loader_->batches_per_epoch() >= total_steps())
-    fail("--early-rounds: {} rounds of one epoch each do not fit in the {} iterations of training",
-         config_.early_rounds, total_steps());
-  model_ = models::build_model(config_.model, input_, model_rng_);
-  if (config_.density < 1.0) {
-    Rng mask_rng = Rng::derived(config_.seed, 0x6d61736b);  // "mask"
-    pruning::apply_random_masks(model_->parameters(), config_.density, mask_rng);
-  }
+  const RunSize size{total_steps(), train_loader_->batches_per_epoch()};
+  learning_rate_ = plugins().learning_rate(config_, size);
+  cycle_search_ = plugins().cycle_search(config_);
+  model_ = plugins().build_model(config_.model, input_, model_rng_);
+  plugins().initial_masks(config_, *model_);
   // The model is built and masked on the CPU (the same initial weights on every device), then moved;
   // the optimizer state is made there.
   model_->to(device_.device);
   model_device_ = device_.device;
   optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
-  score_history_ = pruning::make_score_history(config_.prune.score, *model_);
-  pruners_ = pruning::make_pruners(config_);
-  if (score_history_ && config_.cycles_count > 1 && total_steps() < 2 * train_loader_->batches_per_epoch())
-    fail("--prune-score {}: scores the change over the last epoch of a cycle, so cycles need 2 epochs or more "
-         "(--epochs {})",
-         config_.prune.score, config_.epochs);
+  score_history_ = plugins().training_history(config_, *model_);
+  pruners_ = plugins().pruners(config_, size);
 }
 
 void Trainer::place_model(Device device) {
@@ -491,6 +169,8 @@ std::vector<Tensor*> Trainer::state_tensors() {
   }
   for (const nn::NamedBuffer& buffer : model_->buffers()) tensors.push_back(buffer.tensor);
   for (auto& [slot, tensor] : optimizer_->state()) tensors.push_back(tensor);
+  for (const auto& pruner : pruners_)
+    for (Tensor* t : pruner->state()) tensors.push_back(t);
   return tensors;
 }
 
@@ -523,8 +203,7 @@ void Trainer::restore(const Snapshot& s) {
   optimizer_->set_steps_taken(s.optimizer_steps);
 }
 
-void Trainer::save(const std::string& name, const Position& position) {
-  const HostScope host(*this);
+io::CheckpointContents Trainer::checkpoint_contents() {
   io::CheckpointContents contents;
   contents.model = model_.get();
   contents.optimizer = optimizer_.get();
@@ -535,6 +214,17 @@ void Trainer::save(const std::string& name, const Position& position) {
     const std::vector<Tensor*> history = score_history_->state();
     for (std::size_t i = 0; i < history.size(); ++i) contents.extra.emplace_back(fmt::format("score/{}", i), history[i]);
   }
+  for (const auto& pruner : pruners_) {
+    const std::vector<Tensor*> state = pruner->state();
+    for (std::size_t i = 0; i < state.size(); ++i)
+      contents.extra.emplace_back(fmt::format("pruner/{}/{}", pruner->name(), i), state[i]);
+  }
+  return contents;
+}
+
+void Trainer::save(const std::string& name, const Position& position) {
+  const HostScope host(*this);
+  io::CheckpointContents contents = checkpoint_contents();
   contents.config_json = to_json(config_).dump();
   nlohmann::json position_json = {{"cycle", position.cycle},
                                   {"step", position.step},
@@ -586,26 +276,20 @@ Trainer::Position Trainer::load(const std::filesystem::path& path) {
   if (rewind_point_.size() != rewind_tensors)
     fail("checkpoint {}: {} rewind tensors for a model with {} weights and buffers", path.string(), rewind_tensors,
          rewind_point_.size());
-  if (config_.structured_fraction > 0.0 || !config_.select_method.empty()) {
-    // A structurally pruned run saved smaller tensors: shrink the fresh model to them first.
-    std::map<std::string, Shape> shapes;
-    for (const auto& record : io::read_safetensors(path).tensors)
-      if (record.name.rfind("param/", 0) == 0) shapes[record.name.substr(6)] = record.shape;
-    pruning::resize_to_shapes(*model_, shapes);
+  // A structurally pruned run saved smaller tensors: shrink the fresh model to them first.
+  std::map<std::string, Shape> shapes;
+  bool shrunk = false;
+  for (const auto& record : io::read_safetensors(path).tensors)
+    if (record.name.rfind("param/", 0) == 0) shapes[record.name.substr(6)] = record.shape;
+  for (nn::Parameter* p : model_->parameters())
+    if (const auto it = shapes.find(p->name); it != shapes.end() && it->second != p->value().shape()) shrunk = true;
+  if (shrunk) {
+    plugins().resize_to_shapes(*model_, shapes);
     const int64_t steps = optimizer_->steps_taken();
     optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
     optimizer_->set_steps_taken(steps);
   }
-  io::CheckpointContents contents;
-  contents.model = model_.get();
-  contents.optimizer = optimizer_.get();
-  contents.rngs["model"] = &model_rng_;
-  for (std::size_t i = 0; i < rewind_point_.size(); ++i)
-    contents.extra.emplace_back(fmt::format("rewind/{}", i), &rewind_point_[i]);
-  if (score_history_) {
-    const std::vector<Tensor*> history = score_history_->state();
-    for (std::size_t i = 0; i < history.size(); ++i) contents.extra.emplace_back(fmt::format("score/{}", i), history[i]);
-  }
+  io::CheckpointContents contents = checkpoint_contents();
   const int64_t optimizer_steps = optimizer_->steps_taken();
   io::load_checkpoint(path, contents);
   optimizer_->set_steps_taken(optimizer_steps);
@@ -640,9 +324,9 @@ void Trainer::init_from_checkpoint(const std::filesystem::path& path) {
   for (nn::Parameter* p : model_->parameters())
     if (const auto it = shapes.find(p->name); it != shapes.end() && it->second != p->value().shape()) shrunk = true;
   if (shrunk) {
-    pruning::resize_to_shapes(*model_, shapes);
-    score_history_ = pruning::make_score_history(config_.prune.score, *model_);
-  pruners_ = pruning::make_pruners(config_);
+    plugins().resize_to_shapes(*model_, shapes);
+    score_history_ = plugins().training_history(config_, *model_);
+    pruners_ = plugins().pruners(config_, {total_steps(), train_loader_->batches_per_epoch()});
   }
   io::CheckpointContents contents;  // weights, masks and buffers only: the optimizer starts fresh
   contents.model = model_.get();
@@ -650,21 +334,7 @@ void Trainer::init_from_checkpoint(const std::filesystem::path& path) {
   for (nn::Parameter* p : model_->parameters()) p->apply_mask();
   optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
   if (progress() != Progress::Quiet)
-    fmt::print("initialised from {}: density {:.4f}\n", path.string(), pruning::global_density(model_->parameters()));
-}
-
-std::vector<pruning::LayerChange> Trainer::prune_once(const pruning::PruneSpec& spec, double density) {
-  const HostScope host(*this);
-  pruning::validate(spec);
-  const std::vector<Tensor> scores = compute_scores(spec.score, 3'000'000);
-  const auto changes = density > 0.0 ? pruning::prune_to_density(model_->parameters(), scores, density, spec)
-                                     : pruning::prune_fraction(model_->parameters(), scores, spec);
-  for (nn::Parameter* p : model_->parameters()) {
-    p->apply_mask();
-    p->mask_changed();
-  }
-  optimizer_->reset_state();
-  return changes;
+    fmt::print("initialised from {}: density {:.4f}\n", path.string(), global_density(model_->parameters()));
 }
 
 void Trainer::save_new_checkpoint(const std::string& name, const std::string& flag) {
@@ -766,7 +436,7 @@ Trainer::Progress Trainer::progress() const {
 }
 
 int64_t Trainer::steps_after_cycle(int cycle) const {
-  const int64_t branches = config_.oracle_grid.empty() ? 1 : static_cast<int64_t>(config_.oracle_grid.size());
+  const int64_t branches = cycle_search_ ? cycle_search_->branches() : 1;
   int64_t steps = 0;
   for (int c = cycle + 1; c < config_.cycles_count; ++c)
     steps += learning_rate_->cycle_iters(c) * (c > 0 ? branches : 1);
@@ -778,7 +448,7 @@ void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io:
   const int64_t cycle_iters = learning_rate_->cycle_iters(position.cycle);
   const bool single_cycle = config_.cycles_count == 1;
   const int64_t log_every = config_.log_every > 0 ? config_.log_every : std::max<int64_t>(1, batches / 5);
-  const bool rewinding = config_.cycles.kind == "weight_rewind" && config_.cycles_count > 1;
+  const int64_t rewind_iteration = config_.cycles_count > 1 ? learning_rate_->rewind_iteration() : -1;
   // The LR of this cycle: the policy's, with the peak replaced by max_lr (the oracle's branches).
   const double policy_peak = learning_rate_->max_lr(position.cycle);
   const double peak_scale = max_lr / policy_peak;
@@ -809,7 +479,7 @@ void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io:
   };
   while (position.step < cycle_iters) {
     pruners_before_step(step_point(position), metrics);
-    if (rewinding && position.cycle == 0 && position.step == config_.cycles.rewind_iter) capture_rewind_point();
+    if (position.cycle == 0 && position.step == rewind_iteration) capture_rewind_point();
     const int64_t epoch = position.data_step / batches, batch_index = position.data_step % batches;
     const int64_t batch = train_loader_->fill_batch(epoch, batch_index, images, labels);
     const double lr = peak_scale * learning_rate_->lr(position.cycle, position.step);
@@ -823,6 +493,7 @@ void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io:
     if (!std::isfinite(loss))
       fail("training diverged: loss is {} at cycle {} step {} with lr {} (lower --lr)", loss, position.cycle,
            position.step + 1, lr);
+    if (const StepPoint at = step_point(position); pruners_act_after_step(at)) pruners_after_step(at, metrics);
     ++position.step;
     ++position.data_step;
     ++position.global_step;
@@ -1026,12 +697,10 @@ TrainResult Trainer::run(bool resume) {
   }
   if (!quiet)
     fmt::print("model: {} parameters, {} prunable, density {:.4f}; run directory {}\n", total, prunable,
-               pruning::global_density(model_->parameters()), run_dir.string());
+               global_density(model_->parameters()), run_dir.string());
   if (config_.cycles_count > 1 && !quiet)
-    fmt::print("{} cycles: policy {}, {} iterations per dense cycle, prune {:.0f}% of the remaining weights per "
-               "cycle{}\n",
-               config_.cycles_count, config_.cycles.kind, total_steps(), 100.0 * config_.cycles.prune_rate,
-               config_.oracle_grid.empty() ? "" : fmt::format(", oracle over {} max_lr values", config_.oracle_grid.size()));
+    fmt::print("{} cycles of {} iterations (dense): {}{}\n", config_.cycles_count, total_steps(),
+               learning_rate_->describe(), cycle_search_ ? ", " + cycle_search_->describe() : "");
   if (resume) {
     if (!quiet)
       fmt::print("resuming at cycle {} step {} (step {} overall)\n", position.cycle, position.step,
@@ -1047,7 +716,7 @@ TrainResult Trainer::run(bool resume) {
   for (int cycle = position.cycle; cycle < config_.cycles_count; ++cycle) {
     CycleResult cycle_result;
     cycle_result.cycle = cycle;
-    cycle_result.density = pruning::global_density(model_->parameters());
+    cycle_result.density = global_density(model_->parameters());
     if (position.step == 0) {  // the network this cycle trains (a resumed mid-cycle run measured it already)
       const HostScope host(*this);
       metrics.write(measure_distributions(cycle));
@@ -1107,7 +776,7 @@ TrainResult Trainer::run(bool resume) {
   if (result.cycles.empty()) {  // resumed a finished run: report its final state
     CycleResult last;
     last.cycle = position.cycle;
-    last.density = pruning::global_density(model_->parameters());
+    last.density = global_density(model_->parameters());
     last.validation = evaluate(validation_);
     last.test = evaluate(test_);
     result.cycles.push_back(last);

@@ -1,5 +1,5 @@
-// The pruning events of a run (Trainer methods; the scores, allocations and schedules they use are in
-// pruning/ and schedules/) between IMP cycles, and the hooks that call the step-loop pruners
+// The pruning events of a run (Trainer methods; the scores, allocations and schedules they use are
+// pruning/'s and schedules/' plug-ins, engine/plugins.h), and the hooks that call the step-loop pruners
 // (engine/pruner.h; the methods inside training, in pruning/pruners.h) with this trainer's services.
 // Every event prints and logs the per-layer table (shape, kept, density and FLOPs before/after) and the
 // global density.
@@ -14,15 +14,15 @@
 #include "engine/trainer.h"
 #include "engine/ops.h"
 #include "engine/sparse_kernels.h"
-#include "models/registry.h"
+#include "engine/plugins.h"
 
 namespace st {
 
-pruning::ScoreData Trainer::score_data(int64_t stream) {
+ScoreData Trainer::score_data(int64_t stream) {
   // Batches for scores come from their own deterministic epoch of the data order (not the training
   // stream), so scoring does not disturb training and a resumed run scores the same batches.
   const int64_t epoch = 1'000'000 + stream;
-  pruning::ScoreData data;
+  ScoreData data;
   data.sample_shape = {1, input_.height, input_.width, input_.channels};
   data.batch = [this, epoch](int64_t index, Tensor& images, std::vector<int32_t>& labels) {
     std::vector<float> pixels;
@@ -58,24 +58,20 @@ pruning::ScoreData Trainer::score_data(int64_t stream) {
 }
 
 std::vector<Tensor> Trainer::compute_scores(const std::string& name, int64_t stream) {
-  pruning::ScoreOptions options;
-  options.name = name;
-  options.batches = config_.score_batches;
   Rng rng = Rng::derived(config_.seed, 0x73636f7265ULL + static_cast<uint64_t>(stream));  // "score"
-  return pruning::compute_scores(*model_, options, score_data(stream), rng,
-                                 name == config_.prune.score ? score_history_.get() : nullptr);
+  return plugins().scores(config_, *model_, name, score_data(stream), rng, score_history_.get());
 }
 
 void Trainer::report_prune_event(const std::string& what, int cycle, int64_t step,
-                                 const std::vector<pruning::LayerChange>& changes, const pruning::Histogram& scores,
-                                 io::MetricsLog& metrics) {
-  const double density = pruning::global_density(model_->parameters());
+                                 const std::vector<LayerChange>& changes, const Histogram& scores,
+                                 io::MetricsLog* metrics) {
+  const double density = global_density(model_->parameters());
   // --progress cycles: the event in one line (the table is in metrics.jsonl); quiet: nothing
   const Progress mode = progress();
   const bool tables = mode != Progress::Cycles && mode != Progress::Quiet;
   if (mode != Progress::Quiet)
     fmt::print("pruning event ({}), cycle {} step {}: global density {:.4f}\n{}", what, cycle, step, density,
-               tables ? pruning::format_prune_table(changes) : std::string());
+               tables ? format_prune_table(changes) : std::string());
   std::fflush(stdout);
   // Under --sparse-kernels, each masked linear and convolution layer's compute form for the new mask,
   // chosen now (auto: both paths timed at the training batch; a convolution on the geometry of its largest
@@ -128,7 +124,8 @@ void Trainer::report_prune_event(const std::string& what, int cycle, int64_t ste
   if (!scores.counts.empty() && tables)
     fmt::print("score histogram ({} bins, Sturges) over [{:.4g}, {:.4g}]: {}\n", scores.counts.size(), scores.low,
                scores.high, fmt::join(scores.counts, " "));
-  metrics.write({{"event", "prune"},
+  if (metrics == nullptr) return;
+  metrics->write({{"event", "prune"},
                  {"what", what},
                  {"cycle", cycle},
                  {"step", step},
@@ -140,7 +137,8 @@ void Trainer::report_prune_event(const std::string& what, int cycle, int64_t ste
 // The PruningRun of a trainer: its model, optimizer, scores and event reports, for the step-loop pruners.
 class Trainer::Services final : public PruningRun {
  public:
-  Services(Trainer& trainer, io::MetricsLog& metrics) : trainer_(trainer), metrics_(metrics) {}
+  // metrics: null to log nothing
+  Services(Trainer& trainer, io::MetricsLog* metrics) : trainer_(trainer), metrics_(metrics) {}
   nn::Module& model() override { return *trainer_.model_; }
   Optimizer& optimizer() override { return *trainer_.optimizer_; }
   std::vector<Tensor> scores(const std::string& name, int64_t stream) override {
@@ -151,7 +149,9 @@ class Trainer::Services final : public PruningRun {
     trainer_.report_prune_event(what, at.cycle, at.step, changes, histogram, metrics_);
   }
   ScoreData score_data(int64_t stream) override { return trainer_.score_data(stream); }
-  void log(const nlohmann::json& event) override { metrics_.write(event); }
+  void log(const nlohmann::json& event) override {
+    if (metrics_ != nullptr) metrics_->write(event);
+  }
   uint64_t seed() const override { return trainer_.config_.seed; }
   void rewind_weights() override {
     ST_CHECK(!trainer_.rewind_point_.empty(), "weight rewinding without a rewind point");
@@ -160,7 +160,7 @@ class Trainer::Services final : public PruningRun {
     for (const nn::NamedBuffer& b : trainer_.model_->buffers()) b.tensor->copy_from(trainer_.rewind_point_[i++]);
   }
   std::unique_ptr<nn::Module> fresh_model(Rng& rng) override {
-    return models::build_model(trainer_.config_.model, trainer_.input_, rng);
+    return plugins().build_model(trainer_.config_.model, trainer_.input_, rng);
   }
   void rebuild_optimizer() override {
     trainer_.optimizer_ = make_optimizer(trainer_.config_.optimizer, trainer_.model_->parameters());
@@ -182,7 +182,7 @@ class Trainer::Services final : public PruningRun {
 
  private:
   Trainer& trainer_;
-  io::MetricsLog& metrics_;
+  io::MetricsLog* metrics_;
   std::unique_ptr<data::Dataset> prefix_;  // the first prefix_count_ training images
   int64_t prefix_count_ = 0;
 };
@@ -195,7 +195,7 @@ void Trainer::pruners_before_step(const StepPoint& at, io::MetricsLog& metrics) 
   // Called before every step: the model moves to the CPU only when some pruner acts (and is released
   // at the end of this function).
   std::optional<HostScope> host;
-  Services services(*this, metrics);
+  Services services(*this, &metrics);
   for (const auto& pruner : pruners_) {
     if (!pruner->acts_before_step(at)) continue;
     if (!host) host.emplace(*this);
@@ -212,21 +212,33 @@ bool Trainer::pruners_act_after_backward(const StepPoint& at) const {
 
 void Trainer::pruners_after_backward(const StepPoint& at, io::MetricsLog& metrics) {
   const HostScope host(*this);  // with the gradients (RigL grows by them)
-  Services services(*this, metrics);
+  Services services(*this, &metrics);
   for (const auto& pruner : pruners_)
     if (pruner->acts_after_backward(at)) pruner->after_backward(services, at);
 }
 
-std::vector<pruning::GroupChange> Trainer::prune_filters(const pruning::StructuredSpec& spec, int64_t stream) {
+bool Trainer::pruners_act_after_step(const StepPoint& at) const {
+  for (const auto& pruner : pruners_)
+    if (pruner->acts_after_step(at)) return true;
+  return false;
+}
+
+void Trainer::pruners_after_step(const StepPoint& at, io::MetricsLog& metrics) {
   const HostScope host(*this);
-  const auto changes = pruning::prune_filters(*model_, spec, score_data(stream));
-  optimizer_ = make_optimizer(config_.optimizer, model_->parameters());  // state tensors of the new shapes
-  return changes;
+  Services services(*this, &metrics);
+  for (const auto& pruner : pruners_)
+    if (pruner->acts_after_step(at)) pruner->after_step(services, at);
+}
+
+void Trainer::change_model(const std::function<void(PruningRun&)>& change) {
+  const HostScope host(*this);
+  Services services(*this, nullptr);
+  change(services);
 }
 
 void Trainer::prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics) {
   const HostScope host(*this);  // pruning, unit selection (and its fine-tuning steps) on the CPU copy
-  Services services(*this, metrics);
+  Services services(*this, &metrics);
   for (const auto& pruner : pruners_)
     if (pruner->acts_at_cycle_end(next_cycle)) pruner->at_cycle_end(services, next_cycle);
 }

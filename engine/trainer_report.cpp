@@ -24,14 +24,14 @@
 #include "engine/ops.h"
 #include "engine/probe.h"
 #include "engine/trainer.h"
-#include "pruning/prune.h"
+#include "engine/pruner.h"
 
 namespace st {
 namespace fs = std::filesystem;
 
 namespace {
 
-nlohmann::json histogram_json(const pruning::Histogram& h) {
+nlohmann::json histogram_json(const Histogram& h) {
   return {{"low", h.low}, {"high", h.high}, {"counts", h.counts}};
 }
 
@@ -67,7 +67,7 @@ std::string sparkline(const std::vector<int64_t>& counts) {
 }  // namespace
 
 nlohmann::json Trainer::measure_distributions(int cycle) {
-  const pruning::ScoreData data = score_data(3000 + cycle);
+  const ScoreData data = score_data(3000 + cycle);
   Tensor images;
   std::vector<int32_t> labels;
   data.batch(0, images, labels);
@@ -116,19 +116,19 @@ nlohmann::json Trainer::measure_distributions(int cycle) {
   }
   return {{"event", "distributions"},
           {"cycle", cycle},
-          {"density", pruning::global_density(parameters)},
+          {"density", global_density(parameters)},
           {"images", images.dim(0)},
           {"loss", static_cast<double>(loss.value().item())},
           {"gradient",
            {{"kept", all_gradients.size()},
             {"mean_abs", global.mean_abs},
             {"std", global.std},
-            {"histogram", histogram_json(pruning::sturges_histogram(all_gradients))},
+            {"histogram", histogram_json(sturges_histogram(all_gradients))},
             {"layers", layers}}},
           {"activation",
            {{"values", values},
             {"zero_fraction", values > 0 ? static_cast<double>(zeros) / static_cast<double>(values) : 0.0},
-            {"nonzero_histogram", histogram_json(pruning::sturges_histogram(nonzero))},
+            {"nonzero_histogram", histogram_json(sturges_histogram(nonzero))},
             {"sites", sites}}}};
 }
 

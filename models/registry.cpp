@@ -81,4 +81,9 @@ std::unique_ptr<nn::Module> build_model(const std::string& name, const InputSpec
   return find_model(name).build(input, rng);
 }
 
+void install(Plugins& plugins) {
+  plugins.build_model = build_model;
+  plugins.model_image_size = [](const std::string& name) { return find_model(name).image_size; };
+}
+
 }  // namespace st::models

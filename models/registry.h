@@ -10,6 +10,7 @@
 
 #include "engine/input_spec.h"
 #include "engine/nn.h"
+#include "engine/plugins.h"
 #include "engine/rng.h"
 
 namespace st::models {
@@ -29,6 +30,8 @@ const std::vector<ModelEntry>& registry();
 // Throws st::Error naming the unknown model and listing the known ones.
 const ModelEntry& find_model(const std::string& name);
 std::unique_ptr<nn::Module> build_model(const std::string& name, const InputSpec& input, Rng& rng);
+// Sets the models' entries of `plugins` (engine/plugins.h): build_model and model_image_size.
+void install(Plugins& plugins);
 
 // Families (defined in one file each).
 std::unique_ptr<nn::Module> make_lenet300(const InputSpec& input, Rng& rng);

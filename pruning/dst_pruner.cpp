@@ -6,6 +6,7 @@
 // with their optimizer state reset. Stateless: every update is a function of the seed and the step.
 #include <fmt/format.h>
 
+#include "engine/error.h"
 #include "pruning/dynamic.h"
 #include "pruning/prune.h"
 #include "pruning/pruners.h"
@@ -17,13 +18,13 @@ namespace {
 class DynamicSparse final : public Pruner {
  public:
   explicit DynamicSparse(const TrainConfig& config)
-      : method_(config.dst),
-        spec_(config.prune),
-        init_density_(config.init_density),
-        interval_(config.dst_interval),
-        alpha_(config.dst_alpha),
-        end_fraction_(config.dst_end_fraction),
-        initial_mask_(config.init_score.empty()) {}
+      : method_(config.get<DstOptions>().method),
+        spec_(config.get<PruneSpec>()),
+        init_density_(config.get<InitOptions>().density),
+        interval_(config.get<DstOptions>().interval),
+        alpha_(config.get<DstOptions>().alpha),
+        end_fraction_(config.get<DstOptions>().end_fraction),
+        initial_mask_(config.get<InitOptions>().score.empty()) {}
 
   std::string name() const override { return "dst"; }
 
@@ -78,9 +79,36 @@ class DynamicSparse final : public Pruner {
 
 }  // namespace
 
-std::unique_ptr<Pruner> make_dst_pruner(const TrainConfig& config) {
-  if (config.dst.empty()) return nullptr;
+std::unique_ptr<Pruner> make_dst_pruner(const TrainConfig& config, const RunSize&) {
+  if (config.get<DstOptions>().method.empty()) return nullptr;
   return std::make_unique<DynamicSparse>(config);
+}
+
+Component dst_options() {
+  using O = DstOptions;
+  Component c;
+  c.name = "dst";
+  c.title = "Dynamic sparse training (pruning/dst_pruner.cpp)";
+  c.options = {
+      option<O>("dst", &O::method,
+                "dynamic sparse training from a random mask at --init-density with --prune-allocation erk or "
+                "layerwise (empty: off)",
+                {"", "rigl", "set"}),
+      option<O>("dst-interval", &O::interval, "DST: steps between mask updates (dT)"),
+      option<O>("dst-alpha", &O::alpha, "DST: initial drop fraction alpha (cosine decay)"),
+      option<O>("dst-end", &O::end_fraction, "DST: last update at this fraction of training (T_end)"),
+  };
+  c.validate = [](const TrainConfig& config) {
+    const O& o = config.get<O>();
+    if (o.method.empty()) return;
+    if (o.interval <= 0) fail("--dst-interval: must be positive, got {}", o.interval);
+    if (!(o.alpha > 0.0 && o.alpha < 1.0)) fail("--dst-alpha: must be in (0, 1), got {}", o.alpha);
+    if (!(o.end_fraction > 0.0 && o.end_fraction <= 1.0)) fail("--dst-end: must be in (0, 1], got {}", o.end_fraction);
+    const double density = config.get<InitOptions>().density;
+    if (!(density > 0.0 && density < 1.0)) fail("--init-density: must be in (0, 1), got {}", density);
+    if (config.cycles_count > 1) fail("--dst: dynamic sparse training runs one cycle (got --cycles {})", config.cycles_count);
+  };
+  return c;
 }
 
 }  // namespace st::pruning

@@ -3,6 +3,7 @@
 // --prune-score, so that --early-sparsity is reached after the last round.
 #include <fmt/format.h>
 
+#include "engine/error.h"
 #include "pruning/prune.h"
 #include "pruning/pruners.h"
 #include "schedules/sparsity.h"
@@ -12,8 +13,9 @@ namespace {
 
 class EarlyPruning final : public Pruner {
  public:
-  explicit EarlyPruning(const TrainConfig& config) : rounds_(config.early_rounds), spec_(config.prune) {
-    spec_.rate = schedules::early_round_rate(config.early_rounds, config.early_sparsity);
+  explicit EarlyPruning(const TrainConfig& config)
+      : rounds_(config.get<EarlyOptions>().rounds), spec_(config.get<PruneSpec>()) {
+    spec_.rate = schedules::early_round_rate(rounds_, config.get<EarlyOptions>().sparsity);
   }
 
   std::string name() const override { return "early"; }
@@ -37,9 +39,29 @@ class EarlyPruning final : public Pruner {
 
 }  // namespace
 
-std::unique_ptr<Pruner> make_early_pruner(const TrainConfig& config) {
-  if (config.early_rounds <= 0) return nullptr;
+std::unique_ptr<Pruner> make_early_pruner(const TrainConfig& config, const RunSize& size) {
+  const int rounds = config.get<EarlyOptions>().rounds;
+  if (rounds <= 0) return nullptr;
+  if (rounds * size.batches_per_epoch >= size.dense_steps)
+    fail("--early-rounds: {} rounds of one epoch each do not fit in the {} iterations of training", rounds,
+         size.dense_steps);
   return std::make_unique<EarlyPruning>(config);
+}
+
+Component early_options() {
+  Component c;
+  c.name = "early";
+  c.title = "Early pruning (pruning/early_pruner.cpp)";
+  c.options = {
+      option<EarlyOptions>("early-rounds", &EarlyOptions::rounds,
+                           "early pruning: rounds at the ends of the first epochs (0 = off)"),
+      option<EarlyOptions>("early-sparsity", &EarlyOptions::sparsity, "early pruning: sparsity after the last round"),
+  };
+  c.validate = [](const TrainConfig& config) {
+    const EarlyOptions& o = config.get<EarlyOptions>();
+    if (o.rounds > 0) schedules::early_round_rate(o.rounds, o.sparsity);
+  };
+  return c;
 }
 
 }  // namespace st::pruning

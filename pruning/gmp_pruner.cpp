@@ -12,7 +12,8 @@ namespace {
 
 class GradualMagnitude final : public Pruner {
  public:
-  explicit GradualMagnitude(const TrainConfig& config) : gmp_(config.gmp), spec_(config.prune) {}
+  explicit GradualMagnitude(const TrainConfig& config)
+      : gmp_(config.get<schedules::GmpSchedule>()), spec_(config.get<PruneSpec>()) {}
 
   std::string name() const override { return "gmp"; }
 
@@ -34,9 +35,26 @@ class GradualMagnitude final : public Pruner {
 
 }  // namespace
 
-std::unique_ptr<Pruner> make_gmp_pruner(const TrainConfig& config) {
-  if (config.gmp.final_sparsity <= 0.0) return nullptr;
+std::unique_ptr<Pruner> make_gmp_pruner(const TrainConfig& config, const RunSize& size) {
+  const schedules::GmpSchedule& gmp = config.get<schedules::GmpSchedule>();
+  if (gmp.final_sparsity <= 0.0) return nullptr;
+  schedules::validate(gmp, size.dense_steps);
   return std::make_unique<GradualMagnitude>(config);
+}
+
+Component gmp_options() {
+  using G = schedules::GmpSchedule;
+  Component c;
+  c.name = "gmp";
+  c.title = "Gradual magnitude pruning (pruning/gmp_pruner.cpp)";
+  c.options = {
+      option<G>("gmp-final-sparsity", &G::final_sparsity, "gradual magnitude pruning: final sparsity (0 = off)"),
+      option<G>("gmp-initial-sparsity", &G::initial_sparsity, "GMP: initial sparsity"),
+      option<G>("gmp-start", &G::start_iter, "GMP: first pruning iteration t0"),
+      option<G>("gmp-interval", &G::interval_iters, "GMP: iterations between pruning steps"),
+      option<G>("gmp-steps", &G::steps, "GMP: pruning steps n after t0"),
+  };
+  return c;
 }
 
 }  // namespace st::pruning

@@ -6,9 +6,13 @@
 // reinit re-draws the surviving weights from the initialisation distribution.
 #include <fmt/format.h>
 
+#include "engine/error.h"
+
 #include "pruning/prune.h"
 #include "pruning/pruners.h"
 #include "pruning/random_mask.h"
+#include "pruning/scores.h"
+#include "schedules/cycles.h"
 
 namespace st::pruning {
 namespace {
@@ -16,8 +20,10 @@ namespace {
 class IterativeMagnitude final : public Pruner {
  public:
   explicit IterativeMagnitude(const TrainConfig& config)
-      : spec_(config.prune), control_(config.control), rewind_(config.cycles.kind == "weight_rewind") {
-    spec_.rate = config.cycles.prune_rate;
+      : spec_(config.get<PruneSpec>()),
+        control_(config.get<ImpOptions>().control),
+        rewind_(config.get<schedules::CyclePolicy>().kind == "weight_rewind") {
+    spec_.rate = config.get<schedules::CyclePolicy>().prune_rate;
   }
 
   std::string name() const override { return "imp"; }
@@ -57,9 +63,28 @@ class IterativeMagnitude final : public Pruner {
 
 }  // namespace
 
-std::unique_ptr<Pruner> make_imp_pruner(const TrainConfig& config) {
-  if (config.cycles_count <= 1 || !config.select_method.empty() || config.structured_fraction > 0.0) return nullptr;
+std::unique_ptr<Pruner> make_imp_pruner(const TrainConfig& config, const RunSize& size) {
+  if (config.cycles_count <= 1 || !config.get<SelectOptions>().method.empty() ||
+      config.get<StructuredOptions>().fraction > 0.0)
+    return nullptr;
+  const std::string& score = config.get<PruneSpec>().score;
+  if (const ScoreMethod* method = find_score(score);
+      method != nullptr && method->make_history && size.dense_steps < 2 * size.batches_per_epoch)
+    fail("--prune-score {}: scores the change over the last epoch of a cycle, so cycles need 2 epochs or more "
+         "(--epochs {})",
+         score, config.epochs);
   return std::make_unique<IterativeMagnitude>(config);
+}
+
+Component imp_options() {
+  Component c;
+  c.name = "imp";
+  c.title = "Iterative pruning between cycles (pruning/imp_pruner.cpp)";
+  c.options = {option<ImpOptions>("control", &ImpOptions::control,
+                                  "IMP control: reinit re-draws the surviving weights, random_mask a mask of "
+                                  "the same per-layer densities",
+                                  {"none", "reinit", "random_mask"})};
+  return c;
 }
 
 }  // namespace st::pruning

@@ -36,15 +36,13 @@ std::vector<LayerChange> prune_fraction(const std::vector<nn::Parameter*>& param
 std::vector<LayerChange> prune_to_density(const std::vector<nn::Parameter*>& parameters,
                                           const std::vector<Tensor>& scores, double density, const PruneSpec& spec);
 
-// Per-layer table (shape, kept, density and FLOPs before/after) and the global density, for logs.
-std::string format_prune_table(const std::vector<LayerChange>& changes);
-double global_density(const std::vector<nn::Parameter*>& parameters);
+using st::format_prune_table;  // (engine/pruner.h)
+using st::global_density;
 
 // Histogram of the scores of the weights still kept (before an event), bins by Sturges' rule
 // (ceil(log2 n) + 1 equal-width bins over [min, max]).
 using Histogram = st::Histogram;  // (engine/pruner.h)
 Histogram score_histogram(const std::vector<nn::Parameter*>& parameters, const std::vector<Tensor>& scores);
-// The same binning for any values (NaN/inf skipped); empty counts for no values.
-Histogram sturges_histogram(const std::vector<float>& values);
+using st::sturges_histogram;  // (engine/pruner.h)
 
 }  // namespace st::pruning

@@ -18,31 +18,47 @@
 #include <string>
 #include <vector>
 
+#include "engine/options.h"
+#include "engine/plugins.h"
 #include "engine/pruner.h"
-#include "engine/trainer.h"
+#include "engine/train_config.h"
+#include "pruning/options.h"
 
 namespace st::pruning {
 
 struct PrunerEntry {
   std::string name;
   std::string description;
-  // The method's pruner for a run, or null when its config does not ask for this method.
-  std::function<std::unique_ptr<Pruner>(const TrainConfig&)> make;
+  // The method's pruner for a run, or null when its config does not ask for this method; refuses what does
+  // not fit the run's size, naming the flag.
+  std::function<std::unique_ptr<Pruner>(const TrainConfig&, const RunSize&)> make;
+  // The family's options (engine/options.h), registered by install().
+  std::function<Component()> options;
 };
 
 const std::vector<PrunerEntry>& pruner_registry();
 // Throws st::Error naming the unknown method and listing the known ones.
 const PrunerEntry& find_pruner(const std::string& name);
 // The pruners a run's config asks for, in registry order.
-std::vector<std::unique_ptr<Pruner>> make_pruners(const TrainConfig& config);
+std::vector<std::unique_ptr<Pruner>> make_pruners(const TrainConfig& config, const RunSize& size);
+// Registers the options of pruning (the "prune" component and every family's) and sets pruning's entries of
+// `plugins` (engine/plugins.h).
+void install(Plugins& plugins);
 
-// The families (one file each).
-std::unique_ptr<Pruner> make_dst_pruner(const TrainConfig& config);
-std::unique_ptr<Pruner> make_init_pruner(const TrainConfig& config);
-std::unique_ptr<Pruner> make_early_pruner(const TrainConfig& config);
-std::unique_ptr<Pruner> make_gmp_pruner(const TrainConfig& config);
-std::unique_ptr<Pruner> make_imp_pruner(const TrainConfig& config);
-std::unique_ptr<Pruner> make_structured_pruner(const TrainConfig& config);
-std::unique_ptr<Pruner> make_select_pruner(const TrainConfig& config);
+// The families (one file each): the pruner and the options.
+std::unique_ptr<Pruner> make_dst_pruner(const TrainConfig& config, const RunSize& size);
+std::unique_ptr<Pruner> make_init_pruner(const TrainConfig& config, const RunSize& size);
+std::unique_ptr<Pruner> make_early_pruner(const TrainConfig& config, const RunSize& size);
+std::unique_ptr<Pruner> make_gmp_pruner(const TrainConfig& config, const RunSize& size);
+std::unique_ptr<Pruner> make_imp_pruner(const TrainConfig& config, const RunSize& size);
+std::unique_ptr<Pruner> make_structured_pruner(const TrainConfig& config, const RunSize& size);
+std::unique_ptr<Pruner> make_select_pruner(const TrainConfig& config, const RunSize& size);
+Component dst_options();
+Component init_options();
+Component early_options();
+Component gmp_options();
+Component imp_options();
+Component structured_options();
+Component select_options();
 
 }  // namespace st::pruning

@@ -43,15 +43,9 @@ struct ScoreOptions {
   double hvp_step = 1e-2;
 };
 
-// A score that looks at training, not only at the weights now (movement): its history lives with the run,
-// hears the end of every training epoch of the main line, and is saved in the run's checkpoints.
-class ScoreHistory {
- public:
-  virtual ~ScoreHistory() = default;
-  virtual void on_epoch_end(nn::Module& model) = 0;
-  // The tensors to checkpoint (CPU; their number and shapes fixed by the model when the history is made).
-  virtual std::vector<Tensor*> state() = 0;
-};
+// A score that looks at training, not only at the weights now (movement), keeps a history
+// (engine/pruner.h's TrainingHistory).
+using ScoreHistory = st::TrainingHistory;
 
 // The scores by name (pruning/score_registry.cpp; adding one there is all a new score takes).
 struct ScoreMethod {

@@ -14,6 +14,8 @@
 #include "pruning/model_size.h"
 #include "pruning/pruners.h"
 #include "pruning/structured.h"
+#include "schedules/cycles.h"
+#include "schedules/lr_schedule.h"
 
 namespace st::pruning {
 namespace {
@@ -21,16 +23,18 @@ namespace {
 class UnitSelection final : public Pruner {
  public:
   explicit UnitSelection(const TrainConfig& config)
-      : method_(config.select_method),
-        tolerance_(config.select_tolerance),
-        per_layer_(config.select_target == "layer"),
-        target_name_(config.select_target),
-        scale_(config.select_scale),
-        options_{config.select_candidates, config.select_repeats, config.select_scale == "average"},
-        batches_(config.select_batches),
-        finetune_steps_(config.select_finetune_steps),
-        eval_count_(config.select_eval),
-        finetune_lr_(static_cast<float>(0.1 * config.schedule.max_lr)) {}
+      : UnitSelection(config.get<SelectOptions>(), config.get<schedules::LrSchedule>().max_lr) {}
+  UnitSelection(const SelectOptions& o, double max_lr)
+      : method_(o.method),
+        tolerance_(o.tolerance),
+        per_layer_(o.target == "layer"),
+        target_name_(o.target),
+        scale_(o.scale),
+        options_{o.candidates, o.repeats, o.scale == "average"},
+        batches_(o.batches),
+        finetune_steps_(o.finetune_steps),
+        eval_count_(o.eval),
+        finetune_lr_(static_cast<float>(0.1 * max_lr)) {}
 
   std::string name() const override { return "select"; }
 
@@ -150,9 +154,51 @@ class UnitSelection final : public Pruner {
 
 }  // namespace
 
-std::unique_ptr<Pruner> make_select_pruner(const TrainConfig& config) {
-  if (config.select_method.empty()) return nullptr;
+std::unique_ptr<Pruner> make_select_pruner(const TrainConfig& config, const RunSize&) {
+  if (config.get<SelectOptions>().method.empty()) return nullptr;
   return std::make_unique<UnitSelection>(config);
+}
+
+Component select_options() {
+  using O = SelectOptions;
+  Component c;
+  c.name = "select";
+  c.title = "Unit selection between cycles (pruning/select_pruner.cpp)";
+  c.options = {
+      option<O>("select", &O::method,
+                "between cycles, select units layer by layer: gfs (greedy forward selection, Ye et al. 2020) or "
+                "magnitude (empty: off)",
+                {"", "gfs", "magnitude"}),
+      option<O>("select-tolerance", &O::tolerance, "selection stops at (1 - tol) of the trained accuracy"),
+      option<O>("select-target", &O::target,
+                "what the tolerance is relative to: the accuracy before each layer's selection (layer, Ye et al.'s "
+                "code) or the trained network's (original)",
+                {"layer", "original"}),
+      option<O>("select-repeats", &O::repeats,
+                "gfs: a unit may be picked again (S a multiset, each pick weighted N / |S|)"),
+      option<O>("select-scale", &O::scale,
+                "gfs: the selected units' outputs times N / |S| (average, Ye et al.) or as trained (sum)",
+                {"average", "sum"}),
+      option<O>("select-candidates", &O::candidates, "gfs: units sampled per step"),
+      option<O>("select-batches", &O::batches, "gfs: fresh training minibatches averaged for each candidate's loss"),
+      option<O>("select-finetune-steps", &O::finetune_steps, "SGD steps after each layer's selection"),
+      option<O>("select-eval", &O::eval, "training images the selection's accuracy is measured on"),
+  };
+  c.validate = [](const TrainConfig& config) {
+    const O& o = config.get<O>();
+    if (o.method.empty()) return;
+    if (!(o.tolerance >= 0.0 && o.tolerance < 1.0)) fail("--select-tolerance: must be in [0, 1), got {}", o.tolerance);
+    if (o.repeats && o.scale != "average")
+      fail("--select-repeats: needs --select-scale average (a repeated pick counts through its weight k N / |S|)");
+    if (o.candidates < 1) fail("--select-candidates: must be at least 1, got {}", o.candidates);
+    if (o.batches < 1) fail("--select-batches: must be at least 1, got {}", o.batches);
+    if (o.finetune_steps < 0) fail("--select-finetune-steps: must be >= 0, got {}", o.finetune_steps);
+    if (o.eval < 1) fail("--select-eval: must be at least 1 image, got {}", o.eval);
+    if (config.cycles_count < 2) fail("--select: needs --cycles 2 or more (selection happens between cycles)");
+    if (config.get<schedules::CyclePolicy>().kind == "weight_rewind")
+      fail("--select: use lr_rewind or finetune, not weight rewinding");
+  };
+  return c;
 }
 
 }  // namespace st::pruning

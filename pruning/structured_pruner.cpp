@@ -3,9 +3,11 @@
 // (pruning/structured.h); the optimizer is rebuilt for the new shapes.
 #include <fmt/format.h>
 
+#include "engine/error.h"
 #include "pruning/model_size.h"
 #include "pruning/pruners.h"
 #include "pruning/structured.h"
+#include "schedules/cycles.h"
 
 namespace st::pruning {
 namespace {
@@ -13,7 +15,7 @@ namespace {
 class StructuredShrink final : public Pruner {
  public:
   explicit StructuredShrink(const TrainConfig& config)
-      : spec_{config.structured_fraction, config.structured_score} {}
+      : spec_{config.get<StructuredOptions>().fraction, config.get<StructuredOptions>().score} {}
 
   std::string name() const override { return "structured"; }
 
@@ -45,9 +47,31 @@ class StructuredShrink final : public Pruner {
 
 }  // namespace
 
-std::unique_ptr<Pruner> make_structured_pruner(const TrainConfig& config) {
-  if (config.structured_fraction <= 0.0 || !config.select_method.empty()) return nullptr;
+std::unique_ptr<Pruner> make_structured_pruner(const TrainConfig& config, const RunSize&) {
+  if (config.get<StructuredOptions>().fraction <= 0.0 || !config.get<SelectOptions>().method.empty()) return nullptr;
   return std::make_unique<StructuredShrink>(config);
+}
+
+Component structured_options() {
+  using O = StructuredOptions;
+  Component c;
+  c.name = "structured";
+  c.title = "Structured pruning between cycles (pruning/structured_pruner.cpp)";
+  c.options = {
+      option<O>("structured-prune", &O::fraction,
+                "between cycles, physically remove this fraction of the channels of every channel group"),
+      option<O>("structured-score", &O::score, "filter score",
+                {"l1", "l2", "snip", "lp_biased", "hg", "abs_hg", "taylor"}),
+  };
+  c.validate = [](const TrainConfig& config) {
+    const O& o = config.get<O>();
+    if (o.fraction == 0.0) return;
+    validate(StructuredSpec{o.fraction, o.score});
+    if (config.cycles_count < 2) fail("--structured-prune: needs --cycles 2 or more (pruning happens between cycles)");
+    if (config.get<schedules::CyclePolicy>().kind == "weight_rewind")
+      fail("--structured-prune: weight rewinding cannot restore weights of removed channels; use lr_rewind or finetune");
+  };
+  return c;
 }
 
 }  // namespace st::pruning

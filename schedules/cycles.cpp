@@ -1,5 +1,7 @@
 #include "schedules/cycles.h"
 
+#include <fmt/format.h>
+
 #include <cctype>
 #include <cmath>
 #include <vector>
@@ -130,6 +132,11 @@ class PolicyLearningRate final : public LearningRate {
   double max_lr(int cycle) const override { return cycle_max_lr(policy_, shape_, cycle); }
   double lr(int cycle, int64_t iteration) const override {
     return cycle_learning_rate(policy_, shape_, cycle, iteration, total_iters_);
+  }
+  int64_t rewind_iteration() const override { return policy_.kind == "weight_rewind" ? policy_.rewind_iter : -1; }
+  std::string describe() const override {
+    return fmt::format("policy {}, prune {:.0f}% of the remaining weights per cycle", policy_.kind,
+                       100.0 * policy_.prune_rate);
   }
 
  private:

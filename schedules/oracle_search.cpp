@@ -7,13 +7,15 @@
 
 #include "schedules/cycles.h"
 #include "schedules/oracle.h"
+#include "schedules/options.h"
 
 namespace st::schedules {
 namespace {
 
 class Oracle final : public CycleSearch {
  public:
-  explicit Oracle(const TrainConfig& config) : grid_(config.oracle_grid), silo_(config.cycles) {
+  explicit Oracle(const TrainConfig& config)
+      : grid_(config.get<OracleOptions>().grid), silo_(config.get<CyclePolicy>()) {
     silo_.kind = "silo";
   }
 
@@ -41,6 +43,8 @@ class Oracle final : public CycleSearch {
                                               silo_.silo_offset, silo_.silo_alpha, silo_.silo_beta, silo_.silo_delay,
                                               silo_.prune_rate, oracle_report_markdown(cycles_)));
   }
+  int64_t branches() const override { return static_cast<int64_t>(grid_.size()); }
+  std::string describe() const override { return fmt::format("oracle over {} max_lr values", grid_.size()); }
 
  private:
   std::vector<double> grid_;
@@ -51,7 +55,7 @@ class Oracle final : public CycleSearch {
 }  // namespace
 
 std::unique_ptr<CycleSearch> make_cycle_search(const TrainConfig& config) {
-  if (config.oracle_grid.empty()) return nullptr;
+  if (config.get<OracleOptions>().grid.empty()) return nullptr;
   return std::make_unique<Oracle>(config);
 }
 

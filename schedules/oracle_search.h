@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "engine/cycle_search.h"
-#include "engine/trainer.h"
+#include "engine/train_config.h"
 
 namespace st::schedules {
 

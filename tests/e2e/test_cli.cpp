@@ -283,8 +283,8 @@ TEST_SUITE("e2e") {
     INFO(r.out << r.err);
     REQUIRE(r.exit_code == 0);
     const auto config = nlohmann::json::parse(read_text(run_dir / "config.json"));
-    CHECK(config.at("dataset") == "imagefolder");
-    CHECK(config.at("image_size") == 32);
+    CHECK(config.at("data") == "imagefolder");
+    CHECK(config.at("image-size") == 32);
     std::ifstream metrics(run_dir / "metrics.jsonl");
     std::string line;
     double test_accuracy = -1.0;
@@ -949,8 +949,8 @@ TEST_SUITE("e2e") {
                 .exit_code == 0);
     const auto config = nlohmann::json::parse(read_text(dir / "override" / "config.json"));
     CHECK(config.at("epochs").get<int64_t>() == 2);
-    CHECK(config.at("cycles_count").get<int64_t>() == 1);
-    CHECK(config.at("prune").at("score").get<std::string>() == "snip");  // from the file
+    CHECK(config.at("cycles").get<int64_t>() == 1);
+    CHECK(config.at("prune-score").get<std::string>() == "snip");  // from the file
 
     const auto refused = [&](const std::string& text, const std::vector<std::string>& needles) {
       const fs::path bad = dir / "bad.toml";

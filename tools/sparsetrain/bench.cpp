@@ -11,6 +11,9 @@
 #include "engine/device.h"
 #include "engine/error.h"
 #include "engine/op_times.h"
+#include "pruning/options.h"
+#include "pruning/structured.h"
+#include "schedules/lr_schedule.h"
 #include "tools/sparsetrain/commands.h"
 
 namespace st::cli {
@@ -73,9 +76,9 @@ int run_bench(const BenchOptions& o) {
   TrainConfig config;
   config.model = o.model;
   config.batch_size = o.batch;
-  config.density = o.density;
+  config.get<pruning::InitOptions>().random_density = o.density;
   config.threads = o.threads;
-  config.schedule.max_lr = o.lr;
+  config.get<schedules::LrSchedule>().max_lr = o.lr;
   config.optimizer.momentum = 0.9f;
   config.optimizer.weight_decay = 5e-4f;
   config.run_dir = "runs/bench";
@@ -133,7 +136,10 @@ int run_bench(const BenchOptions& o) {
                         {"flops_per_sample", pruning::flops_per_sample(trainer.model())}};
   if (o.op_times) result["op_ms_per_step"] = op_times_per_step(op_times, step_seconds, o.steps);
   if (o.structured > 0.0) {
-    trainer.prune_filters({o.structured, "l1"}, 0);
+    trainer.change_model([&](PruningRun& run) {
+      pruning::prune_filters(run.model(), {o.structured, "l1"}, run.score_data(0));
+      run.rebuild_optimizer();  // state tensors of the new shapes
+    });
     const double shrunk = time_steps();
     result["structured"] = {{"fraction", o.structured},
                             {"images_per_s", shrunk},

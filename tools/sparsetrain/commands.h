@@ -5,7 +5,7 @@
 #include <string>
 
 #include "engine/trainer.h"
-#include "tools/sparsetrain/schedule_flags.h"
+#include "tools/sparsetrain/option_flags.h"
 
 namespace st::cli {
 
@@ -44,8 +44,7 @@ void add_bench_flags(CLI::App& app, BenchOptions& options);
 int run_bench(const BenchOptions& options);
 
 struct ScheduleOptions {
-  schedules::LrSchedule shape;
-  schedules::CyclePolicy policy;
+  TrainConfig config;  // the learning rate's options (schedules::LrSchedule, schedules::CyclePolicy)
   ScheduleFlags flags;
   int cycles = 1;
   int64_t iters = 8600;  // iterations of a dense cycle T (default: the default experiment's 20 x 430)

@@ -27,7 +27,7 @@ int run_export(const ExportOptions& o) {
   Trainer trainer(config);
   trainer.restore(checkpoint);
   nn::Module& model = trainer.model();
-  const models::InputSpec& input = trainer.input_spec();
+  const InputSpec& input = trainer.input_spec();
   io::write_safetensors(o.out, io::pytorch_state_dict(model, input));
   fmt::print("exported {} ({} parameters, {}) to {}\n", checkpoint.string(), model.parameter_count(), config.model,
              o.out);

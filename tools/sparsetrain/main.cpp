@@ -20,11 +20,13 @@
 #include <vector>
 #include <exception>
 
+#include "components/install.h"
 #include "engine/error.h"
 #include "tools/sparsetrain/commands.h"
 #include "tools/sparsetrain/config_file.h"
 
 int main(int argc, char** argv) {
+  st::install_components();
   CLI::App app{"sparsetrain: sparse training engine (pruning, schedules, masked optimizers)", "sparsetrain"};
   app.require_subcommand(0, 1);
   // Flag errors are one line like every other error.

@@ -5,7 +5,9 @@
 #include <fmt/format.h>
 
 #include "engine/error.h"
+#include "pruning/options.h"
 #include "pruning/prune.h"
+#include "pruning/scores.h"
 #include "tools/sparsetrain/commands.h"
 
 namespace st::cli {
@@ -41,19 +43,32 @@ int run_prune(const PruneOptions& o) {
     fail("--out-checkpoint: expected a name without '/', got '{}'", o.out_checkpoint);
   TrainConfig config = Trainer::config_of_checkpoint(checkpoint);
   config.device = o.device;
-  config.prune.score = o.score;
-  config.prune.allocation = o.allocation;
-  config.prune.keep_first_dense = o.keep_first_dense;
-  config.prune.keep_last_dense = o.keep_last_dense;
-  config.score_batches = o.score_batches;
+  pruning::PruneSpec& prune = config.get<pruning::PruneSpec>();
+  prune.score = o.score;
+  prune.allocation = o.allocation;
+  prune.keep_first_dense = o.keep_first_dense;
+  prune.keep_last_dense = o.keep_last_dense;
+  config.get<pruning::ScoringOptions>().batches = o.score_batches;
   Trainer trainer(config);  // validates the score, allocation and score batches
   const std::filesystem::path out = trainer.checkpoint_path(o.out_checkpoint);
   if (std::filesystem::exists(out)) fail("--out-checkpoint: {} exists already (choose another name)", out.string());
   trainer.restore(checkpoint);
   const EvalResult before = trainer.evaluate(trainer.split("test", "--split"));
-  pruning::PruneSpec spec = config.prune;
+  pruning::PruneSpec spec = prune;
   if (o.rate > 0.0) spec.rate = o.rate;
-  const auto changes = trainer.prune_once(spec, o.density);
+  pruning::validate(spec);
+  std::vector<LayerChange> changes;
+  trainer.change_model([&](PruningRun& run) {
+    const std::vector<Tensor> scores = run.scores(spec.score, 3'000'000);
+    const auto parameters = run.model().parameters();
+    changes = o.density > 0.0 ? pruning::prune_to_density(parameters, scores, o.density, spec)
+                              : pruning::prune_fraction(parameters, scores, spec);
+    for (nn::Parameter* p : parameters) {
+      p->apply_mask();
+      p->mask_changed();
+    }
+    run.optimizer().reset_state();
+  });
   const EvalResult after = trainer.evaluate(trainer.split("test", "--split"));
   fmt::print("one-shot pruning of {} ({}, {} {}): global density {:.4f}\n{}", checkpoint.string(), config.model,
              spec.allocation, spec.score, pruning::global_density(trainer.model().parameters()),

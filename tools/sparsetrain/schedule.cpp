@@ -10,6 +10,8 @@
 #include <fstream>
 
 #include "engine/error.h"
+#include "schedules/cycles.h"
+#include "schedules/lr_schedule.h"
 #include "tools/sparsetrain/commands.h"
 
 namespace st::cli {
@@ -27,7 +29,8 @@ std::string silo_phase(const schedules::CyclePolicy& p, int cycle) {
 }  // namespace
 
 void add_schedule_command_flags(CLI::App& app, ScheduleOptions& o) {
-  add_schedule_flags(app, o.shape, o.policy, o.flags);
+  add_option_flags(app, o.config, {"schedule"});
+  add_silo_flag(app, o.flags);
   app.add_option("--cycles", o.cycles, "number of cycles (cycle 0 = dense training)")->capture_default_str();
   app.add_option("--iters", o.iters, "iterations T of a dense cycle (SILO(...) sets it)")->capture_default_str();
   app.add_option("--every", o.every, "print every N-th iteration (and the last of each cycle)")->capture_default_str();
@@ -36,34 +39,36 @@ void add_schedule_command_flags(CLI::App& app, ScheduleOptions& o) {
 }
 
 int run_schedule(ScheduleOptions o) {
-  if (!o.flags.silo_notation.empty()) o.iters = schedules::apply_silo_notation(o.flags.silo_notation, o.policy, o.shape);
+  schedules::LrSchedule& shape = o.config.get<schedules::LrSchedule>();
+  schedules::CyclePolicy& policy = o.config.get<schedules::CyclePolicy>();
+  if (!o.flags.silo_notation.empty()) o.iters = schedules::apply_silo_notation(o.flags.silo_notation, policy, shape);
   if (o.cycles <= 0) fail("--cycles: must be a positive number of cycles, got {}", o.cycles);
   if (o.iters <= 0) fail("--iters: must be a positive number of iterations, got {}", o.iters);
   if (o.every <= 0) fail("--every: must be positive, got {}", o.every);
-  if (o.shape.iters_per_epoch == 0) o.shape.iters_per_epoch = 430;  // the default experiment's batches per epoch
-  schedules::validate(o.policy, o.shape, o.iters);
+  if (shape.iters_per_epoch == 0) shape.iters_per_epoch = 430;  // the default experiment's batches per epoch
+  schedules::validate(policy, shape, o.iters);
 
   std::string csv = "cycle,iter,lr\n";
   for (int k = 0; k < o.cycles; ++k) {
-    const int64_t iters = schedules::cycle_iters(o.policy, k, o.iters);
+    const int64_t iters = schedules::cycle_iters(policy, k, o.iters);
     for (int64_t t = 0; t < iters; ++t)
       if (t % o.every == 0 || t + 1 == iters)
-        csv += fmt::format("{},{},{:.9g}\n", k, t, schedules::cycle_learning_rate(o.policy, o.shape, k, t, o.iters));
+        csv += fmt::format("{},{},{:.9g}\n", k, t, schedules::cycle_learning_rate(policy, shape, k, t, o.iters));
   }
   if (o.csv) {
     std::fwrite(csv.data(), 1, csv.size(), stdout);
   } else {
-    fmt::print("schedule: shape {}, policy {}, T = {} iterations, {} cycle(s)\n", o.shape.shape, o.policy.kind, o.iters,
+    fmt::print("schedule: shape {}, policy {}, T = {} iterations, {} cycle(s)\n", shape.shape, policy.kind, o.iters,
                o.cycles);
     fmt::print("{:>5} {:>9} {:>10} {:>8} {:>12} {:>12} {:>12}  {}\n", "cycle", "density", "max_lr", "x_k", "lr(0)",
                "lr(T/2)", "lr(end)", "phase");
     for (int k = 0; k < o.cycles; ++k) {
-      const int64_t iters = schedules::cycle_iters(o.policy, k, o.iters);
-      auto lr = [&](int64_t t) { return schedules::cycle_learning_rate(o.policy, o.shape, k, t, o.iters); };
+      const int64_t iters = schedules::cycle_iters(policy, k, o.iters);
+      auto lr = [&](int64_t t) { return schedules::cycle_learning_rate(policy, shape, k, t, o.iters); };
       fmt::print("{:>5} {:>9.4f} {:>10.5f} {:>8.4f} {:>12.6g} {:>12.6g} {:>12.6g}  {}\n", k,
-                 std::pow(1.0 - o.policy.prune_rate, k), schedules::cycle_max_lr(o.policy, o.shape, k),
-                 schedules::silo_sparsity_since_delay(o.policy, k), lr(0), lr(iters / 2), lr(iters - 1),
-                 silo_phase(o.policy, k));
+                 std::pow(1.0 - policy.prune_rate, k), schedules::cycle_max_lr(policy, shape, k),
+                 schedules::silo_sparsity_since_delay(policy, k), lr(0), lr(iters / 2), lr(iters - 1),
+                 silo_phase(policy, k));
     }
   }
   if (!o.png.empty()) {
@@ -76,10 +81,10 @@ int run_schedule(ScheduleOptions o) {
     }
     std::string max_lrs, phases;
     for (int k = 0; k < o.cycles; ++k) {
-      max_lrs += fmt::format("{}{:.9g}", k ? "," : "", schedules::cycle_max_lr(o.policy, o.shape, k));
-      phases += fmt::format("{}{}", k ? "," : "", silo_phase(o.policy, k));
+      max_lrs += fmt::format("{}{:.9g}", k ? "," : "", schedules::cycle_max_lr(policy, shape, k));
+      phases += fmt::format("{}{}", k ? "," : "", silo_phase(policy, k));
     }
-    const std::string title = fmt::format("{} / {} (T = {})", o.policy.kind, o.shape.shape, o.iters);
+    const std::string title = fmt::format("{} / {} (T = {})", policy.kind, shape.shape, o.iters);
     const std::string command = fmt::format("/usr/bin/python3 '{}' '{}' '{}' '{}' '{}' '{}'", script.string(),
                                             data.string(), o.png, max_lrs, title, phases);
     const int status = std::system(command.c_str());
