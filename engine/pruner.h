@@ -12,8 +12,8 @@
 //   after_step      after step t's optimizer step
 //   at_cycle_end    after cycle c's last step and evaluation, before cycle c + 1 (IMP and its controls,
 //                   structured shrinking, greedy unit selection)
-// The hooks are pure functions of (config, position, model state): a resumed run calls them at the same
-// points with the same state, so resuming stays bit-identical.
+// The hooks are pure functions of (config, position, model state, the pruner's own checkpointed state): a
+// resumed run calls them at the same points with the same state, so resuming stays bit-identical.
 #pragma once
 
 #include <cstdint>

@@ -268,6 +268,12 @@ Trainer::Position Trainer::load(const std::filesystem::path& path) {
   } catch (const std::exception& e) {
     fail("checkpoint {}: bad sparsetrain.position metadata: {}", path.string(), e.what());
   }
+  // A structurally pruned run saved smaller tensors: shrink the fresh model to them first.
+  if (shrink_to_checkpoint(path)) {
+    const int64_t steps = optimizer_->steps_taken();
+    optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
+    optimizer_->set_steps_taken(steps);
+  }
   rewind_point_.clear();
   if (rewind_tensors > 0)
     for (nn::Parameter* p : model_->parameters()) rewind_point_.push_back(Tensor::empty(p->value().shape()));
@@ -276,19 +282,6 @@ Trainer::Position Trainer::load(const std::filesystem::path& path) {
   if (rewind_point_.size() != rewind_tensors)
     fail("checkpoint {}: {} rewind tensors for a model with {} weights and buffers", path.string(), rewind_tensors,
          rewind_point_.size());
-  // A structurally pruned run saved smaller tensors: shrink the fresh model to them first.
-  std::map<std::string, Shape> shapes;
-  bool shrunk = false;
-  for (const auto& record : io::read_safetensors(path).tensors)
-    if (record.name.rfind("param/", 0) == 0) shapes[record.name.substr(6)] = record.shape;
-  for (nn::Parameter* p : model_->parameters())
-    if (const auto it = shapes.find(p->name); it != shapes.end() && it->second != p->value().shape()) shrunk = true;
-  if (shrunk) {
-    plugins().resize_to_shapes(*model_, shapes);
-    const int64_t steps = optimizer_->steps_taken();
-    optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
-    optimizer_->set_steps_taken(steps);
-  }
   io::CheckpointContents contents = checkpoint_contents();
   const int64_t optimizer_steps = optimizer_->steps_taken();
   io::load_checkpoint(path, contents);
@@ -301,6 +294,21 @@ Trainer::Position Trainer::load(const std::filesystem::path& path) {
     preset_sparse_choice(*p, choice->second);
   }
   return position;
+}
+
+bool Trainer::shrink_to_checkpoint(const std::filesystem::path& path) {
+  std::map<std::string, Shape> shapes;
+  bool shrunk = false;
+  for (const auto& record : io::read_safetensors(path).tensors)
+    if (record.name.rfind("param/", 0) == 0) shapes[record.name.substr(6)] = record.shape;
+  for (nn::Parameter* p : model_->parameters())
+    if (const auto it = shapes.find(p->name); it != shapes.end() && it->second != p->value().shape()) shrunk = true;
+  if (!shrunk) return false;
+  plugins().resize_to_shapes(*model_, shapes);
+  // what was made for the model's shapes
+  score_history_ = plugins().training_history(config_, *model_);
+  pruners_ = plugins().pruners(config_, {total_steps(), train_loader_->batches_per_epoch()});
+  return true;
 }
 
 void Trainer::init_from_checkpoint(const std::filesystem::path& path) {
@@ -316,18 +324,7 @@ void Trainer::init_from_checkpoint(const std::filesystem::path& path) {
     if (model != config_.model)
       fail("--init-from {}: a checkpoint of {}, but this run trains {} (--model)", path.string(), model, config_.model);
   }
-  // A structurally shrunk network saved smaller tensors: shrink the fresh model to them first.
-  std::map<std::string, Shape> shapes;
-  bool shrunk = false;
-  for (const auto& record : io::read_safetensors(path).tensors)
-    if (record.name.rfind("param/", 0) == 0) shapes[record.name.substr(6)] = record.shape;
-  for (nn::Parameter* p : model_->parameters())
-    if (const auto it = shapes.find(p->name); it != shapes.end() && it->second != p->value().shape()) shrunk = true;
-  if (shrunk) {
-    plugins().resize_to_shapes(*model_, shapes);
-    score_history_ = plugins().training_history(config_, *model_);
-    pruners_ = plugins().pruners(config_, {total_steps(), train_loader_->batches_per_epoch()});
-  }
+  shrink_to_checkpoint(path);  // a structurally shrunk network saved smaller tensors
   io::CheckpointContents contents;  // weights, masks and buffers only: the optimizer starts fresh
   contents.model = model_.get();
   io::load_checkpoint(path, contents);

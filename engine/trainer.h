@@ -160,6 +160,9 @@ class Trainer {
   enum class Progress { Bar, Epochs, Steps, Cycles, Quiet };
   Progress progress() const;  // config.progress, auto resolved by whether stdout is a terminal
   int64_t steps_after_cycle(int cycle) const;  // training steps of the cycles after `cycle` (for the run's ETA)
+  // Resizes the model's parameters to a structurally shrunk checkpoint's shapes (and remakes the score history
+  // and pruners for them); false when the shapes are the model's already. The optimizer is the caller's.
+  bool shrink_to_checkpoint(const std::filesystem::path& path);
   // --init-from: weights, masks and buffers of a checkpoint of the same model (a fresh optimizer).
   void init_from_checkpoint(const std::filesystem::path& path);
   double elapsed() const;  // seconds of this run, including those before a resume

@@ -42,7 +42,7 @@ struct LrSchedule {
   double one_cycle_final_div = 1e4; // one_cycle: end at eta / (div * final_div)
   std::string one_cycle_anneal = "cos";  // cos | linear
   double sine_alpha = 0.5, sine_beta = 0.6;  // exp_sine (recommended alpha 0.4-0.6, beta 0.5-0.7)
-  int64_t iters_per_epoch = 0;               // exp_sine: b (0: train sets it from the data)
+  int64_t iters_per_epoch = 0;               // exp_sine: b (0: the run's batches per epoch)
 };
 
 // Refuses bad parameters with an st::Error naming the flag (T = iterations of the cycle).
