@@ -50,7 +50,9 @@ TEST_SUITE("unit") {
     CHECK(st::find_option("dst_interval") == nullptr);
   }
 
-  TEST_CASE("config.json: every option written and read back; a missing key is its default; unknown and mistyped keys refused") {
+  TEST_CASE(
+      "config.json: every option written and read back; a missing key is its default; unknown and mistyped keys "
+      "refused") {
     st::TrainConfig changed;
     for (const st::Option* o : st::all_options()) st::set_option(*o, changed, other_value(*o, st::TrainConfig{}));
     const nlohmann::json json = st::to_json(changed);
