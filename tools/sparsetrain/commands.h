@@ -63,10 +63,9 @@ void add_export_flags(CLI::App& app, ExportOptions& options);
 int run_export(const ExportOptions& options);
 
 struct PruneOptions {
-  std::string run_dir, checkpoint = "final", out_checkpoint, score = "magnitude", allocation = "global";
+  std::string run_dir, checkpoint = "final", out_checkpoint;
   double density = 0.0, rate = 0.0;
-  int64_t score_batches = 1;
-  bool keep_first_dense = false, keep_last_dense = false;
+  TrainConfig pruning;  // the "prune" component's options (score, allocation, first/last dense, score batches)
   std::string device = "cpu";
 };
 void add_prune_flags(CLI::App& app, PruneOptions& options);

@@ -19,14 +19,7 @@ void add_prune_flags(CLI::App& app, PruneOptions& o) {
       ->required();
   app.add_option("--density", o.density, "keep this fraction of the prunable weights (0 < D <= 1)");
   app.add_option("--rate", o.rate, "or remove this fraction of the remaining weights (0 < R < 1)");
-  app.add_option("--prune-score", o.score,
-                 "score (higher = keep): " + pruning::score_names())
-      ->capture_default_str();
-  app.add_option("--prune-allocation", o.allocation, "global | layerwise | er | erk")->capture_default_str();
-  app.add_option("--score-batches", o.score_batches, "training minibatches averaged by gradient scores")
-      ->capture_default_str();
-  app.add_flag("--keep-first-dense", o.keep_first_dense, "never prune the first prunable tensor");
-  app.add_flag("--keep-last-dense", o.keep_last_dense, "never prune the last prunable tensor");
+  add_option_flags(app, o.pruning, {"prune"});  // --prune-score, --prune-allocation, --keep-*, --score-batches
   app.add_option("--device", o.device, "auto | cpu | cuda (scores and evaluation)")->capture_default_str();
 }
 
@@ -44,11 +37,8 @@ int run_prune(const PruneOptions& o) {
   TrainConfig config = Trainer::config_of_checkpoint(checkpoint);
   config.device = o.device;
   pruning::PruneSpec& prune = config.get<pruning::PruneSpec>();
-  prune.score = o.score;
-  prune.allocation = o.allocation;
-  prune.keep_first_dense = o.keep_first_dense;
-  prune.keep_last_dense = o.keep_last_dense;
-  config.get<pruning::ScoringOptions>().batches = o.score_batches;
+  prune = o.pruning.get<pruning::PruneSpec>();
+  config.get<pruning::ScoringOptions>() = o.pruning.get<pruning::ScoringOptions>();
   Trainer trainer(config);  // validates the score, allocation and score batches
   const std::filesystem::path out = trainer.checkpoint_path(o.out_checkpoint);
   if (std::filesystem::exists(out)) fail("--out-checkpoint: {} exists already (choose another name)", out.string());
