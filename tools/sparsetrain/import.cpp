@@ -13,16 +13,13 @@
 namespace st::cli {
 
 void add_import_flags(CLI::App& app, ImportOptions& o) {
-  app.add_option("--model", o.config.model, "model name (see `sparsetrain models`)")->required();
+  // the run's options that fix the network: its model and the data set it is for (its input)
+  add_option_flags(app, o.config, {"run"}, {"model", "data", "data-dir", "image-size", "run-dir"});
+  app.get_option("--model")->required()->default_str("");
+  app.get_option("--run-dir")->required()->default_str("");
   app.add_option("--state", o.state, "PyTorch state dict as safetensors (float32)")->required();
-  app.add_option("--run-dir", o.config.run_dir, "run directory to write the checkpoint into")->required();
   app.add_option("--checkpoint", o.checkpoint, "name of the new checkpoint in run-dir/checkpoints")
       ->capture_default_str();
-  app.add_option("--data", o.config.dataset, "the data set the model is for: fashion-mnist | mnist | cifar10 | "
-                                             "cifar100 | imagefolder")
-      ->capture_default_str();
-  app.add_option("--data-dir", o.config.data_dir, "dataset directory (default: the dataset's usual place)");
-  app.add_option("--image-size", o.config.image_size, "imagefolder: the image side")->capture_default_str();
 }
 
 int run_import(ImportOptions o) {

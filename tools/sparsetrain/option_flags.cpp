@@ -8,10 +8,12 @@
 
 namespace st::cli {
 
-void add_option_flags(CLI::App& app, TrainConfig& config, const std::vector<std::string>& names) {
+void add_option_flags(CLI::App& app, TrainConfig& config, const std::vector<std::string>& names,
+                      const std::vector<std::string>& keys) {
   for (const Component& component : components()) {
     if (!names.empty() && std::find(names.begin(), names.end(), component.name) == names.end()) continue;
     for (const Option& o : component.options) {
+      if (!keys.empty() && std::find(keys.begin(), keys.end(), o.key) == keys.end()) continue;
       const std::string flag = "--" + o.key;
       std::string help = o.help;
       if (!o.choices.empty()) {

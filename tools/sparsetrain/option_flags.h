@@ -12,8 +12,9 @@
 
 namespace st::cli {
 
-// components: names (engine/options.h); empty = all.
-void add_option_flags(CLI::App& app, TrainConfig& config, const std::vector<std::string>& components = {});
+// components: names (engine/options.h), empty = all; keys: only these options of them (empty = all).
+void add_option_flags(CLI::App& app, TrainConfig& config, const std::vector<std::string>& components = {},
+                      const std::vector<std::string>& keys = {});
 
 struct ScheduleFlags {
   std::string silo_notation;  // "SILO(offset, alpha, W, D1, D2, T)"
