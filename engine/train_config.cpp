@@ -39,7 +39,6 @@ Component run_component() {
   Component c;
   c.name = "run";
   c.title = "Run";
-  auto opt = [](TrainConfig& t) -> OptimizerConfig& { return t.optimizer; };
   c.options = {
       option<C>("model", &C::model, "model name (see `sparsetrain models`)"),
       option<C>("data", &C::dataset, "dataset", {"fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder"}),
@@ -53,25 +52,25 @@ Component run_component() {
       option<C>("batch", &C::batch_size, "batch size"),
       option<C>("iters", &C::iters_per_cycle, "iterations of a dense cycle; 0 = epochs x batches per epoch"),
       option<C>("cycles", &C::cycles_count, "training cycles: 1 = dense; K + 1 = dense + K pruning cycles (IMP)"),
-      option<C>("optimizer", [opt](C& t) -> std::string& { return opt(t).name; }, "optimizer",
+      option<C>("optimizer", [](C& t) -> std::string& { return t.optimizer.name; }, "optimizer",
                 {"sgd", "adam", "adamw", "rmsprop"}),
       option<C>(
-          "momentum", [opt](C& t) -> float& { return opt(t).momentum; }, "momentum (sgd, rmsprop)"),
+          "momentum", [](C& t) -> float& { return t.optimizer.momentum; }, "momentum (sgd, rmsprop)"),
       option<C>(
-          "dampening", [opt](C& t) -> float& { return opt(t).dampening; }, "momentum dampening (sgd)"),
+          "dampening", [](C& t) -> float& { return t.optimizer.dampening; }, "momentum dampening (sgd)"),
       option<C>(
-          "nesterov", [opt](C& t) -> bool& { return opt(t).nesterov; }, "Nesterov momentum (sgd)"),
+          "nesterov", [](C& t) -> bool& { return t.optimizer.nesterov; }, "Nesterov momentum (sgd)"),
       option<C>(
-          "weight-decay", [opt](C& t) -> float& { return opt(t).weight_decay; },
+          "weight-decay", [](C& t) -> float& { return t.optimizer.weight_decay; },
           "L2 weight decay (decoupled for adamw)"),
       option<C>(
-          "beta1", [opt](C& t) -> float& { return opt(t).beta1; }, "Adam beta1"),
+          "beta1", [](C& t) -> float& { return t.optimizer.beta1; }, "Adam beta1"),
       option<C>(
-          "beta2", [opt](C& t) -> float& { return opt(t).beta2; }, "Adam beta2"),
+          "beta2", [](C& t) -> float& { return t.optimizer.beta2; }, "Adam beta2"),
       option<C>(
-          "eps", [opt](C& t) -> float& { return opt(t).eps; }, "Adam / RMSProp epsilon"),
+          "eps", [](C& t) -> float& { return t.optimizer.eps; }, "Adam / RMSProp epsilon"),
       option<C>(
-          "alpha", [opt](C& t) -> float& { return opt(t).alpha; }, "RMSProp smoothing constant"),
+          "alpha", [](C& t) -> float& { return t.optimizer.alpha; }, "RMSProp smoothing constant"),
       option<C>("label-smoothing", &C::label_smoothing, "label smoothing of the cross-entropy"),
       option<C>("val-size", &C::val_size, "training images held out for validation"),
       option<C>("train-limit", &C::train_limit, "use only the first N training images (0 = all)"),
@@ -140,10 +139,35 @@ const Option* find_option(const std::string& key) {
 
 // ---- values ------------------------------------------------------------------------------------
 
+namespace {
+
+// ref() hands out a field's address, making a block absent from the config: readers use a copy of theirs.
+nlohmann::json value_of(const Option& option, TrainConfig& copy) {
+  return std::visit([](auto* value) { return nlohmann::json(*value); }, option.ref(copy));
+}
+
+std::string text_of(const Option& option, TrainConfig& copy) {
+  return std::visit(
+      [](auto* value) -> std::string {
+        using T = std::remove_pointer_t<decltype(value)>;
+        if constexpr (std::is_same_v<T, bool>) {
+          return *value ? "true" : "false";
+        } else if constexpr (std::is_same_v<T, std::string>) {
+          return *value;
+        } else if constexpr (std::is_same_v<T, std::vector<int64_t>> || std::is_same_v<T, std::vector<double>>) {
+          return fmt::format("{}", fmt::join(*value, ","));
+        } else {
+          return fmt::format("{}", *value);
+        }
+      },
+      option.ref(copy));
+}
+
+}  // namespace
+
 nlohmann::json option_value(const Option& option, const TrainConfig& config) {
-  TrainConfig copy = config;  // ref() hands out a field's address (making a block absent from `config`)
-  const OptionRef ref = option.ref(copy);
-  return std::visit([](auto* value) { return nlohmann::json(*value); }, ref);
+  TrainConfig copy = config;
+  return value_of(option, copy);
 }
 
 void set_option(const Option& option, TrainConfig& config, const nlohmann::json& value) {
@@ -175,30 +199,17 @@ void set_option(const Option& option, TrainConfig& config, const nlohmann::json&
 }
 
 std::string option_text(const Option& option, const TrainConfig& config) {
-  TrainConfig copy = config;  // (as option_value)
-  const OptionRef ref = option.ref(copy);
-  return std::visit(
-      [](auto* value) -> std::string {
-        using T = std::remove_pointer_t<decltype(value)>;
-        if constexpr (std::is_same_v<T, bool>) {
-          return *value ? "true" : "false";
-        } else if constexpr (std::is_same_v<T, std::string>) {
-          return *value;
-        } else if constexpr (std::is_same_v<T, std::vector<int64_t>> || std::is_same_v<T, std::vector<double>>) {
-          return fmt::format("{}", fmt::join(*value, ","));
-        } else {
-          return fmt::format("{}", *value);
-        }
-      },
-      ref);
+  TrainConfig copy = config;
+  return text_of(option, copy);
 }
 
 // ---- config.json -------------------------------------------------------------------------------
 
 nlohmann::json to_json(const TrainConfig& config) {
+  TrainConfig copy = config;
   nlohmann::json j = nlohmann::json::object();
   for (const Option* o : all_options())
-    if (!o->transient) j[o->key] = option_value(*o, config);
+    if (!o->transient) j[o->key] = value_of(*o, copy);
   return j;
 }
 
@@ -273,9 +284,10 @@ TrainConfig train_config_from_json(const nlohmann::json& json) {
 }
 
 void validate(const TrainConfig& config) {
+  TrainConfig copy = config;
   for (const Option* o : all_options()) {
     if (o->choices.empty()) continue;
-    const std::string value = option_text(*o, config);
+    const std::string value = text_of(*o, copy);
     bool known = false;
     for (const std::string& choice : o->choices) known = known || choice == value;
     if (known) continue;

@@ -475,22 +475,24 @@ void Trainer::train_cycle(Position& position, double max_lr, bool main_line, io:
                        format_duration(seconds_per_step * run_left));
   };
   while (position.step < cycle_iters) {
-    pruners_before_step(step_point(position), metrics);
+    run_pruners(&Pruner::acts_before_step, &Pruner::before_step, step_point(position), metrics);
     if (position.cycle == 0 && position.step == rewind_iteration) capture_rewind_point();
     const int64_t epoch = position.data_step / batches, batch_index = position.data_step % batches;
     const int64_t batch = train_loader_->fill_batch(epoch, batch_index, images, labels);
     const double lr = peak_scale * learning_rate_->lr(position.cycle, position.step);
     int64_t correct = 0;
     std::function<void()> after_backward;
-    if (const StepPoint at = step_point(position); pruners_act_after_backward(at))
-      after_backward = [this, at, &metrics] { pruners_after_backward(at, metrics); };
+    if (const StepPoint at = step_point(position); pruners_act(&Pruner::acts_after_backward, at))
+      after_backward = [this, at, &metrics] {
+        run_pruners(&Pruner::acts_after_backward, &Pruner::after_backward, at, metrics);
+      };
     const auto step_start = std::chrono::steady_clock::now();
     const float loss = train_step(images, labels, batch, static_cast<float>(lr), &correct, after_backward);
     step_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
     if (!std::isfinite(loss))
       fail("training diverged: loss is {} at cycle {} step {} with lr {} (lower --lr)", loss, position.cycle,
            position.step + 1, lr);
-    if (const StepPoint at = step_point(position); pruners_act_after_step(at)) pruners_after_step(at, metrics);
+    run_pruners(&Pruner::acts_after_step, &Pruner::after_step, step_point(position), metrics);
     ++position.step;
     ++position.data_step;
     ++position.global_step;

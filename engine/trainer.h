@@ -168,14 +168,14 @@ class Trainer {
   double elapsed() const;  // seconds of this run, including those before a resume
   // Between cycles: prune, rewind or keep the weights (or the controls), reset the optimizer.
   void prune_for_next_cycle(int next_cycle, io::MetricsLog& metrics);
-  // The step-loop pruners' hooks (engine/pruner.h): where the loop is, and the before-step hook of every
-  // pruner that acts there (with the model on the CPU for them).
+  // The step-loop pruners' hooks (engine/pruner.h): where the loop is; whether some pruner acts at a point
+  // (acts: &Pruner::acts_before_step, ...); and the hook of every pruner that acts there, with the model on
+  // the CPU while one does.
+  using PrunerActs = bool (Pruner::*)(const StepPoint&) const;
+  using PrunerHook = void (Pruner::*)(PruningRun&, const StepPoint&);
   StepPoint step_point(const Position& position) const;
-  void pruners_before_step(const StepPoint& at, io::MetricsLog& metrics);
-  bool pruners_act_after_backward(const StepPoint& at) const;
-  void pruners_after_backward(const StepPoint& at, io::MetricsLog& metrics);
-  bool pruners_act_after_step(const StepPoint& at) const;
-  void pruners_after_step(const StepPoint& at, io::MetricsLog& metrics);
+  bool pruners_act(PrunerActs acts, const StepPoint& at) const;
+  void run_pruners(PrunerActs acts, PrunerHook hook, const StepPoint& at, io::MetricsLog& metrics);
   class Services;  // the PruningRun the pruners see (engine/trainer_pruning.cpp)
   // The per-cycle distribution report (engine/trainer_report.cpp).
   nlohmann::json measure_distributions(int cycle);

@@ -191,43 +191,23 @@ StepPoint Trainer::step_point(const Position& position) const {
   return {position.cycle, position.step, total_steps(), train_loader_->batches_per_epoch()};
 }
 
-void Trainer::pruners_before_step(const StepPoint& at, io::MetricsLog& metrics) {
-  // Called before every step: the model moves to the CPU only when some pruner acts (and is released
-  // at the end of this function).
+bool Trainer::pruners_act(PrunerActs acts, const StepPoint& at) const {
+  for (const auto& pruner : pruners_)
+    if (((*pruner).*acts)(at)) return true;
+  return false;
+}
+
+void Trainer::run_pruners(PrunerActs acts, PrunerHook hook, const StepPoint& at, io::MetricsLog& metrics) {
+  // Called at every step: the model moves to the CPU only when some pruner acts (and is released at the end
+  // of this function); after the backward, with the gradients (RigL grows by them).
   std::optional<HostScope> host;
   Services services(*this, &metrics);
   for (const auto& pruner : pruners_) {
-    if (!pruner->acts_before_step(at)) continue;
+    if (!((*pruner).*acts)(at)) continue;
     if (!host) host.emplace(*this);
-    pruner->before_step(services, at);
+    ((*pruner).*hook)(services, at);
   }
   if (host) host->release();  // here, not in std::optional's noexcept destructor, so a CUDA error propagates
-}
-
-bool Trainer::pruners_act_after_backward(const StepPoint& at) const {
-  for (const auto& pruner : pruners_)
-    if (pruner->acts_after_backward(at)) return true;
-  return false;
-}
-
-void Trainer::pruners_after_backward(const StepPoint& at, io::MetricsLog& metrics) {
-  const HostScope host(*this);  // with the gradients (RigL grows by them)
-  Services services(*this, &metrics);
-  for (const auto& pruner : pruners_)
-    if (pruner->acts_after_backward(at)) pruner->after_backward(services, at);
-}
-
-bool Trainer::pruners_act_after_step(const StepPoint& at) const {
-  for (const auto& pruner : pruners_)
-    if (pruner->acts_after_step(at)) return true;
-  return false;
-}
-
-void Trainer::pruners_after_step(const StepPoint& at, io::MetricsLog& metrics) {
-  const HostScope host(*this);
-  Services services(*this, &metrics);
-  for (const auto& pruner : pruners_)
-    if (pruner->acts_after_step(at)) pruner->after_step(services, at);
 }
 
 void Trainer::change_model(const std::function<void(PruningRun&)>& change) {
