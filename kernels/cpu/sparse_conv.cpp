@@ -1,7 +1,7 @@
 // The sparse convolution (formulas in kernels/cpu/sparse.h).
 //
-// Blocked layout: 16 images are the 16 lanes of one AVX-512 register, so a stored weight w[k, r, s, c]
-// scales, for a row of output pixels, the input vectors x[c, oh*st + r, ow*st + s, 0..16) of one input
+// Blocked layout: 16 images are the 16 lanes of one AVX-512 register (two AVX2 registers: vec16.h), so a stored weight
+// w[k, r, s, c] scales, for a row of output pixels, the input vectors x[c, oh*st + r, ow*st + s, 0..16) of one input
 // plane: contiguous loads (stride 1) or every other vector (stride 2), no gathers, and no product ever
 // touches a pruned weight. Per block of 16 images:
 //   x  -> xb  [C][H + 2p][W + 2p][16]   zeros in the padding and in the lanes past the batch
@@ -26,19 +26,23 @@
 #include <utility>
 #include <vector>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/sparse.h"
-#include "kernels/cpu/transpose16.h"
+#include "kernels/cpu/vec16.h"
 
 namespace st::cpu {
 namespace {
 
 constexpr int64_t kLanes = 16;  // images per block
-constexpr int kMaxTile = 16;    // output pixels per register tile
+#if defined(ST_VEC16)
+// Output pixels per register tile (accumulators; a broadcast and a load beside them), and stored weights
+// per weight-gradient pass (accumulators beside the output gradient's vector).
+constexpr int kMaxTile = kVec16Registers - 2 >= 16 ? 16 : kVec16Registers - 2;
+constexpr int64_t kEntriesPerPass = kVec16Registers - 2 >= 8 ? 8 : kVec16Registers - 2;
+#else
+constexpr int kMaxTile = 16;
+constexpr int64_t kEntriesPerPass = 8;
+#endif
 
 int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
@@ -72,49 +76,38 @@ struct Blocked {
   }
 };
 
-#if defined(__AVX512F__)
-// GCC 12's headers implement some of these intrinsics with a deliberately undefined register (its
-// content is discarded), which -Wuninitialized reports: silenced for the transposes alone.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 // out[j * out_stride + i] (+)= in[i * in_stride + j] for i < rows, j < cols (both at most 16); with
 // `pad`, out[j * out_stride + i] = 0 for rows <= i < 16 (a whole 16-float output row is written).
 template <bool Accumulate>
 __attribute__((always_inline)) inline void transpose_block(const float* in, int64_t in_stride, int64_t rows,
                                                            int64_t cols, float* out, int64_t out_stride, bool pad) {
-#if defined(__AVX512F__)
+#if defined(ST_VEC16)
+  Vec16 row[16];
   if (rows == 16 && cols == 16) {  // the common full tile: no masks
-    __m512 row[16];
 #pragma GCC unroll 16
-    for (int i = 0; i < 16; ++i) row[i] = _mm512_loadu_ps(in + i * in_stride);
+    for (int i = 0; i < 16; ++i) row[i] = vload(in + i * in_stride);
     transpose16(row);
 #pragma GCC unroll 16
     for (int j = 0; j < 16; ++j) {
       float* dst = out + j * out_stride;
       if constexpr (Accumulate) {
-        _mm512_storeu_ps(dst, _mm512_add_ps(row[j], _mm512_loadu_ps(dst)));
+        vstore(dst, vadd(row[j], vload(dst)));
       } else {
-        _mm512_storeu_ps(dst, row[j]);
+        vstore(dst, row[j]);
       }
     }
     return;
   }
-  const __mmask16 col_mask = static_cast<__mmask16>((1u << cols) - 1u);
-  __m512 row[16];
 #pragma GCC unroll 16
-  for (int i = 0; i < 16; ++i)
-    row[i] = i < rows ? _mm512_maskz_loadu_ps(col_mask, in + i * in_stride) : _mm512_setzero_ps();
+  for (int i = 0; i < 16; ++i) row[i] = i < rows ? vload_first(in + i * in_stride, cols) : vzero();
   transpose16(row);
-  const __mmask16 row_mask = pad ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << rows) - 1u);
+  const int64_t stored = pad ? 16 : rows;
   for (int64_t j = 0; j < cols; ++j) {
     float* dst = out + j * out_stride;
     if constexpr (Accumulate) {
-      _mm512_mask_storeu_ps(dst, row_mask, _mm512_add_ps(row[j], _mm512_maskz_loadu_ps(row_mask, dst)));
+      vstore_first(dst, vadd(row[j], vload_first(dst, stored)), stored);
     } else {
-      _mm512_mask_storeu_ps(dst, row_mask, row[j]);
+      vstore_first(dst, row[j], stored);
     }
   }
 #else
@@ -132,10 +125,6 @@ __attribute__((always_inline)) inline void transpose_block(const float* in, int6
   }
 #endif
 }
-
-#if defined(__AVX512F__)
-#pragma GCC diagnostic pop
-#endif
 
 // dst[c][top + y][left + x][lane] = src[b * 16 + lane][y][x][c] for image block b of an NHWC src
 // [batch, h, w, c] and planes of rows x cols; every other element of dst (borders, lanes past the
@@ -166,45 +155,45 @@ void block_to_blocked(int64_t batch, int64_t b, int64_t h, int64_t w, int64_t c,
   }
 }
 
-#if defined(__AVX512F__)
+#if defined(ST_VEC16)
 // out[t * out_step + lane] = sum_j values[j] * base[offset[j] + t * in_step + lane], t < T: T
 // accumulator registers, one broadcast and T fused multiply-adds per stored weight.
 template <int T>
 inline void tile_sum(const float* values, const int64_t* offset, int64_t begin, int64_t end, const float* base,
                      int64_t in_step, float* out, int64_t out_step) {
-  __m512 acc[T];
+  Vec16 acc[T];
 #pragma GCC unroll 16
-  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  for (int t = 0; t < T; ++t) acc[t] = vzero();
   for (int64_t j = begin; j < end; ++j) {
-    const __m512 w = _mm512_set1_ps(values[j]);
+    const Vec16 w = vset1(values[j]);
     const float* src = base + offset[j];
 #pragma GCC unroll 16
-    for (int t = 0; t < T; ++t) acc[t] = _mm512_fmadd_ps(w, _mm512_loadu_ps(src + t * in_step), acc[t]);
+    for (int t = 0; t < T; ++t) acc[t] = vfmadd(w, vload(src + t * in_step), acc[t]);
   }
 #pragma GCC unroll 16
-  for (int t = 0; t < T; ++t) _mm512_storeu_ps(out + t * out_step, acc[t]);
+  for (int t = 0; t < T; ++t) vstore(out + t * out_step, acc[t]);
 }
 
 // sums[e] = sum over images, rows and columns of dy * x_e (E stored weights of one output channel).
 template <int E>
 inline void entry_dots(const float* dy, const float* const* x, int64_t blocks, int64_t rows, int64_t cols,
                        int64_t dy_block, int64_t dy_row, int64_t x_block, int64_t x_row, int64_t x_step, float* sums) {
-  __m512 acc[E];
+  Vec16 acc[E];
 #pragma GCC unroll 8
-  for (int e = 0; e < E; ++e) acc[e] = _mm512_setzero_ps();
+  for (int e = 0; e < E; ++e) acc[e] = vzero();
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t y = 0; y < rows; ++y) {
       const float* g = dy + b * dy_block + y * dy_row;
       const int64_t xo = b * x_block + y * x_row;
       for (int64_t xc = 0; xc < cols; ++xc) {
-        const __m512 d = _mm512_loadu_ps(g + xc * kLanes);
+        const Vec16 d = vload(g + xc * kLanes);
 #pragma GCC unroll 8
-        for (int e = 0; e < E; ++e) acc[e] = _mm512_fmadd_ps(d, _mm512_loadu_ps(x[e] + xo + xc * x_step), acc[e]);
+        for (int e = 0; e < E; ++e) acc[e] = vfmadd(d, vload(x[e] + xo + xc * x_step), acc[e]);
       }
     }
   alignas(64) float lanes[kLanes];
   for (int e = 0; e < E; ++e) {
-    _mm512_store_ps(lanes, acc[e]);
+    vstore(lanes, acc[e]);
     float sum = 0.0f;
     for (int64_t l = 0; l < kLanes; ++l) sum += lanes[l];
     sums[e] = sum;
@@ -411,8 +400,8 @@ void sparse_conv_backward(const Conv2dGeometry& g, const SparsePattern& p, const
           for (int64_t k = 0; k < k_count; ++k) {
             const float* g_rows = dyb + ((k * shape.hq + shape.border_h + oh0) * shape.wq + shape.border_w) * kLanes;
             const int64_t end = p.row_start[static_cast<std::size_t>(k + 1)];
-            for (int64_t i = p.row_start[static_cast<std::size_t>(k)]; i < end; i += 8) {
-              const int64_t count = std::min<int64_t>(8, end - i);
+            for (int64_t i = p.row_start[static_cast<std::size_t>(k)]; i < end; i += kEntriesPerPass) {
+              const int64_t count = std::min<int64_t>(kEntriesPerPass, end - i);
               const float* taps[8];
               float sums[8];
               for (int64_t e = 0; e < count; ++e) taps[e] = x_rows + x_offset[i + e];

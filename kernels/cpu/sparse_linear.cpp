@@ -2,34 +2,40 @@
 //
 // Layout: activations and their gradients are transposed into blocks of 16 images, [ceil(batch / 16)]
 // [features][16], so every stored weight scales (forward, data gradient) or dots (weight gradient) one
-// 64-byte row per block: one AVX-512 register. Each thread owns a contiguous range of blocks: it
-// transposes its own images in (16 x 16 tiles through registers), multiplies over the pattern and
-// transposes its results back, so no cache line written by one thread is read or written by another
-// (with row halves of a shared [features, batch] array, the cores most likely traded lines: two threads
-// ran slower than one on the Intel VM). The weight and bias gradients are summed per thread and added in
-// thread order.
+// 64-byte row per block: one AVX-512 register, or two AVX2 registers (kernels/cpu/vec16.h). Each thread
+// owns a contiguous range of blocks: it transposes its own images in (16 x 16 tiles through registers),
+// multiplies over the pattern and transposes its results back, so no cache line written by one thread is
+// read or written by another (with row halves of a shared [features, batch] array, the cores most likely
+// traded lines: two threads ran slower than one on the Intel VM). The weight and bias gradients are
+// summed per thread and added in thread order.
 //
 // Inner loops: up to 8 blocks at a time in 8 accumulator registers (written with intrinsics so they stay
 // in registers across a row's entries), the row of the entry after next prefetched; the weight gradient
-// holds the output gradient's blocks in registers across the row. Without AVX-512 the same loops in
-// portable simd form.
+// holds the output gradient's blocks in registers across the row (8 blocks with AVX-512, fewer with AVX2).
+// Without either, the same loops in portable simd form.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <omp.h>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/sparse.h"
-#include "kernels/cpu/transpose16.h"
+#include "kernels/cpu/vec16.h"
 
 namespace st::cpu {
 namespace {
 
 constexpr int64_t kLanes = 16;  // images per block
+// Blocks per pass in registers: accumulators of the forward and data gradient (a broadcast and a load
+// beside them), and the output gradient's blocks held by the weight gradient (two accumulators and a load
+// beside them). 8 with AVX-512; fewer with AVX2's 16 registers, whose Vec16 takes two.
+#if defined(ST_VEC16)
+constexpr int kCombinedBlocks = kVec16Registers - 2 >= 8 ? 8 : kVec16Registers - 2;
+constexpr int kHeldBlocks = kVec16Registers - 3 >= 8 ? 8 : kVec16Registers - 3;
+#else
+constexpr int kCombinedBlocks = 8;
+#endif
 
 // Grow-only scratch arrays of the calling thread (the products are called from outside parallel
 // regions), 64-byte aligned, so a training step allocates and clears nothing: slot 0 the blocked inputs,
@@ -49,54 +55,54 @@ float* scratch(int slot, int64_t count) {
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
-#if defined(__AVX512F__)
+#if defined(ST_VEC16)
 // out[v][0, 16) = sum_j values[j] * in[v][index[j] * 16 + 0 .. 16) for V blocks (block v of the input at
 // in + v * in_stride, of the output at out + v * out_stride), over the entries [begin, end).
 template <int V>
 inline void combine_fixed(const int32_t* index, const float* values, int64_t begin, int64_t end, const float* in,
                           int64_t in_stride, float* out, int64_t out_stride) {
-  __m512 acc[V];
+  Vec16 acc[V];
 #pragma GCC unroll 8
-  for (int v = 0; v < V; ++v) acc[v] = _mm512_setzero_ps();
+  for (int v = 0; v < V; ++v) acc[v] = vzero();
   for (int64_t j = begin; j < end; ++j) {
     if (j + 12 < end) {
       const float* ahead = in + static_cast<int64_t>(index[j + 12]) * kLanes;
 #pragma GCC unroll 8
       for (int v = 0; v < V; ++v) _mm_prefetch(reinterpret_cast<const char*>(ahead + v * in_stride), _MM_HINT_T0);
     }
-    const __m512 w = _mm512_set1_ps(values[j]);
+    const Vec16 w = vset1(values[j]);
     const float* src = in + static_cast<int64_t>(index[j]) * kLanes;
 #pragma GCC unroll 8
-    for (int v = 0; v < V; ++v) acc[v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(src + v * in_stride), acc[v]);
+    for (int v = 0; v < V; ++v) acc[v] = vfmadd(w, vload(src + v * in_stride), acc[v]);
   }
 #pragma GCC unroll 8
-  for (int v = 0; v < V; ++v) _mm512_storeu_ps(out + v * out_stride, acc[v]);
+  for (int v = 0; v < V; ++v) vstore(out + v * out_stride, acc[v]);
 }
 
 // sum_v g[v] . x[v * stride + 0 .. 16) with g held in V registers: two accumulator chains.
 template <int V>
-inline float dot_held(const __m512* g, const float* x, int64_t stride) {
-  __m512 acc[2] = {_mm512_mul_ps(g[0], _mm512_loadu_ps(x)), _mm512_setzero_ps()};
+inline float dot_held(const Vec16* g, const float* x, int64_t stride) {
+  Vec16 acc[2] = {vmul(g[0], vload(x)), vzero()};
 #pragma GCC unroll 8
-  for (int v = 1; v < V; ++v) acc[v & 1] = _mm512_fmadd_ps(g[v], _mm512_loadu_ps(x + v * stride), acc[v & 1]);
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+  for (int v = 1; v < V; ++v) acc[v & 1] = vfmadd(g[v], vload(x + v * stride), acc[v & 1]);
+  return vsum(vadd(acc[0], acc[1]));
 }
 
 // dst[c * ldd + r] = src[r * lds + c] (+ bias[r] when given, + the old dst when accumulating) for a 16 x 16
 // tile, in registers.
 inline void transpose_tile(const float* src, int64_t lds, float* dst, int64_t ldd, bool accumulate,
                            const float* bias) {
-  __m512 row[16];
+  Vec16 row[16];
 #pragma GCC unroll 16
-  for (int i = 0; i < 16; ++i) row[i] = _mm512_loadu_ps(src + i * lds);
+  for (int i = 0; i < 16; ++i) row[i] = vload(src + i * lds);
   transpose16(row);
-  const __m512 extra = bias != nullptr ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+  const Vec16 extra = bias != nullptr ? vload(bias) : vzero();
 #pragma GCC unroll 16
   for (int j = 0; j < 16; ++j) {
     float* out = dst + j * ldd;
-    __m512 v = bias != nullptr ? _mm512_add_ps(row[j], extra) : row[j];
-    if (accumulate) v = _mm512_add_ps(_mm512_loadu_ps(out), v);
-    _mm512_storeu_ps(out, v);
+    Vec16 v = bias != nullptr ? vadd(row[j], extra) : row[j];
+    if (accumulate) v = vadd(vload(out), v);
+    vstore(out, v);
   }
 }
 #else
@@ -146,8 +152,8 @@ void combine_blocks(const int32_t* index, const float* values, int64_t begin, in
   const int64_t in_stride = in_rows * kLanes, out_stride = out_rows * kLanes;
   const int64_t full_end = tail > 0 ? b1 - 1 : b1;
   int64_t b = b0;
-  for (; b + 8 <= full_end; b += 8)
-    combine_fixed<8>(index, values, begin, end, in + b * in_stride, in_stride, out + b * out_stride + row * kLanes,
+  for (; b + kCombinedBlocks <= full_end; b += kCombinedBlocks)
+    combine_fixed<kCombinedBlocks>(index, values, begin, end, in + b * in_stride, in_stride, out + b * out_stride + row * kLanes,
                      out_stride);
   const float* in_b = in + b * in_stride;
   float* out_b = out + b * out_stride + row * kLanes;
@@ -167,7 +173,7 @@ void combine_blocks(const int32_t* index, const float* values, int64_t begin, in
 }
 
 // dst[c * ldd + r] = src[r * lds + c] (+ bias[r] when given, + the old dst when accumulating) for the source
-// rows [0, rows) and columns [0, cols): 16 x 16 tiles in registers with AVX-512, scalar edges.
+// rows [0, rows) and columns [0, cols): 16 x 16 tiles in registers with AVX-512 or AVX2, scalar edges.
 void transpose_block(const float* src, int64_t lds, float* dst, int64_t ldd, int64_t rows, int64_t cols,
                      bool accumulate, const float* bias) {
   const auto element = [&](int64_t r, int64_t c) {
@@ -177,7 +183,7 @@ void transpose_block(const float* src, int64_t lds, float* dst, int64_t ldd, int
     out = accumulate ? out + v : v;
   };
   int64_t r = 0;
-#if defined(__AVX512F__)
+#if defined(ST_VEC16)
   for (; r + 16 <= rows; r += 16) {
     int64_t c = 0;
     for (; c + 16 <= cols; c += 16)
@@ -186,7 +192,7 @@ void transpose_block(const float* src, int64_t lds, float* dst, int64_t ldd, int
       for (int64_t rr = r; rr < r + 16; ++rr) element(rr, c);
   }
 #endif
-  constexpr int64_t kBlock = 32;  // the scalar rest (and everything without AVX-512), in cache blocks
+  constexpr int64_t kBlock = 32;  // the scalar rest (and everything without AVX2), in cache blocks
   for (; r < rows; r += kBlock) {
     const int64_t r_end = std::min(rows, r + kBlock);
     for (int64_t c0 = 0; c0 < cols; c0 += kBlock) {
@@ -230,15 +236,15 @@ void from_blocks(const BatchSplit& s, const float* blocked, int64_t features, fl
                     s.images(b), accumulate, bias);
 }
 
-#if defined(__AVX512F__)
+#if defined(ST_VEC16)
 // part[i] += sum over V blocks of dyt[b][r] . xt[b][c_i] for the entries i of row r (dyt's blocks at
 // stride rows * 16, xt's at cols * 16): the output gradient's blocks stay in registers across the row.
 template <int V>
 void sddmm_blocks(const SparsePattern& p, int64_t r, const float* dyt, const float* xt, float* part) {
   const int64_t dy_stride = p.rows * kLanes, x_stride = p.cols * kLanes;
-  __m512 g[V];
+  Vec16 g[V];
 #pragma GCC unroll 8
-  for (int v = 0; v < V; ++v) g[v] = _mm512_loadu_ps(dyt + v * dy_stride + r * kLanes);
+  for (int v = 0; v < V; ++v) g[v] = vload(dyt + v * dy_stride + r * kLanes);
   const int64_t begin = p.row_start[static_cast<std::size_t>(r)], end = p.row_start[static_cast<std::size_t>(r + 1)];
   const int32_t* index = p.col_index.data();
   for (int64_t i = begin; i < end; ++i) {
@@ -262,8 +268,9 @@ void sddmm_row(const SparsePattern& p, int64_t r, const float* dyt, const float*
   std::fill(part + begin, part + end, 0.0f);
   const int64_t full_end = tail > 0 ? b1 - 1 : b1;
   int64_t b = b0;
-#if defined(__AVX512F__)
-  for (; b + 8 <= full_end; b += 8) sddmm_blocks<8>(p, r, dyt + b * dy_stride, xt + b * x_stride, part);
+#if defined(ST_VEC16)
+  for (; b + kHeldBlocks <= full_end; b += kHeldBlocks)
+    sddmm_blocks<kHeldBlocks>(p, r, dyt + b * dy_stride, xt + b * x_stride, part);
   const float* dyt_b = dyt + b * dy_stride;
   const float* xt_b = xt + b * x_stride;
   switch (full_end - b) {
